@@ -1,0 +1,660 @@
+"""Results tables in the paper's layout (Tables 1, 2, 3, 5, 6) and their renderers.
+
+Every builder takes plain records (dicts, one per run and seed) and returns a :class:`Table`.
+Accuracies are in percent. Means are over seeds; the std is the *sample* std (ddof=1) over
+seeds, 0.0 for a single seed, and the text renderers only print "± std" for rows that rest
+on at least two seeds.
+
+Renderers: :meth:`Table.to_markdown`, :meth:`Table.to_csv`, :meth:`Table.to_json`,
+:meth:`Table.to_terminal` (plain fixed width), :meth:`Table.to_rich`; :func:`write` stores
+``stem.md``, ``stem.csv`` and ``stem.json`` atomically. Only the text renderers (markdown,
+terminal) round; CSV and JSON keep full precision.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dra.report.metrics import harmonic_mean, mean, mean_std
+
+__all__ = [
+    "DATASET_NAMES",
+    "BASE2NEW_DATASETS",
+    "CROSS_DATASET_TARGETS",
+    "DOMAIN_GEN_SOURCE",
+    "DOMAIN_GEN_VARIANTS",
+    "DOMAIN_GEN_COLUMNS",
+    "Table",
+    "display_name",
+    "base2new_table",
+    "cross_dataset_table",
+    "domain_gen_table",
+    "efficiency_table",
+    "ablation_table",
+    "write",
+    "atomic_write_text",
+]
+
+# dataset id -> the name the paper prints
+DATASET_NAMES: dict[str, str] = {
+    "imagenet": "ImageNet",
+    "caltech101": "Caltech101",
+    "oxford_pets": "OxfordPets",
+    "stanford_cars": "StanfordCars",
+    "oxford_flowers": "Flowers102",
+    "food101": "Food101",
+    "fgvc_aircraft": "FGVCAircraft",
+    "sun397": "SUN397",
+    "dtd": "DTD",
+    "eurosat": "EuroSAT",
+    "ucf101": "UCF101",
+    "imagenetv2": "ImageNet-V2",
+    "imagenet_sketch": "ImageNet-Sketch",
+    "imagenet_a": "ImageNet-A",
+    "imagenet_r": "ImageNet-R",
+}
+
+# Table 1 order (also the order of Table 2's targets, after the ImageNet source)
+BASE2NEW_DATASETS: tuple[str, ...] = (
+    "imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
+    "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
+)
+CROSS_DATASET_TARGETS: tuple[str, ...] = BASE2NEW_DATASETS[1:]
+
+DOMAIN_GEN_SOURCE = "imagenet"
+DOMAIN_GEN_VARIANTS: tuple[str, ...] = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+# Table 3 headers, as the paper prints them
+DOMAIN_GEN_COLUMNS: dict[str, str] = {
+    "imagenet": "ImageNet",
+    "imagenetv2": "-V2",
+    "imagenet_sketch": "-S",
+    "imagenet_a": "-A",
+    "imagenet_r": "-R",
+}
+
+
+def display_name(dataset: str) -> str:
+    """The paper's name for a dataset id; unknown ids are returned unchanged."""
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+# --------------------------------------------------------------------------------------------
+# Table
+# --------------------------------------------------------------------------------------------
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _json_value(v: Any) -> Any:
+    """Python scalar for JSON: floats stay floats (NaN/inf -> None), ints stay ints."""
+    if v is None or isinstance(v, (str, bool)):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if _is_number(v):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if hasattr(v, "item"):  # 0-d numpy / torch values
+        return _json_value(v.item())
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
+    return str(v)
+
+
+@dataclass
+class Table:
+    """A results table: a label column first, then value columns.
+
+    Attributes:
+        title: caption.
+        columns: header names; ``columns[0]`` labels the rows (Dataset, Method, ...).
+        rows: one list per row, ``len(columns)`` values each (``None`` = missing, shown "-").
+        stds: optional grid of the same shape with the std over seeds of each cell (``None``
+            where a cell has none, e.g. HM and the Average row).
+        n_seeds: optional seed count per row (the smallest over the row's cells); "± std" is
+            printed only where it is at least 2.
+        formats: format spec per column for the text renderers (default ``".2f"`` for
+            floats), e.g. ``{"Trainable params": ",d"}``.
+        notes: free-text lines printed under the markdown / terminal table.
+    """
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    stds: list[list[float | None]] | None = None
+    n_seeds: list[int | None] | None = None
+    formats: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.columns = list(self.columns)
+        self.rows = [list(r) for r in self.rows]
+        for r in self.rows:
+            if len(r) != len(self.columns):
+                raise ValueError(f"row {r!r} has {len(r)} values for {len(self.columns)} columns")
+        if self.stds is not None:
+            self.stds = [list(r) for r in self.stds]
+            if len(self.stds) != len(self.rows) or any(len(s) != len(self.columns) for s in self.stds):
+                raise ValueError("stds must have the same shape as rows")
+        if self.n_seeds is not None:
+            self.n_seeds = list(self.n_seeds)
+            if len(self.n_seeds) != len(self.rows):
+                raise ValueError("n_seeds needs one entry per row")
+
+    # ---- access -----------------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[Any]:
+        """The row labels (first column)."""
+        return [r[0] for r in self.rows]
+
+    def column(self, name: str) -> list[Any]:
+        j = self.columns.index(name)
+        return [r[j] for r in self.rows]
+
+    def cell(self, label: Any, column: str) -> Any:
+        """The value in the row labelled ``label`` and the given column."""
+        return self.rows[self.labels.index(label)][self.columns.index(column)]
+
+    def std(self, label: Any, column: str) -> float | None:
+        if self.stds is None:
+            return None
+        return self.stds[self.labels.index(label)][self.columns.index(column)]
+
+    def _std_columns(self) -> list[int]:
+        if self.stds is None:
+            return []
+        return [j for j in range(len(self.columns)) if any(s[j] is not None for s in self.stds)]
+
+    # ---- text formatting --------------------------------------------------------------------
+
+    def _fmt_value(self, v: Any, column: str) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float) and not math.isfinite(v):
+            return "-" if math.isnan(v) else str(v)
+        spec = self.formats.get(column)
+        if _is_number(v):
+            if spec is None:
+                spec = "d" if isinstance(v, numbers.Integral) else ".2f"
+            try:
+                return format(v, spec)
+            except ValueError:  # e.g. ",d" given a float
+                return format(float(v), ".2f")
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(self._fmt_value(x, column) for x in v) + "]"
+        return str(v)
+
+    def _show_std(self, i: int) -> bool:
+        if self.stds is None:
+            return False
+        if self.n_seeds is None or self.n_seeds[i] is None:
+            return True
+        return self.n_seeds[i] >= 2
+
+    def _fmt_cell(self, i: int, j: int, with_std: bool) -> str:
+        col = self.columns[j]
+        text = self._fmt_value(self.rows[i][j], col)
+        if with_std and self._show_std(i) and self.rows[i][j] is not None:
+            s = self.stds[i][j]  # type: ignore[index]
+            if s is not None:
+                spec = self.formats.get(col, ".2f")
+                try:
+                    text += f" ± {format(float(s), spec)}"
+                except ValueError:
+                    text += f" ± {float(s):.2f}"
+        return text
+
+    def _text_grid(self, with_std: bool) -> list[list[str]]:
+        return [
+            [self._fmt_cell(i, j, with_std) for j in range(len(self.columns))]
+            for i in range(len(self.rows))
+        ]
+
+    # ---- renderers --------------------------------------------------------------------------
+
+    def to_markdown(self, std: bool = True) -> str:
+        """GitHub markdown: bold title line, the table (2 decimals, "± std"), then the notes."""
+
+        def esc(s: str) -> str:
+            return s.replace("|", "\\|")
+
+        lines = []
+        if self.title:
+            lines += [f"**{esc(self.title)}**", ""]
+        lines.append("| " + " | ".join(esc(c) for c in self.columns) + " |")
+        lines.append("|" + "|".join([":---"] + ["---:"] * (len(self.columns) - 1)) + "|")
+        for row in self._text_grid(std):
+            lines.append("| " + " | ".join(esc(c) for c in row) + " |")
+        if self.notes:
+            lines.append("")
+            lines += list(self.notes)
+        return "\n".join(lines) + "\n"
+
+    def to_terminal(self, std: bool = True) -> str:
+        """Plain fixed-width text: title, header, rule, rows (labels left, numbers right)."""
+        grid = [list(self.columns)] + self._text_grid(std)
+        widths = [max(len(r[j]) for r in grid) for j in range(len(self.columns))]
+
+        def line(cells: list[str]) -> str:
+            parts = [cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
+            return "  ".join(parts).rstrip()
+
+        out = []
+        if self.title:
+            out.append(self.title)
+        out.append(line(grid[0]))
+        out.append("  ".join("-" * w for w in widths))
+        out += [line(r) for r in grid[1:]]
+        out += list(self.notes)
+        return "\n".join(out) + "\n"
+
+    def to_rich(self, std: bool = True):
+        """A ``rich.table.Table`` for console printing (rich is imported lazily)."""
+        from rich.table import Table as RichTable
+
+        rt = RichTable(title=self.title or None)
+        for j, c in enumerate(self.columns):
+            rt.add_column(c, justify="left" if j == 0 else "right")
+        for row in self._text_grid(std):
+            rt.add_row(*row)
+        return rt
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """One dict per row, full precision (JSON-ready Python objects, not a string).
+
+        Keys: every column; ``"<column>_std"`` after each column that has stds; ``"n_seeds"``
+        last when known. Missing values and NaN are ``None``.
+        """
+        std_cols = set(self._std_columns())
+        out = []
+        for i, row in enumerate(self.rows):
+            d: dict[str, Any] = {}
+            for j, col in enumerate(self.columns):
+                d[col] = _json_value(row[j])
+                if j in std_cols:
+                    d[f"{col}_std"] = _json_value(self.stds[i][j])  # type: ignore[index]
+            if self.n_seeds is not None:
+                d["n_seeds"] = _json_value(self.n_seeds[i])
+            out.append(d)
+        return out
+
+    def to_csv(self) -> str:
+        """CSV text with the same columns as :meth:`to_json`, full precision, "" for missing."""
+        records = self.to_json()
+        fieldnames = list(records[0].keys()) if records else list(self.columns)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v))
+                             for k, v in r.items()})
+        return buf.getvalue()
+
+    def to_dict(self) -> dict[str, Any]:
+        """What :func:`write` stores as ``stem.json``."""
+        return {"title": self.title, "columns": list(self.columns), "rows": self.to_json(),
+                "notes": list(self.notes)}
+
+    def write(self, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
+        return write(self, out_dir, stem)
+
+    def __str__(self) -> str:
+        return self.to_terminal()
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write(table: Table, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """Write ``stem.md``, ``stem.csv`` and ``stem.json`` (title, columns, rows, notes) into
+    ``out_dir`` (created if needed), each atomically. Returns ``{"md": ..., "csv": ..., "json": ...}``.
+    """
+    out = Path(out_dir)
+    return {
+        "md": atomic_write_text(out / f"{stem}.md", table.to_markdown()),
+        "csv": atomic_write_text(out / f"{stem}.csv", table.to_csv()),
+        "json": atomic_write_text(out / f"{stem}.json", json.dumps(table.to_dict(), indent=2) + "\n"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregation helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _require(rec: Mapping[str, Any], keys: Iterable[str]) -> None:
+    missing = [k for k in keys if k not in rec]
+    if missing:
+        raise ValueError(f"record {dict(rec)!r} lacks {missing}")
+
+
+def _hashable(v: Any) -> Hashable:
+    if isinstance(v, list):
+        return tuple(_hashable(x) for x in v)
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):  # numpy / torch values
+        return _hashable(v.tolist())
+    return v
+
+
+def _group_by_seed(records: Iterable[Mapping[str, Any]], key_fn, what: str) -> dict[Any, dict[Any, Mapping]]:
+    """{key: {seed: record}} in order of first appearance; duplicates (key, seed) are an error."""
+    groups: dict[Any, dict[Any, Mapping]] = {}
+    for rec in records:
+        key = key_fn(rec)
+        seed = rec.get("seed")
+        per_seed = groups.setdefault(key, {})
+        if seed in per_seed:
+            raise ValueError(f"duplicate record for {what} {key!r}, seed {seed!r}")
+        per_seed[seed] = rec
+    return groups
+
+
+# --------------------------------------------------------------------------------------------
+# Table 1: base-to-new
+# --------------------------------------------------------------------------------------------
+
+
+def base2new_table(
+    records: Iterable[Mapping[str, Any]],
+    title: str = "Base-to-new generalisation",
+    average: bool = True,
+) -> Table:
+    """Paper Table 1 for one method: a row per dataset, columns Dataset, Base, New, HM.
+
+    Args:
+        records: ``{"dataset": id, "seed": int, "base": acc, "new": acc}``, accuracies in
+            percent, one per dataset and seed (a repeated (dataset, seed) is an error).
+        title: table caption.
+        average: append the "Average" row.
+
+    Per dataset: Base and New are the means over seeds, their std is the *sample* std over
+    seeds (ddof=1; 0.0 for one seed), HM is the harmonic mean of the *mean* Base and *mean*
+    New. Rows keep the order in which datasets first appear in ``records``; datasets are
+    shown by their paper names (unknown ids as given). The Average row is the mean over
+    datasets of the per-dataset mean Base (New likewise) and HM = harmonic_mean(avg Base,
+    avg New) -- the CoOp/MMA convention, *not* the mean of the per-dataset HMs.
+    """
+    records = list(records)
+    for r in records:
+        _require(r, ("dataset", "base", "new"))
+    groups = _group_by_seed(records, lambda r: r["dataset"], "dataset")
+    rows, stds, n_seeds = [], [], []
+    for ds, per_seed in groups.items():
+        b_mean, b_std = mean_std([r["base"] for r in per_seed.values()])
+        n_mean, n_std = mean_std([r["new"] for r in per_seed.values()])
+        rows.append([display_name(ds), b_mean, n_mean, harmonic_mean(b_mean, n_mean)])
+        stds.append([None, b_std, n_std, None])
+        n_seeds.append(len(per_seed))
+    if average and rows:
+        avg_b = mean(r[1] for r in rows)
+        avg_n = mean(r[2] for r in rows)
+        rows.append(["Average", avg_b, avg_n, harmonic_mean(avg_b, avg_n)])
+        stds.append([None, None, None, None])
+        n_seeds.append(min(n_seeds))
+    notes = []
+    if average and rows:
+        notes.append("Average: means over datasets of the seed-mean Base and New; "
+                     "HM = harmonic mean of the averaged Base and New.")
+    return Table(title=title, columns=["Dataset", "Base", "New", "HM"], rows=rows,
+                 stds=stds, n_seeds=n_seeds, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables 2 and 3: one row per method, one column per evaluation dataset
+# --------------------------------------------------------------------------------------------
+
+
+def _per_method_dataset(
+    records: list[Mapping[str, Any]], method: str
+) -> tuple[list[str], dict[str, dict[str, tuple[float, float, int]]], list[str]]:
+    """Methods in appearance order, {method: {dataset: (mean, std, n)}}, datasets in appearance order."""
+    for r in records:
+        _require(r, ("dataset", "accuracy"))
+    groups = _group_by_seed(records, lambda r: (r.get("method", method), r["dataset"]),
+                            "(method, dataset)")
+    methods: list[str] = []
+    datasets: list[str] = []
+    cells: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for (m, ds), per_seed in groups.items():
+        if m not in methods:
+            methods.append(m)
+        if ds not in datasets:
+            datasets.append(ds)
+        mu, sd = mean_std([r["accuracy"] for r in per_seed.values()])
+        cells.setdefault(m, {})[ds] = (mu, sd, len(per_seed))
+    return methods, cells, datasets
+
+
+def _method_table(
+    records: Iterable[Mapping[str, Any]],
+    order: list[str],
+    averaged: set[str],
+    names: Mapping[str, str],
+    avg_label: str,
+    title: str,
+    method: str,
+    note: str,
+) -> Table:
+    methods, cells, _ = _per_method_dataset(list(records), method)
+    rows, stds, n_seeds = [], [], []
+    for m in methods:
+        row: list[Any] = [m]
+        srow: list[float | None] = [None]
+        counts = []
+        avg_vals = []
+        for ds in order:
+            c = cells[m].get(ds)
+            row.append(None if c is None else c[0])
+            srow.append(None if c is None else c[1])
+            if c is not None:
+                counts.append(c[2])
+                if ds in averaged:
+                    avg_vals.append(c[0])
+        row.append(mean(avg_vals) if avg_vals else None)
+        srow.append(None)
+        rows.append(row)
+        stds.append(srow)
+        n_seeds.append(min(counts) if counts else None)
+    columns = ["Method"] + [names.get(ds, ds) for ds in order] + [avg_label]
+    return Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds, notes=[note])
+
+
+def cross_dataset_table(
+    records: Iterable[Mapping[str, Any]],
+    title: str = "Cross-dataset evaluation",
+    method: str = "DRA",
+    source: str = "imagenet",
+) -> Table:
+    """Paper Table 2: the source column first, then the targets, then "Average".
+
+    Args:
+        records: ``{"dataset": id, "seed": int, "accuracy": acc}`` (percent); an optional
+            ``"method"`` key gives one row per method (in order of appearance), otherwise the
+            single row is labelled ``method``.
+        source: the training dataset, shown first and left out of the Average.
+
+    Targets follow the paper's order (Caltech101 ... UCF101), then unknown ids in order of
+    appearance; only datasets present in ``records`` get a column. Cells are means over
+    seeds (sample std kept in ``stds``); Average = mean of the row's target cells (the source
+    excluded), over the targets it has.
+    """
+    records = list(records)
+    present = list(dict.fromkeys(r["dataset"] for r in records if "dataset" in r))
+    order = [source] if source in present else []
+    order += [d for d in CROSS_DATASET_TARGETS if d in present and d != source]
+    order += [d for d in present if d not in order]
+    targets = {d for d in order if d != source}
+    return _method_table(records, order, targets, DATASET_NAMES, "Average", title, method,
+                         note=f"Average: mean over the target datasets (source {display_name(source)} excluded).")
+
+
+def domain_gen_table(
+    records: Iterable[Mapping[str, Any]],
+    title: str = "Domain generalisation",
+    method: str = "DRA",
+) -> Table:
+    """Paper Table 3: ImageNet, -V2, -S, -A, -R, Avg.
+
+    Args:
+        records: ``{"dataset": id, "seed": int, "accuracy": acc}`` with ids ``imagenet``,
+            ``imagenetv2``, ``imagenet_sketch``, ``imagenet_a``, ``imagenet_r`` (any other id
+            is an error); optional ``"method"`` as in :func:`cross_dataset_table`.
+
+    Cells are means over seeds; Avg = mean of the four variants only (ImageNet excluded),
+    over those present.
+    """
+    records = list(records)
+    known = (DOMAIN_GEN_SOURCE,) + DOMAIN_GEN_VARIANTS
+    unknown = sorted({r["dataset"] for r in records if r.get("dataset") not in known})
+    if unknown:
+        raise ValueError(f"domain generalisation datasets are {known}; got {unknown}")
+    present = {r["dataset"] for r in records}
+    order = [d for d in known if d in present]
+    return _method_table(records, order, set(DOMAIN_GEN_VARIANTS), DOMAIN_GEN_COLUMNS, "Avg",
+                         title, method, note="Avg: mean over the four ImageNet variants (ImageNet excluded).")
+
+
+# --------------------------------------------------------------------------------------------
+# Table 6: efficiency
+# --------------------------------------------------------------------------------------------
+
+_EFF_FIELDS = [
+    ("trainable_params", "Trainable params", ",d"),
+    ("epochs", "Epochs", "d"),
+    ("train_images_per_s", "Train (img/s)", ".2f"),
+    ("infer_images_per_s", "Inference (img/s)", ".2f"),
+    ("peak_memory_mb", "Peak memory (MB)", ".1f"),
+    ("hm", "HM (%)", ".2f"),
+]
+_EFF_RATIOS = [
+    ("train_images_per_s", "Train ×ZS"),
+    ("infer_images_per_s", "Inference ×ZS"),
+    ("peak_memory_mb", "Memory ×ZS"),
+]
+
+
+def efficiency_table(
+    rows: Iterable[Mapping[str, Any]],
+    title: str = "Computational efficiency",
+    reference: str = "zeroshot",
+) -> Table:
+    """Paper Table 6: one row per method.
+
+    Args:
+        rows: ``{"method", "trainable_params", "train_images_per_s", "infer_images_per_s",
+            "peak_memory_mb"}``; optional ``"epochs"`` and ``"hm"`` add the paper's Epoch and
+            HM columns. Missing or ``None`` values are shown as "-".
+        reference: the method the ratio columns divide by (the zero-shot CLIP row).
+
+    When a row's ``method`` equals ``reference``, ratio columns ``Train ×ZS``,
+    ``Inference ×ZS`` and ``Memory ×ZS`` are added: each value divided by the reference
+    row's (``None`` where either is missing or the reference is 0, e.g. zero-shot has no
+    training throughput).
+    """
+    rows = list(rows)
+    for r in rows:
+        _require(r, ("method",))
+    fields = [f for f in _EFF_FIELDS
+              if f[0] in ("trainable_params", "train_images_per_s", "infer_images_per_s", "peak_memory_mb")
+              or any(r.get(f[0]) is not None for r in rows)]
+    ref = next((r for r in rows if r["method"] == reference), None)
+    columns = ["Method"] + [f[1] for f in fields]
+    formats = {f[1]: f[2] for f in fields}
+    if ref is not None:
+        columns += [c for _, c in _EFF_RATIOS]
+    out_rows = []
+    for r in rows:
+        row: list[Any] = [r["method"]]
+        for key, _, _ in fields:
+            v = r.get(key)
+            if v is not None and key in ("trainable_params", "epochs"):
+                v = int(v)
+            elif v is not None:
+                v = float(v)
+            row.append(v)
+        if ref is not None:
+            for key, _ in _EFF_RATIOS:
+                v, base = r.get(key), ref.get(key)
+                row.append(float(v) / float(base) if v is not None and base not in (None, 0) else None)
+        out_rows.append(row)
+    notes = [f"×ZS: ratio to the {reference!r} row."] if ref is not None else []
+    return Table(title=title, columns=columns, rows=out_rows, formats=formats, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Ablations (Tables 4, 5, Figure 3)
+# --------------------------------------------------------------------------------------------
+
+
+def ablation_table(
+    records: Iterable[Mapping[str, Any]],
+    x_key: str,
+    title: str | None = None,
+) -> Table:
+    """Base/New/HM per value of a swept setting (r, h, K, rank ratios, variant name ...).
+
+    Args:
+        records: ``{x_key: value, "seed": int, "base": acc, "new": acc}``; lists as values
+            (e.g. rank ratios) are fine.
+        x_key: the swept key; it names the first column.
+
+    Values are means over seeds (sample std in ``stds``), HM of the means. Rows are sorted
+    by value when every value is a number, otherwise kept in order of first appearance.
+    """
+    records = list(records)
+    for r in records:
+        _require(r, (x_key, "base", "new"))
+    groups = _group_by_seed(records, lambda r: _hashable(r[x_key]), x_key)
+    keys = list(groups)
+    if all(_is_number(k) for k in keys):
+        keys.sort()
+    rows, stds, n_seeds = [], [], []
+    for k in keys:
+        per_seed = groups[k]
+        b, bs = mean_std([r["base"] for r in per_seed.values()])
+        n, ns = mean_std([r["new"] for r in per_seed.values()])
+        label = list(k) if isinstance(k, tuple) else k
+        rows.append([label, b, n, harmonic_mean(b, n)])
+        stds.append([None, bs, ns, None])
+        n_seeds.append(len(per_seed))
+    return Table(title=title if title is not None else f"Ablation over {x_key}",
+                 columns=[x_key, "Base", "New", "HM"], rows=rows, stds=stds, n_seeds=n_seeds)
+
+
+def _records_from(obj: Table | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Row dicts of a Table, or the records themselves."""
+    if isinstance(obj, Table):
+        return obj.to_json()
+    return [dict(r) for r in obj]
