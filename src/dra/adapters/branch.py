@@ -1,0 +1,40 @@
+"""The adapter branch added to a block: `s * A(LN1(x))`, with gradient scaling and the L1 term."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dra.adapters.grad_scale import scale_gradient
+from dra.config import DRAConfig
+
+
+class AdapterBranch(nn.Module):
+    """Wraps one adapter; `forward(y)` returns what is added to the residual stream.
+
+    In training with regularisation on, it also records `reg`: mean (or sum) of |X~ - X-| over the
+    block output's elements, where X~ - X- = s * (A_train(y) - A_eval(y)) (Eq. 19), taken past the
+    gradient-scaling point so that the adapter sees it at the same scale as the classification loss.
+    """
+
+    def __init__(self, adapter: nn.Module, config: DRAConfig) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.config = config
+        self.reg: torch.Tensor | None = None
+
+    def _unscaled(self, t: torch.Tensor) -> torch.Tensor:
+        return scale_gradient(t, 1.0 / self.config.scale) if self.config.gradient_scaling else t
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.gradient_scaling:
+            y = scale_gradient(y, cfg.scale)
+        with_reg = self.training and cfg.regularization and hasattr(self.adapter, "forward_with_reference")
+        if with_reg:
+            out, ref = self.adapter.forward_with_reference(y)
+            diff = (cfg.scale * self._unscaled(out - ref)).abs()
+            self.reg = diff.mean() if cfg.reg_reduction == "mean" else diff.sum()
+        else:
+            out = self.adapter(y)
+            self.reg = None
+        return cfg.scale * self._unscaled(out)

@@ -1,0 +1,32 @@
+"""The plain adapter baseline of Table 4: no token scores, no mask, every token at full rank r.
+
+    A(X) = relu(up(relu(mid(relu(down(X))))))      # outer ReLU switchable (`output_relu`)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dra.config import DRAConfig
+
+
+def project(adapter: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """mid -> ReLU -> up (-> ReLU): the tail shared by the plain adapter and Eqs. 17, 18."""
+    out = adapter.up(F.relu(adapter.mid(h)))
+    return F.relu(out) if adapter.config.output_relu else out
+
+
+class PlainAdapter(nn.Module):
+    def __init__(self, dim: int, config: DRAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.down = nn.Linear(dim, config.rank)
+        self.mid = nn.Linear(config.rank, config.rank)
+        self.up = nn.Linear(config.rank, dim)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        return project(self, h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(F.relu(self.down(x)))

@@ -1,0 +1,138 @@
+"""Load an open_clip CLIP by name: OpenAI weights, a local checkpoint file, or random weights.
+
+- `pretrained="openai"` (or any open_clip tag): taken from the local Hugging Face cache when present,
+  otherwise downloaded by open_clip. Offline it fails at once with a message naming the fix.
+- `pretrained="/path/file"`: an open_clip checkpoint (.pt/.bin/.safetensors, optionally under
+  "state_dict") or an OpenAI CLIP file as OpenAI distributes it (TorchScript archive or state dict).
+- `pretrained=None`: the architecture with random weights (tests, offline demos, parameter counts).
+
+OpenAI's CLIP uses QuickGELU; `quick_gelu=None` turns it on for the "openai" tag and OpenAI files,
+so that `ViT-B-16` + OpenAI weights never silently runs the wrong activation.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import zipfile
+from pathlib import Path
+
+import open_clip
+from open_clip.factory import load_state_dict
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+_CONFIG_DIR = Path(__file__).with_name("model_configs")
+open_clip.add_model_config(_CONFIG_DIR)
+
+
+class BackboneError(RuntimeError):
+    """A CLIP model or its weights cannot be loaded; the message names the fix."""
+
+
+def list_models() -> list[str]:
+    return open_clip.list_models()
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(name.endswith("constants.pkl") or "/code/" in name for name in zf.namelist())
+
+
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """The state dict in `path` and whether it is an OpenAI distribution file."""
+    if _is_torchscript(path):
+        sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+        for key in ("input_resolution", "context_length", "vocab_size"):
+            sd.pop(key, None)
+        return sd, True
+    sd = load_state_dict(str(path))
+    return sd, False
+
+
+def _hub_reachable(host: str = "huggingface.co") -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+def _cached_or_downloaded(model_name: str, tag: str) -> str:
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        raise BackboneError(
+            f"'{tag}' is neither a file nor a known open_clip tag for {model_name} (tags: {tags}); "
+            "pass --pretrained /path/to/checkpoint for a local file"
+        )
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import hf_hub_download
+
+        repo_id = "/".join(hub.strip("/").split("/")[:2])
+        for fname in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            try:
+                return hf_hub_download(repo_id, fname, local_files_only=True)
+            except Exception:  # noqa: BLE001 - not cached under this name
+                continue
+    if not _hub_reachable():
+        raise BackboneError(
+            f"pretrained weights '{tag}' for {model_name} are not in the local cache and the model hub "
+            "cannot be reached (offline). Download them on a connected machine (they land in the "
+            "Hugging Face cache, ~/.cache/huggingface) or pass a local file: --pretrained "
+            f"/path/to/{model_name}.pt (an OpenAI CLIP .pt or an open_clip checkpoint)"
+        )
+    try:
+        return open_clip.download_pretrained(cfg)
+    except Exception as e:  # noqa: BLE001
+        raise BackboneError(
+            f"downloading '{tag}' weights for {model_name} failed ({e}); pass a local file with "
+            "--pretrained /path/to/checkpoint"
+        ) from e
+
+
+def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | None = None,
+                quick_gelu: bool | None = None) -> tuple[nn.Module, dict]:
+    """Build the open_clip model and return it with the weights' description (for checkpoints)."""
+    if model_name not in open_clip.list_models():
+        raise BackboneError(
+            f"unknown model '{model_name}'; open_clip knows e.g. ViT-B-16, ViT-B-32, ViT-L-14 "
+            f"(all: dra models, or open_clip.list_models())"
+        )
+    state, openai_file, source = None, False, "random"
+    if pretrained is not None and str(pretrained) != "":
+        path = Path(pretrained).expanduser()
+        if path.is_file():
+            state, openai_file = _read_state_dict(path)
+            source = str(path)
+        elif any(sep in str(pretrained) for sep in ("/", "\\")) or path.suffix in (".pt", ".bin", ".safetensors"):
+            raise BackboneError(f"checkpoint file {path} does not exist; check the --pretrained path")
+        else:
+            state, _ = _read_state_dict(Path(_cached_or_downloaded(model_name, str(pretrained))))
+            openai_file = str(pretrained) == "openai"
+            source = str(pretrained)
+    if quick_gelu is None:
+        quick_gelu = openai_file
+    model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=bool(quick_gelu))
+    if state is not None:
+        try:
+            if "logit_scale" in state and model.logit_scale.ndim != state["logit_scale"].ndim:
+                state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            raise BackboneError(
+                f"weights {source} do not fit model {model_name} ({first}); pass the --model the "
+                "checkpoint was trained as"
+            ) from e
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    info = {"model": model_name, "pretrained": source, "quick_gelu": bool(quick_gelu)}
+    return model, info

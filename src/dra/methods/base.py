@@ -1,0 +1,97 @@
+"""What every method is: a module that maps images to logits over a set of class names.
+
+    logits = logit_scale * normalize(image_features) @ normalize(text_features(classnames)).T
+
+Subclasses decide how image and text features are computed and what the training loss adds to the
+cross-entropy. Text features of a class set are computed once in eval mode and reused.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dra.backbones import CLIPBackbone
+
+DEFAULT_TEMPLATE = "a photo of a {}."
+
+
+class ClassifierModel(nn.Module):
+    method: str = "base"
+
+    def __init__(self, backbone: CLIPBackbone, classnames: list[str], template: str = DEFAULT_TEMPLATE) -> None:
+        super().__init__()
+        if "{}" not in template:
+            raise ValueError(f"the prompt template must contain '{{}}' for the class name, got {template!r}")
+        self.backbone = backbone
+        self.template = template
+        self._eval_text: tuple[tuple[str, ...], torch.Tensor] | None = None
+        self.set_classnames(classnames)
+
+    # -- classes ------------------------------------------------------------------------------------
+    def set_classnames(self, classnames: list[str]) -> None:
+        """Switch the label space (e.g. base -> new classes); cached text features are dropped."""
+        if not classnames:
+            raise ValueError("at least one class name is needed")
+        self.classnames = [str(c) for c in classnames]
+        self._eval_text = None
+
+    @property
+    def prompts(self) -> list[str]:
+        return [self.template.format(c.replace("_", " ")) for c in self.classnames]
+
+    @property
+    def text_trainable(self) -> bool:
+        """Whether training changes the text features (then they are recomputed every step)."""
+        return False
+
+    def clear_text_cache(self) -> None:
+        """Forget cached text features (after the weights changed, e.g. a checkpoint was loaded)."""
+        self._eval_text = None
+
+    def train(self, mode: bool = True):
+        if self.text_trainable:
+            self.clear_text_cache()  # the text adapters will change
+        return super().train(mode)
+
+    # -- features -----------------------------------------------------------------------------------
+    def compute_text_features(self) -> torch.Tensor:
+        """(C, D) normalised text features of the current prompts."""
+        return self.backbone.encode_text(self.backbone.tokenize(self.prompts))
+
+    def text_features(self) -> torch.Tensor:
+        if self.training and self.text_trainable:
+            return self.compute_text_features()
+        key = tuple(self.prompts)
+        if self._eval_text is None or self._eval_text[0] != key:
+            with torch.no_grad():
+                self._eval_text = (key, self.compute_text_features())
+        return self._eval_text[1]
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.encode_image(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        image = self.image_features(images)
+        text = self.text_features()
+        return self.backbone.logit_scale * image @ text.to(image.dtype).t()
+
+    # -- training -----------------------------------------------------------------------------------
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy plus whatever terms the method adds; returns (loss, parts for logging)."""
+        ce = F.cross_entropy(logits.float(), labels)
+        return ce, {"ce": float(ce.detach())}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict[str, int]:
+        n = sum(p.numel() for p in self.trainable_parameters())
+        return {"trainable": n, "image": 0, "text": 0}
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes (empty for zero-shot CLIP)."""
+        return {}
+
+    def method_config(self) -> dict:
+        return {}
