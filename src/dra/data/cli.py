@@ -1,4 +1,147 @@
-"""`dra data ...` sub-commands (filled in by the datasets work)."""
+"""`dra data ...`: list datasets, check a layout on disk, print a few-shot draw, write `shapes`."""
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from dra.data.core import DataError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+DATASET_HELP = "Dataset name, e.g. eurosat, oxford_pets, imagenet, shapes (see `dra data list`)."
+ROOT_HELP = "Folder that holds the datasets in CoOp's layout (not needed for `shapes`)."
+
+
+def _one_line_errors(fn):
+    """A `DataError` ends the command with its one-line message on stderr and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DataError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.command("list")
+@_one_line_errors
+def list_datasets() -> None:
+    """List the datasets the registry knows, with the folder each expects under the data root."""
+    from dra.data.registry import DATASETS
+
+    for spec in DATASETS.values():
+        where = "generated (no data root needed)" if spec.embedded else f"<data-root>/{spec.folder}/"
+        typer.echo(f"{spec.name:16s} {spec.title:18s} {where}")
+
+
+@app.command()
+@_one_line_errors
+def check(
+    dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help=ROOT_HELP),
+    decode: bool = typer.Option(False, "--decode", help="Also open and decode every image."),
+    workers: int = typer.Option(4, "--workers", help="Threads used to decode images."),
+    max_listed: int = typer.Option(20, "--max-listed", help="Missing or bad files printed at most."),
+) -> None:
+    """Verify a dataset's layout: counts per split and class, every listed file present."""
+    from dra.data.check import SPLITS, check_dataset
+
+    bar = None
+
+    def progress(n: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="decoding", unit="img", file=sys.stderr, disable=None)
+        bar.update(n)
+
+    try:
+        report = check_dataset(dataset, data_root, decode=decode, workers=workers, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    spec, splits = report.spec, report.splits
+    echo = typer.echo
+    echo(f"dataset     {spec.name} ({spec.title})")
+    echo(f"image dir   {splits.image_dir}")
+    echo(f"classes     {len(splits.classnames)}")
+    expected = spec.expected_counts or (None, None, None)
+    for k, exp in zip(SPLITS, expected):
+        note = ""
+        if exp is not None:
+            note = "  (CoOp: same)" if exp == report.counts[k] else f"  (CoOp: {exp})"
+        if k == "val" and splits.val_is_test:
+            note += "  val is the test set, as in CoOp"
+        echo(f"{k:11s} {report.counts[k]}{note}")
+    echo("")
+    width = max([5] + [len(c) for c in splits.classnames])
+    echo(f"{'label':>5s}  {'class':{width}s}  {'train':>7s} {'val':>7s} {'test':>7s}")
+    for label, (name, c) in enumerate(zip(splits.classnames, report.per_class)):
+        echo(f"{label:5d}  {name:{width}s}  {c['train']:7d} {c['val']:7d} {c['test']:7d}")
+    echo("")
+    echo(f"files       {report.files} listed, {report.files - len(report.missing)} present, {len(report.missing)} missing")
+    for p in report.missing[:max_listed]:
+        echo(f"  missing   {p}")
+    if len(report.missing) > max_listed:
+        echo(f"  ... and {len(report.missing) - max_listed} more missing")
+    if report.decoded is not None:
+        echo(f"decoded     {report.decoded} opened, {report.decoded - len(report.bad)} ok, {len(report.bad)} bad")
+        for p, err in report.bad[:max_listed]:
+            echo(f"  bad       {p}")
+        if len(report.bad) > max_listed:
+            echo(f"  ... and {len(report.bad) - max_listed} more bad")
+    for w in report.warnings:
+        echo(f"warning     {w}")
+    if not report.ok:
+        typer.echo(
+            f"error: {spec.name}: {len(report.missing)} missing and {len(report.bad)} unreadable files "
+            f"under {splits.image_dir}; see docs/datasets.md",
+            err=True,
+        )
+        raise typer.Exit(1)
+    echo("OK")
+
+
+@app.command()
+@_one_line_errors
+def fewshot(
+    dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help=ROOT_HELP),
+    shots: int = typer.Option(16, "--shots", help="Images per class in train (val gets min(shots, 4)); 0 = all."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the draw (CoOp/Dassl cfg.SEED)."),
+    subsample: str = typer.Option("all", "--subsample", help="all | base | new (base-to-new classes)."),
+    indent: Optional[int] = typer.Option(None, "--indent", help="Indent the JSON (default: one line)."),
+) -> None:
+    """Print the few-shot draw as JSON: {"train": [[relpath, label, classname], ...], "val", "test", "classnames"}."""
+    from dra.data.fewshot import fewshot as draw
+    from dra.data.fewshot import subsample_classes
+    from dra.data.registry import build_dataset
+
+    splits = subsample_classes(draw(build_dataset(dataset, data_root), shots, seed), subsample)
+    out = {
+        k: [[splits.relpath(d), d.label, d.classname] for d in getattr(splits, k)]
+        for k in ("train", "val", "test")
+    }
+    out["classnames"] = list(splits.classnames)
+    typer.echo(json.dumps(out, indent=indent, ensure_ascii=False))
+
+
+@app.command("make-shapes")
+@_one_line_errors
+def make_shapes_cmd(
+    out: Path = typer.Option(..., "--out", help="Data root to write shapes/ into (CoOp layout)."),
+) -> None:
+    """Write the embedded `shapes` dataset (deterministic) under a data root of your choice."""
+    from dra.data.embedded import make_shapes
+
+    root = make_shapes(out)
+    typer.echo(f"wrote {root / 'shapes'}")

@@ -1,0 +1,182 @@
+"""`shapes`: a small dataset the project draws itself, so that every command runs with no data root.
+
+Ten classes of coloured shapes ("red circle", "blue square", ...) on noisy grey backgrounds,
+64x64 PNG, 24 train / 8 val / 16 test images per class (480 images, about 2 MB). Every image comes
+from its own `random.Random` seeded by a fixed string, so the same code writes the same pixels on
+every machine. It is written in CoOp's layout, `shapes/images/<class>/<class>_NNN.png` and
+`shapes/split_zhou_Shapes.json`, and read back through the same registry code as EuroSAT.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from dra.data.core import DOCS_HINT, DataError
+
+GENERATOR_VERSION = "shapes-v1"
+IMAGE_SIZE = 64
+PER_CLASS = {"train": 24, "val": 8, "test": 16}
+SPLIT_FILE = "split_zhou_Shapes.json"
+MARKER = ".complete"
+
+# (class name, RGB colour, shape): names are what the text encoder reads.
+SHAPES_CLASSES: list[tuple[str, tuple[int, int, int], str]] = [
+    ("red circle", (220, 30, 30), "circle"),
+    ("blue square", (30, 70, 220), "square"),
+    ("green triangle", (30, 170, 50), "triangle"),
+    ("yellow star", (240, 210, 20), "star"),
+    ("purple cross", (140, 40, 180), "cross"),
+    ("orange diamond", (250, 130, 20), "diamond"),
+    ("cyan hexagon", (20, 200, 210), "hexagon"),
+    ("white ring", (250, 250, 250), "ring"),
+    ("black arrow", (15, 15, 15), "arrow"),
+    ("pink crescent", (245, 120, 190), "crescent"),
+]
+SHAPES_COUNTS = tuple(PER_CLASS[k] * len(SHAPES_CLASSES) for k in ("train", "val", "test"))
+
+_SS = 4  # supersampling of the shape mask, for smooth edges
+
+
+def _polygon(n: int, cx: float, cy: float, r: float, angle: float, radii=(1.0,)) -> list[tuple[float, float]]:
+    pts = []
+    for k in range(n * len(radii)):
+        rr = r * radii[k % len(radii)]
+        a = angle + 2 * math.pi * k / (n * len(radii))
+        pts.append((cx + rr * math.cos(a), cy + rr * math.sin(a)))
+    return pts
+
+
+def _rotated(points, cx, cy, angle):
+    c, s = math.cos(angle), math.sin(angle)
+    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]
+
+
+def _shape_mask(shape: str, rng: random.Random) -> Image.Image:
+    size = IMAGE_SIZE * _SS
+    mask = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(mask)
+    r = rng.uniform(0.19, 0.30) * size
+    cx = rng.uniform(r + 0.04 * size, size - r - 0.04 * size)
+    cy = rng.uniform(r + 0.04 * size, size - r - 0.04 * size)
+    tilt = math.radians(rng.uniform(-15, 15))  # small, so a square never turns into a diamond
+    spin = rng.uniform(0, 2 * math.pi)
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    elif shape == "ring":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=255, width=int(0.32 * r))
+    elif shape == "square":
+        draw.polygon(_polygon(4, cx, cy, r * 1.15, math.pi / 4 + tilt), fill=255)
+    elif shape == "diamond":
+        pts = [(0, -r * 1.15), (r * 0.7, 0), (0, r * 1.15), (-r * 0.7, 0)]
+        draw.polygon(_rotated(pts, cx, cy, tilt), fill=255)
+    elif shape == "triangle":
+        draw.polygon(_polygon(3, cx, cy + 0.15 * r, r * 1.15, -math.pi / 2 + tilt), fill=255)
+    elif shape == "star":
+        draw.polygon(_polygon(5, cx, cy, r * 1.15, -math.pi / 2 + tilt, radii=(1.0, 0.42)), fill=255)
+    elif shape == "hexagon":
+        draw.polygon(_polygon(6, cx, cy, r, spin), fill=255)
+    elif shape == "cross":
+        w = 0.36 * r
+        pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
+        draw.polygon(_rotated(pts, cx, cy, tilt), fill=255)
+    elif shape == "arrow":
+        pts = [(-r, -0.25 * r), (0.1 * r, -0.25 * r), (0.1 * r, -0.65 * r), (r, 0), (0.1 * r, 0.65 * r), (0.1 * r, 0.25 * r), (-r, 0.25 * r)]
+        draw.polygon(_rotated(pts, cx, cy, spin), fill=255)
+    elif shape == "crescent":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        dx, dy = 0.45 * r * math.cos(spin), 0.45 * r * math.sin(spin)
+        rr = 0.85 * r
+        draw.ellipse([cx + dx - rr, cy + dy - rr, cx + dx + rr, cy + dy + rr], fill=0)
+    else:  # pragma: no cover - the class table above is the only caller
+        raise ValueError(shape)
+    return mask.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BOX)
+
+
+def render_image(class_index: int, image_index: int) -> Image.Image:
+    """Image `image_index` of class `class_index`: a pure function of its two indices."""
+    _, colour, shape = SHAPES_CLASSES[class_index]
+    rng = random.Random(f"{GENERATOR_VERSION}/{class_index}/{image_index}")
+    grey = rng.randint(85, 170)
+    tint = [max(0, min(255, grey + rng.randint(-18, 18))) for _ in range(3)]
+    background = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), tuple(tint))
+    noise = Image.frombytes("RGB", (IMAGE_SIZE, IMAGE_SIZE), rng.randbytes(IMAGE_SIZE * IMAGE_SIZE * 3))
+    image = Image.blend(background, noise, 0.15)
+    fill = tuple(max(0, min(255, c + rng.randint(-20, 20))) for c in colour)
+    image.paste(fill, (0, 0), _shape_mask(shape, rng))
+    return image
+
+
+def class_folder(classname: str) -> str:
+    return classname.replace(" ", "_")
+
+
+def _write(dataset_dir: Path) -> None:
+    image_dir = dataset_dir / "images"
+    split: dict[str, list] = {"train": [], "val": [], "test": []}
+    for label, (classname, _, _) in enumerate(SHAPES_CLASSES):
+        folder = class_folder(classname)
+        (image_dir / folder).mkdir(parents=True, exist_ok=True)
+        index = 0
+        for key, count in PER_CLASS.items():
+            for _ in range(count):
+                rel = f"{folder}/{folder}_{index:03d}.png"
+                render_image(label, index).save(image_dir / rel, format="PNG", compress_level=6)
+                split[key].append([rel, label, classname])
+                index += 1
+    with open(dataset_dir / SPLIT_FILE, "w", encoding="utf-8") as f:
+        json.dump(split, f, indent=0)
+    (dataset_dir / MARKER).write_text(GENERATOR_VERSION + "\n")
+
+
+def is_complete(dataset_dir: Path) -> bool:
+    marker = Path(dataset_dir) / MARKER
+    return marker.is_file() and marker.read_text().strip() == GENERATOR_VERSION
+
+
+def make_shapes(out_root: str | os.PathLike) -> Path:
+    """Write `<out_root>/shapes` (CoOp layout) unless a complete copy of this version is there.
+
+    Returns `out_root`, the data root to read it from. Safe to call from several processes at
+    once: each writes into a private temporary folder that is renamed into place.
+    """
+    root = Path(os.path.abspath(os.path.expanduser(os.fspath(out_root))))
+    target = root / "shapes"
+    if is_complete(target):
+        return root
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".shapes-tmp-", dir=root))
+    except OSError as e:
+        raise DataError(
+            f"shapes: cannot write the embedded dataset to {root} ({e.strerror or e}); "
+            f"set DRA_CACHE_DIR to a writable folder; {DOCS_HINT}"
+        ) from None
+    try:
+        _write(tmp)
+        if target.exists():  # stale (older generator) or half-written: move it aside first
+            if is_complete(target):
+                return root
+            old = Path(tempfile.mkdtemp(prefix=".shapes-old-", dir=root))
+            os.replace(target, old / "shapes")
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not is_complete(target):  # another process did not win the race: a real error
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def ensure_shapes(cache_dir: str | os.PathLike) -> Path:
+    """The data root holding a complete `shapes/` in `cache_dir`, generating it the first time."""
+    return make_shapes(cache_dir)
