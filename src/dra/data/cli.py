@@ -122,10 +122,13 @@ def fewshot(
     indent: Optional[int] = typer.Option(None, "--indent", help="Indent the JSON (default: one line)."),
 ) -> None:
     """Print the few-shot draw as JSON: {"train": [[relpath, label, classname], ...], "val", "test", "classnames"}."""
+    from dra.data.fewshot import SUBSAMPLES
     from dra.data.fewshot import fewshot as draw
     from dra.data.fewshot import subsample_classes
     from dra.data.registry import build_dataset
 
+    if subsample not in SUBSAMPLES:  # before reading a large dataset
+        raise DataError(f"--subsample must be one of {', '.join(SUBSAMPLES)}, not {subsample!r}; see docs/datasets.md")
     splits = subsample_classes(draw(build_dataset(dataset, data_root), shots, seed), subsample)
     out = {
         k: [[splits.relpath(d), d.label, d.classname] for d in getattr(splits, k)]

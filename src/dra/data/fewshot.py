@@ -23,7 +23,7 @@ import random
 from dataclasses import replace
 from typing import Sequence
 
-from dra.data.core import DataError, DatasetSplits, Datum
+from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum
 
 VAL_SHOTS_CAP = 4  # CoOp: val = generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
 SUBSAMPLES = ("all", "base", "new")
@@ -81,7 +81,7 @@ def base_new_labels(splits: DatasetSplits) -> tuple[list[int], list[int]]:
 def subsample_classes(splits: DatasetSplits, subsample: str = "all") -> DatasetSplits:
     """Keep all, the base or the new classes; labels remapped to 0..m-1, class names kept."""
     if subsample not in SUBSAMPLES:
-        raise DataError(f"subsample must be one of {', '.join(SUBSAMPLES)}, not {subsample!r}")
+        raise DataError(f"subsample must be one of {', '.join(SUBSAMPLES)}, not {subsample!r}; {DOCS_HINT}")
     if subsample == "all":
         return splits
     base, new = base_new_labels(splits)
