@@ -15,6 +15,40 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", help="Check dataset layouts and print few-shot draws.")
 
 
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def info(
+    model: str = typer.Option("ViT-B-16", help="open_clip model name (ViT-B-16, ViT-B-32, ViT-L-14, ...)."),
+    method: str = typer.Option("dra", help="dra, adapter or zeroshot."),
+    start_layer: int = typer.Option(None, "--start-layer", help="h: first adapted block (1-based)."),
+    rank: int = typer.Option(None, help="r: adapter rank."),
+    branches: str = typer.Option(None, help="image, text or both."),
+) -> None:
+    """Print the trainable parameter counts as JSON (random weights: nothing is downloaded)."""
+    import json
+
+    from dra.backbones import BackboneError, load_backbone
+    from dra.config import DRAConfig
+    from dra.methods import build_method
+
+    overrides = {k: v for k, v in {"start_layer": start_layer, "rank": rank, "branches": branches}.items()
+                 if v is not None}
+    try:
+        config = DRAConfig(**overrides)
+        net = build_method(method, load_backbone(model, pretrained=None), ["class"], config)
+    except (BackboneError, ValueError) as e:
+        _fail(str(e))
+    out = {**net.parameter_counts(), "method": method, "model": model}
+    if method != "zeroshot":
+        out["adapted_blocks"] = {t: sorted(int(k) for k in b) for t, b in net.adapters.items()}
+        out["config"] = config.to_dict()
+    typer.echo(json.dumps(out, indent=2))
+
+
 def main() -> None:  # console-script entry point
     app()
 

@@ -23,6 +23,11 @@ def attach(block: nn.Module, branch: nn.Module, placement: str) -> list:
     """Hook `branch` into an open_clip residual block; returns the hook handles."""
     if not hasattr(block, "ln_1") or not hasattr(block, "ls_1"):
         raise BackboneError(f"{type(block).__name__} is not an open_clip residual attention block")
+    if getattr(block, "_dra_branch", None) is not None:
+        raise BackboneError(
+            "this CLIP block already carries an adapter: build each method on a fresh backbone "
+            "(load_backbone) or call remove_hooks() on the previous method first"
+        )
     slot: dict[str, torch.Tensor] = {}
 
     def keep_ln1(module, args, output):
@@ -32,7 +37,15 @@ def attach(block: nn.Module, branch: nn.Module, placement: str) -> list:
         return output + branch(slot.pop("y"))
 
     target = block.ls_1 if placement == "attention" else block
-    return [block.ln_1.register_forward_hook(keep_ln1), target.register_forward_hook(add_branch)]
+    handles = [block.ln_1.register_forward_hook(keep_ln1), target.register_forward_hook(add_branch)]
+    object.__setattr__(block, "_dra_branch", branch)  # a plain attribute, not a registered submodule
+    return handles
+
+
+def detach(block: nn.Module, handles: list) -> None:
+    for h in handles:
+        h.remove()
+    object.__setattr__(block, "_dra_branch", None)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -45,7 +46,9 @@ def _is_torchscript(path: Path) -> bool:
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     """The state dict in `path` and whether it is an OpenAI distribution file."""
     if _is_torchscript(path):
-        sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, still needed here
+            sd = torch.jit.load(str(path), map_location="cpu").state_dict()
         for key in ("input_resolution", "context_length", "vocab_size"):
             sd.pop(key, None)
         return sd, True
@@ -103,7 +106,7 @@ def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | No
     if model_name not in open_clip.list_models():
         raise BackboneError(
             f"unknown model '{model_name}'; open_clip knows e.g. ViT-B-16, ViT-B-32, ViT-L-14 "
-            f"(all: dra models, or open_clip.list_models())"
+            f"(all: open_clip.list_models())"
         )
     state, openai_file, source = None, False, "random"
     if pretrained is not None and str(pretrained) != "":
@@ -119,7 +122,13 @@ def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | No
             source = str(pretrained)
     if quick_gelu is None:
         quick_gelu = openai_file
-    model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=bool(quick_gelu))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # open_clip warns "initialized randomly" even when weights follow
+    try:
+        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=bool(quick_gelu))
+    finally:
+        root.setLevel(level)
     if state is not None:
         try:
             if "logit_scale" in state and model.logit_scale.ndim != state["logit_scale"].ndim:

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from dra.adapters import AdapterBranch
-from dra.backbones import BackboneError, CLIPBackbone, attach
+from dra.backbones import BackboneError, CLIPBackbone
+from dra.backbones.clip import attach, detach
 from dra.config import DRAConfig
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 
@@ -23,7 +24,7 @@ class AdaptedCLIP(ClassifierModel):
         super().__init__(backbone, classnames, template)
         self.config = config = config or DRAConfig()
         self.adapters = nn.ModuleDict()
-        self._hooks: list = []
+        self._hooks: list[tuple[nn.Module, list]] = []
         for tower, on, blocks, width in (
             ("image", config.adapts_image, backbone.image_blocks, backbone.image_width),
             ("text", config.adapts_text, backbone.text_blocks, backbone.text_width),
@@ -39,7 +40,7 @@ class AdaptedCLIP(ClassifierModel):
             for index in range(config.start_layer - 1, len(blocks)):
                 branch = AdapterBranch(self.adapter_class(width, config), config)
                 branches[str(index + 1)] = branch
-                self._hooks += attach(blocks[index], branch, config.placement)
+                self._hooks.append((blocks[index], attach(blocks[index], branch, config.placement)))
             self.adapters[tower] = branches
         # Text blocks before the first adapted one are frozen: their output is cached per class set.
         self.text_start = config.start_layer - 1 if config.adapts_text else len(backbone.text_blocks)
@@ -50,8 +51,9 @@ class AdaptedCLIP(ClassifierModel):
         self._prefix = None
 
     def remove_hooks(self) -> None:
-        for h in self._hooks:
-            h.remove()
+        """Take the adapters out of the backbone's blocks (the backbone is then plain CLIP again)."""
+        for block, handles in self._hooks:
+            detach(block, handles)
         self._hooks = []
 
     # -- text with a cached frozen prefix -----------------------------------------------------------

@@ -1,0 +1,112 @@
+"""Adapter-only checkpoints: `<stem>.safetensors` (weights) + `<stem>.json` (what they fit).
+
+The JSON names the method, the backbone (model name and weights), the method config and the class
+names, so that a checkpoint is loaded only onto a model it fits and can rebuild that model alone.
+Writes are atomic (temp file + os.replace): an interrupted save never leaves a half file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or does not fit the model; the message names both sides."""
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def describe(model) -> dict[str, Any]:
+    """What a checkpoint of `model` must match: method, backbone, config."""
+    info = model.backbone.info
+    return {
+        "method": model.method,
+        "model": info["model"],
+        "pretrained": info["pretrained"],
+        "quick_gelu": info["quick_gelu"],
+        "config": model.method_config(),
+        "template": model.template,
+    }
+
+
+def save_adapters(model, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Save the trainable tensors of `model`; returns the .safetensors path."""
+    weights_path, meta_path = _paths(path)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.adapter_state_dict().items()}
+    meta = {"format_version": FORMAT_VERSION, **describe(model), "classnames": list(model.classnames),
+            "parameter_counts": model.parameter_counts(), **(extra or {})}
+    _atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"dra": "adapters"}))
+    _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    return weights_path
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    weights_path, meta_path = _paths(path)
+    for p in (weights_path, meta_path):
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint file {p} not found: a checkpoint is a .safetensors + .json pair")
+    try:
+        meta = json.loads(meta_path.read_text())
+        tensors = load_file(str(weights_path))
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"checkpoint {weights_path} is unreadable or corrupt ({e}); re-save or re-train it") from e
+    return tensors, meta
+
+
+def _differences(saved: dict, current: dict) -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def load_adapters(model, path: str | os.PathLike, strict_backbone_weights: bool = False) -> dict[str, Any]:
+    """Load a checkpoint onto `model`, after checking that method, backbone and config match."""
+    tensors, meta = read_checkpoint(path)
+    here = describe(model)
+    problems = []
+    for key in ("method", "model"):
+        if meta.get(key) != here[key]:
+            problems.append(f"{key}: checkpoint {meta.get(key)!r} vs model {here[key]!r}")
+    if strict_backbone_weights and meta.get("pretrained") != here["pretrained"]:
+        problems.append(f"pretrained: checkpoint {meta.get('pretrained')!r} vs model {here['pretrained']!r}")
+    problems += [f"config.{d}" for d in _differences(meta.get("config", {}), here["config"])]
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {_paths(path)[0]} (method {meta.get('method')}, model {meta.get('model')}) does not fit "
+            f"this model (method {here['method']}, model {here['model']}): " + "; ".join(problems)
+            + ". Build the model with the checkpoint's settings, e.g. dra.load_model(checkpoint)"
+        )
+    own = model.adapter_state_dict()
+    if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
+        raise CheckpointError(f"checkpoint {_paths(path)[0]} holds other tensors than this model's adapters")
+    for name, value in tensors.items():
+        module_path, _, attr = name.rpartition(".")
+        target = model.get_submodule(module_path)
+        with torch.no_grad():
+            getattr(target, attr).copy_(value)
+    model.clear_text_cache()
+    return meta
