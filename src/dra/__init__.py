@@ -1,7 +1,25 @@
-"""dra: Dynamic Rank Adaptation for CLIP (adapters, benchmark protocols, baselines)."""
-from dra.api import create_model, load_model
-from dra.config import DRAConfig
-from dra.engine.checkpoint import CheckpointError, load_adapters, save_adapters
+"""dra: Dynamic Rank Adaptation for CLIP (adapters, benchmark protocols, baselines).
+
+The names below load on first use, so that `import dra.data` does not pay for open_clip.
+"""
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["DRAConfig", "CheckpointError", "create_model", "load_model", "load_adapters", "save_adapters"]
+
+_EXPORTS = {
+    "DRAConfig": "dra.config",
+    "create_model": "dra.api",
+    "load_model": "dra.api",
+    "CheckpointError": "dra.engine.checkpoint",
+    "load_adapters": "dra.engine.checkpoint",
+    "save_adapters": "dra.engine.checkpoint",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dra' has no attribute {name!r}")
