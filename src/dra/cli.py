@@ -1,5 +1,13 @@
-"""The `dra` command line (Typer). Each sub-command lives next to the code it drives."""
+"""The `dra` command line (Typer). Commands are thin: they build settings and call the library.
+
+Options that take several values accept both `--seeds 1 2 3` and `--seeds 1 --seeds 2 --seeds 3`.
+Trailing `key=value` arguments override any setting of the YAML (e.g. `train.epochs=1 dra.rank=16`).
+"""
 from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
 
 import typer
 
@@ -76,8 +84,147 @@ def efficiency(
         typer.echo(efficiency_table(rows).to_terminal())
 
 
-def main() -> None:  # console-script entry point
-    app()
+# -- protocol commands --------------------------------------------------------------------------
+VARIADIC = ("--seeds", "--datasets", "--dataset", "--methods", "--targets")
+
+OVERRIDES = typer.Argument(None, help="Setting overrides as key=value, e.g. train.epochs=1 dra.rank=16.")
+METHOD = typer.Option(None, help="dra, adapter or zeroshot (default: the settings file's).")
+MODEL = typer.Option(None, help="open_clip model name, e.g. ViT-B-16.")
+PRETRAINED = typer.Option(None, help="'openai' (or another open_clip tag), a checkpoint file, or 'none'.")
+DATA_ROOT = typer.Option(None, "--data-root", help="Folder holding the datasets in CoOp's layout.")
+SEEDS = typer.Option(None, "--seeds", "--seed", help="Seeds (default: the settings file's).")
+SHOTS = typer.Option(None, help="Images per class in the few-shot training set.")
+OUTPUT = typer.Option(None, help="Output folder (default: runs).")
+DEVICE = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
+CONFIG = typer.Option(None, "--config", help="A settings YAML to start from instead of the packaged one.")
+
+
+def expand_variadic(argv: list[str]) -> list[str]:
+    """`--seeds 1 2 3` -> `--seeds 1 --seeds 2 --seeds 3` (click options take one value each)."""
+    out: list[str] = []
+    current = None
+    for token in argv:
+        if token.startswith("-"):
+            current = token if token in VARIADIC else None
+            out.append(token)
+        elif current and "=" not in token and out and out[-1] != current:
+            out += [current, token]
+        else:
+            out.append(token)
+    return out
+
+
+def _pretrained(value: str | None) -> str | None:
+    return "" if value is not None and value.lower() in ("none", "random", "") else value
+
+
+def _settings(name: str, config: Path | None, overrides: list[str] | None, **values):
+    from dra.settings import load_settings
+
+    if "pretrained" in values and values["pretrained"] == "":
+        values["pretrained"] = None
+        overrides = [*(overrides or []), "pretrained=null"]
+    return load_settings(str(config) if config else name, values, overrides)
+
+
+@contextlib.contextmanager
+def _clear_errors():
+    """Known user errors end as one line on stderr and exit code 1."""
+    from dra.backbones import BackboneError
+    from dra.data import DataError
+    from dra.engine.checkpoint import CheckpointError
+    from dra.engine.trainer import RunMismatchError
+
+    try:
+        yield
+    except (DataError, BackboneError, CheckpointError, RunMismatchError, ValueError, FileNotFoundError) as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+@app.command()
+def base2new(
+    overrides: list[str] = OVERRIDES, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT, datasets: list[str] = typer.Option(None, "--datasets", "--dataset",
+                                                                   help="Datasets (default: all 11)."),
+    seeds: list[int] = SEEDS, shots: int = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+) -> None:
+    """Base-to-new generalisation (paper Table 1): train on base classes, test base and new, print the table."""
+    from dra.protocols import base2new as protocol
+
+    with _clear_errors():
+        cfg = _settings("base2new", config, overrides, method=method, model=model, pretrained=_pretrained(pretrained),
+                        data_root=data_root, datasets=datasets or None, seeds=seeds or None, shots=shots,
+                        output=output, device=device)
+        protocol.run(cfg, echo=typer.echo)
+
+
+def _transfer(name: str, overrides, method, model, pretrained, data_root, targets, seeds, shots, output, device,
+              config) -> None:
+    from dra.protocols import transfer
+
+    with _clear_errors():
+        cfg = _settings(name, config, overrides, method=method, model=model, pretrained=_pretrained(pretrained),
+                        data_root=data_root, targets=targets or None, seeds=seeds or None, shots=shots,
+                        output=output, device=device)
+        transfer.run(cfg, echo=typer.echo)
+
+
+TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
+
+
+@app.command("cross-dataset")
+def cross_dataset(
+    overrides: list[str] = OVERRIDES, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT, targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: int = SHOTS,
+    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+) -> None:
+    """Cross-dataset transfer (paper Table 2): train on ImageNet, test on 10 other datasets."""
+    _transfer("cross_dataset", overrides, method, model, pretrained, data_root, targets, seeds, shots, output,
+              device, config)
+
+
+@app.command("domain-gen")
+def domain_gen(
+    overrides: list[str] = OVERRIDES, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT, targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: int = SHOTS,
+    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+) -> None:
+    """Domain generalisation (paper Table 3): train on ImageNet, test on -V2, -Sketch, -A, -R."""
+    _transfer("domain_gen", overrides, method, model, pretrained, data_root, targets, seeds, shots, output,
+              device, config)
+
+
+@app.command()
+def demo(
+    overrides: list[str] = OVERRIDES, model: str = MODEL, pretrained: str = PRETRAINED, output: str = OUTPUT,
+    device: str = DEVICE,
+) -> None:
+    """A short base-to-new run on the embedded shapes dataset: works offline, no data needed."""
+    from dra.backbones import BackboneError, load_backbone
+    from dra.protocols import base2new as protocol
+
+    with _clear_errors():
+        cfg = _settings("demo", None, overrides, model=model, pretrained=_pretrained(pretrained), output=output,
+                        device=device)
+        try:
+            backbone = load_backbone(cfg.model, cfg.pretrained)
+        except BackboneError as e:
+            if cfg.pretrained is None or Path(str(cfg.pretrained)).suffix:
+                raise
+            typer.echo(
+                f"NOTE: no '{cfg.pretrained}' weights for {cfg.model} here ({e}).\n"
+                f"NOTE: running with a RANDOMLY INITIALISED {cfg.model}: the accuracies below are chance-level "
+                "and only show that the pipeline runs. For a real experiment run `dra demo` on a machine that "
+                "can download the weights, or pass --pretrained /path/to/weights.pt.", err=True)
+            cfg.pretrained = None
+            backbone = load_backbone(cfg.model, None)
+        if cfg.pretrained is None:
+            cfg.output = str(Path(cfg.output) / "random-weights")
+        protocol.run(cfg, backbone=backbone, echo=typer.echo)
+
+
+def main(argv: list[str] | None = None) -> None:  # console-script entry point
+    app(args=expand_variadic(list(sys.argv[1:] if argv is None else argv)), prog_name="dra")
 
 
 if __name__ == "__main__":

@@ -27,11 +27,9 @@ class DRAConfig:
     """e_i: group i keeps floor(e_i * r) channels, scaled by 1/e_i (Table 5)."""
     scale: float = 0.001
     """s: the adapter branch is added as s * A(LN1(x))."""
-    # -- ablations (Table 4) ---------------------------------------------------------------------
+    # -- ablations (Table 4; the plain-adapter "Baseline" row is the method `adapter`) --------------
     branches: str = "both"
     """Which encoders get adapters: "image" (DRA-V), "text" (DRA-T) or "both" (DRA-T&V)."""
-    dynamic_rank: bool = True
-    """False gives the plain adapter baseline: relu(up(relu(mid(relu(down(x)))))), no scores, no mask."""
     channel_response: bool = True
     """CR: keep the channels of highest response; off keeps the first floor(e_i r) channels by index."""
     regularization: bool = True

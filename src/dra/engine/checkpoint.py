@@ -29,7 +29,7 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -60,8 +60,8 @@ def save_adapters(model, path: str | os.PathLike, extra: dict[str, Any] | None =
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.adapter_state_dict().items()}
     meta = {"format_version": FORMAT_VERSION, **describe(model), "classnames": list(model.classnames),
             "parameter_counts": model.parameter_counts(), **(extra or {})}
-    _atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"dra": "adapters"}))
-    _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"dra": "adapters"}))
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
     return weights_path
 
 
@@ -100,13 +100,17 @@ def load_adapters(model, path: str | os.PathLike, strict_backbone_weights: bool 
             f"this model (method {here['method']}, model {here['model']}): " + "; ".join(problems)
             + ". Build the model with the checkpoint's settings, e.g. dra.load_model(checkpoint)"
         )
+    assign_adapters(model, tensors, source=str(_paths(path)[0]))
+    return meta
+
+
+def assign_adapters(model, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Copy saved adapter tensors into `model` (names and shapes must match exactly)."""
     own = model.adapter_state_dict()
     if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
-        raise CheckpointError(f"checkpoint {_paths(path)[0]} holds other tensors than this model's adapters")
+        raise CheckpointError(f"{source} holds other tensors than this model's adapters")
     for name, value in tensors.items():
         module_path, _, attr = name.rpartition(".")
-        target = model.get_submodule(module_path)
         with torch.no_grad():
-            getattr(target, attr).copy_(value)
+            getattr(model.get_submodule(module_path), attr).copy_(value)
     model.clear_text_cache()
-    return meta

@@ -1,0 +1,4 @@
+"""`python -m dra ...` (and `torchrun ... -m dra ...`) run the command line."""
+from dra.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The paper's protocols: base-to-new, cross-dataset, domain generalisation."""

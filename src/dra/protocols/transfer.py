@@ -1,0 +1,62 @@
+"""Cross-dataset (Table 2) and domain generalisation (Table 3): train once on the source dataset
+(ImageNet, all classes, 16 shots), then test on each target with the target's own class names.
+
+Both protocols share the source run folder when their training settings agree (they do by default),
+so running both trains once per seed.
+"""
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from dra import settings as S
+from dra.data import build_dataset
+from dra.engine import distributed
+from dra.protocols.base2new import write_tables
+from dra.protocols.experiment import Experiment, read_json, write_json
+from dra.report import cross_dataset_table, domain_gen_table
+
+
+def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
+    exp = Experiment(cfg, backbone)
+    source = cfg.source
+    src_cfg = S.for_dataset(cfg, source)
+    records = []
+    for seed in [int(s) for s in cfg.seeds]:
+        run_dir = exp.output / "transfer" / exp.run_key(src_cfg) / source / f"seed{seed}"
+        wanted = [source, *cfg.targets]
+        cached = {t: read_json(run_dir / f"eval_{t}.json") for t in wanted}
+        missing = [t for t, r in cached.items() if r is None]
+        if missing:
+            splits = exp.fewshot(build_dataset(source, cfg.data_root), cfg.shots, seed)
+            model = exp.build(src_cfg, splits.classnames, seed)
+            try:
+                identity = {"protocol": "transfer", "dataset": source, "seed": seed, "model": cfg.model,
+                            "pretrained": str(cfg.pretrained), "method": cfg.method, "dra": model.method_config()}
+                exp.train(src_cfg, model, splits.train, seed, run_dir, identity)
+                for target in missing:
+                    data = splits if target == source else build_dataset(target, cfg.data_root)
+                    model.set_classnames(data.classnames)
+                    acc = exp.accuracy(cfg, model, data.test, target)
+                    cached[target] = {"dataset": target, "seed": seed, "accuracy": acc["accuracy"],
+                                      "test": acc["total"]}
+                    if exp.dist.is_main:
+                        write_json(run_dir / f"eval_{target}.json", cached[target])
+                    distributed.barrier()
+            finally:
+                exp.release(model)
+        for target in wanted:
+            records.append(cached[target])
+            if exp.dist.is_main:
+                echo(f"{target} seed {seed}: {cached[target]['accuracy']:.2f}")
+    protocol = cfg.protocol
+    rows = [{k: r[k] for k in ("dataset", "seed", "accuracy")} for r in records]
+    if protocol == "domain_gen":
+        table = domain_gen_table(rows, method=cfg.method)
+    else:
+        table = cross_dataset_table(rows, method=cfg.method, source=source)
+    out = exp.output / protocol / exp.run_key(src_cfg)
+    if exp.dist.is_main:
+        write_tables(table, out, protocol, cfg)
+        echo(table.to_terminal())
+        echo(f"tables: {out}/{protocol}.{{md,csv,json}}")
+    return {"records": records, "table": table, "output": out}
