@@ -26,7 +26,7 @@ def load_model(checkpoint: str | os.PathLike, pretrained: str | None = None,
     """
     _, meta = read_checkpoint(checkpoint)
     source = pretrained if pretrained is not None else meta.get("pretrained")
-    source = None if source == "random" else source
+    source = None if source in ("random", "") else source
     model = create_model(classnames or meta["classnames"], meta["method"], meta["model"], source,
                          meta.get("config") or None, meta.get("template", DEFAULT_TEMPLATE),
                          meta.get("quick_gelu"))

@@ -158,6 +158,52 @@ def base2new(
         protocol.run(cfg, echo=typer.echo)
 
 
+SUBSAMPLE = typer.Option("all", help="Label space: all classes, or the base / new half.")
+
+
+@app.command()
+def train(
+    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to train on."),
+    subsample: str = SUBSAMPLE, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT, seed: int = typer.Option(1, help="Seed of the few-shot draw and the run."),
+    shots: int = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+) -> None:
+    """Train adapters on one dataset; saves an adapter checkpoint each epoch (a killed run resumes)."""
+    import json
+
+    from dra.protocols import single
+
+    with _clear_errors():
+        cfg = _settings("base2new", config, overrides, method=method, model=model,
+                        pretrained=_pretrained(pretrained), data_root=data_root, shots=shots, output=output,
+                        device=device)
+        result = single.train(cfg, dataset, subsample, seed)
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+
+
+@app.command("eval")
+def evaluate(
+    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to test on."),
+    checkpoint: str = typer.Option(None, help="Adapter checkpoint (.safetensors) to evaluate."),
+    subsample: str = SUBSAMPLE, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT, seed: int = typer.Option(1, help="Seed (picks the base/new split's draw)."),
+    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+) -> None:
+    """Test accuracy of a checkpoint (or of zero-shot CLIP) on a dataset's test split, as JSON."""
+    import json
+
+    from dra.protocols import single
+
+    with _clear_errors():
+        if checkpoint is None and (method or "dra") != "zeroshot":
+            raise ValueError("give --checkpoint (from `dra train`), or --method zeroshot")
+        cfg = _settings("base2new", config, overrides, method=method, model=model,
+                        pretrained=_pretrained(pretrained), data_root=data_root, output=output, device=device)
+        explicit = bool(method or model or config or any(o.startswith("dra.") for o in overrides or []))
+        result = single.evaluate(cfg, dataset, subsample, seed, checkpoint, _pretrained(pretrained), explicit)
+    typer.echo(json.dumps(result, indent=2))
+
+
 def _transfer(name: str, overrides, method, model, pretrained, data_root, targets, seeds, shots, output, device,
               config) -> None:
     from dra.protocols import transfer

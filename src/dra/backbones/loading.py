@@ -4,7 +4,8 @@
   otherwise downloaded by open_clip. Offline it fails at once with a message naming the fix.
 - `pretrained="/path/file"`: an open_clip checkpoint (.pt/.bin/.safetensors, optionally under
   "state_dict") or an OpenAI CLIP file as OpenAI distributes it (TorchScript archive or state dict).
-- `pretrained=None`: the architecture with random weights (tests, offline demos, parameter counts).
+- `pretrained=None`: the architecture with random weights, always the same ones (seed 0), for tests,
+  offline demos and parameter counts.
 
 OpenAI's CLIP uses QuickGELU; `quick_gelu=None` turns it on for the "openai" tag and OpenAI files,
 so that `ViT-B-16` + OpenAI weights never silently runs the wrong activation.
@@ -49,7 +50,7 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, still needed here
             sd = torch.jit.load(str(path), map_location="cpu").state_dict()
-        for key in ("input_resolution", "context_length", "vocab_size"):
+        for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # not weights
             sd.pop(key, None)
         return sd, True
     sd = load_state_dict(str(path))
@@ -126,7 +127,11 @@ def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | No
     level = root.level
     root.setLevel(logging.ERROR)  # open_clip warns "initialized randomly" even when weights follow
     try:
-        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=bool(quick_gelu))
+        # Random weights are seeded (0) without touching the caller's RNG: every process and every
+        # session builds the same "random" backbone, so checkpoints trained on it stay loadable.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=bool(quick_gelu))
     finally:
         root.setLevel(level)
     if state is not None:
@@ -143,5 +148,6 @@ def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | No
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    info = {"model": model_name, "pretrained": source, "quick_gelu": bool(quick_gelu)}
+    uses_quick_gelu = bool(quick_gelu) or bool(open_clip.get_model_config(model_name).get("quick_gelu", False))
+    info = {"model": model_name, "pretrained": source, "quick_gelu": uses_quick_gelu}
     return model, info

@@ -1,0 +1,50 @@
+"""`dra train` and `dra eval`: one dataset, one seed, one label space (all, base or new classes)."""
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from dra import settings as S
+from dra.api import load_model
+from dra.engine.checkpoint import load_adapters
+from dra.data import build_dataset, subsample_classes
+from dra.protocols.experiment import Experiment
+
+
+def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
+    """Train the adapters; returns where the checkpoint is and the training history."""
+    cfg = S.for_dataset(cfg, dataset)
+    exp = Experiment(cfg)
+    splits = subsample_classes(exp.fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed), subsample)
+    run_dir = exp.output / "train" / exp.run_key(cfg) / f"{dataset}-{subsample}" / f"seed{seed}"
+    model = exp.build(cfg, splits.classnames, seed)
+    if not model.trainable_parameters():
+        raise ValueError(f"method {cfg.method} has nothing to train; use `dra eval --method {cfg.method}`")
+    identity = {"protocol": "train", "dataset": dataset, "subsample": subsample, "seed": seed,
+                "classnames": splits.classnames, "model": cfg.model, "pretrained": str(cfg.pretrained),
+                "method": cfg.method, "dra": model.method_config()}
+    history = exp.train(cfg, model, splits.train, seed, run_dir, identity)
+    return {"run_dir": str(run_dir), "checkpoint": str(run_dir / "adapters.safetensors"),
+            "train_images": len(splits.train), "classes": len(splits.classnames), "history": history}
+
+
+def evaluate(cfg: DictConfig, dataset: str, subsample: str, seed: int, checkpoint: str | None,
+             weights: str | None = None, explicit_model: bool = False) -> dict:
+    """Accuracy on the test split.
+
+    With a checkpoint alone, the model is rebuilt from what the checkpoint records (method, backbone,
+    config); its backbone weights are the recorded ones unless `weights` names others ("" = random).
+    With `explicit_model` (the user named a method, model or dra setting) the model is built from the
+    settings and the checkpoint must fit it: a checkpoint of another config is refused.
+    """
+    exp = Experiment(cfg)
+    splits = subsample_classes(exp.fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed), subsample)
+    if checkpoint and explicit_model:
+        model = exp.build(cfg, splits.classnames, seed)
+        load_adapters(model, checkpoint)
+    elif checkpoint:
+        model = load_model(checkpoint, pretrained=weights, classnames=splits.classnames)
+        exp._backbone = model.backbone
+    else:
+        model = exp.build(cfg, splits.classnames, seed)
+    acc = exp.accuracy(cfg, model.to(exp.device), splits.test, f"{dataset} {subsample}")
+    return {"dataset": dataset, "subsample": subsample, "method": model.method, "checkpoint": checkpoint, **acc}
