@@ -1,0 +1,94 @@
+"""Adapter-only checkpoints: exact round trip, clear errors for checkpoints that do not fit."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import dra
+from dra.backbones import load_backbone
+from dra.config import DRAConfig
+from dra.engine.checkpoint import CheckpointError, load_adapters, save_adapters
+from dra.methods import build_method
+
+from conftest import TINY
+
+
+def trained_model(seed=0, **cfg):
+    torch.manual_seed(seed)
+    model = build_method("dra", load_backbone(TINY), ["cat", "dog", "bird"], DRAConfig(**cfg))
+    with torch.no_grad():  # move the adapters away from their initialisation
+        for p in model.trainable_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def test_round_trip_onto_a_fresh_model_gives_identical_logits(tmp_path):
+    model = trained_model().eval()
+    images = torch.randn(3, 3, 32, 32)
+    before = model(images)
+    path = save_adapters(model, tmp_path / "run" / "adapters")
+    assert path.name == "adapters.safetensors" and (tmp_path / "run" / "adapters.json").is_file()
+    tensors = load_file(str(path))
+    assert sum(t.numel() for t in tensors.values()) == model.parameter_counts()["trainable"]
+    assert all(k.startswith("adapters.") for k in tensors)  # adapters only, no backbone weights
+
+    torch.manual_seed(123)  # different adapter initialisation, same (seed-0) backbone weights
+    backbone = load_backbone(TINY)
+    backbone.load_state_dict(model.backbone.state_dict())
+    fresh = build_method("dra", backbone, ["cat", "dog", "bird"]).eval()
+    assert not torch.equal(fresh(images), before)
+    load_adapters(fresh, path)
+    assert torch.equal(fresh(images), before)
+
+
+def test_load_model_rebuilds_method_and_config(tmp_path, monkeypatch):
+    model = trained_model(rank=8, branches="image").eval()
+    save_adapters(model, tmp_path / "ck")
+    meta = json.loads((tmp_path / "ck.json").read_text())
+    assert meta["method"] == "dra" and meta["model"] == TINY and meta["config"]["rank"] == 8
+    assert meta["classnames"] == ["cat", "dog", "bird"] and meta["pretrained"] == "random"
+    torch.manual_seed(0)  # same random backbone as trained_model(seed=0)
+    again = dra.load_model(tmp_path / "ck.safetensors")
+    assert again.config == model.config
+    images = torch.randn(2, 3, 32, 32)
+    assert torch.equal(again.eval()(images), model(images))
+
+
+@pytest.mark.parametrize("other, needle", [
+    ({"rank": 16}, "config.rank: checkpoint 32 vs model 16"),
+    ({"branches": "text"}, "config.branches"),
+    ({"channel_response": False}, "config.channel_response"),
+])
+def test_checkpoint_of_another_config_is_refused_naming_both(tmp_path, other, needle):
+    save_adapters(trained_model(), tmp_path / "ck")
+    target = build_method("dra", load_backbone(TINY), ["a"], DRAConfig(**other))
+    with pytest.raises(CheckpointError, match=needle.replace(".", r"\.")):
+        load_adapters(target, tmp_path / "ck")
+
+
+def test_checkpoint_of_another_backbone_or_method_is_refused(tmp_path):
+    save_adapters(trained_model(), tmp_path / "ck")
+    with pytest.raises(CheckpointError, match=r"model: checkpoint 'ViT-Tiny-16-test' vs model 'ViT-B-32'"):
+        load_adapters(build_method("dra", load_backbone("ViT-B-32"), ["a"]), tmp_path / "ck")
+    with pytest.raises(CheckpointError, match=r"method: checkpoint 'dra' vs model 'adapter'"):
+        load_adapters(build_method("adapter", load_backbone(TINY), ["a"]), tmp_path / "ck")
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
+    model = trained_model()
+    with pytest.raises(CheckpointError, match="not found"):
+        load_adapters(model, tmp_path / "nothing")
+    path = save_adapters(model, tmp_path / "ck")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="unreadable or corrupt"):
+        load_adapters(model, path)
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
+    model = trained_model()
+    save_adapters(model, tmp_path / "ck")
+    save_adapters(model, tmp_path / "ck")  # overwrite in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.json", "ck.safetensors"]
