@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from dra import settings as S
-from dra.data import build_dataset, subsample_classes
+from dra.data import build_dataset, fewshot, subsample_classes
 from dra.engine import distributed
 from dra.protocols.experiment import Experiment, read_json, write_json
 from dra.report import base2new_table, harmonic_mean
@@ -22,7 +22,7 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     done = read_json(run_dir / "result.json")
     if done is not None:
         return done
-    splits = exp.fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed)
+    splits = fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed)
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
     model = exp.build(cfg, base.classnames, seed)
     try:

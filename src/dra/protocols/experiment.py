@@ -18,7 +18,6 @@ from omegaconf import DictConfig
 
 from dra import settings as S
 from dra.backbones import CLIPBackbone, load_backbone
-from dra.data import build_transforms, fewshot
 from dra.data.core import Datum
 from dra.engine import distributed
 from dra.engine.checkpoint import atomic_write
@@ -66,8 +65,7 @@ class Experiment:
         return self._backbone
 
     def transforms(self):
-        p = self.backbone.preprocess
-        return (build_transforms(True, p.image_size, p.mean, p.std), build_transforms(False, p.image_size, p.mean, p.std))
+        return self.backbone.transforms()
 
     def run_key(self, cfg: DictConfig) -> str:
         """Short hash of everything that changes a trained model."""
@@ -93,9 +91,6 @@ class Experiment:
         ev = cfg.eval
         return evaluate(model, items, self.transforms()[1], ev.batch_size, self.device, cfg.train.precision,
                         ev.num_workers, desc=desc)
-
-    def fewshot(self, splits, shots: int, seed: int):
-        return fewshot(splits, shots, seed)
 
     def release(self, model) -> None:
         """Take a method's adapters out of the shared backbone."""

@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.api import load_model
 from dra.engine.checkpoint import load_adapters
-from dra.data import build_dataset, subsample_classes
+from dra.data import build_dataset, fewshot, subsample_classes
 from dra.protocols.experiment import Experiment
 
 
@@ -14,7 +14,7 @@ def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
     """Train the adapters; returns where the checkpoint is and the training history."""
     cfg = S.for_dataset(cfg, dataset)
     exp = Experiment(cfg)
-    splits = subsample_classes(exp.fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed), subsample)
+    splits = subsample_classes(fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed), subsample)
     run_dir = exp.output / "train" / exp.run_key(cfg) / f"{dataset}-{subsample}" / f"seed{seed}"
     model = exp.build(cfg, splits.classnames, seed)
     if not model.trainable_parameters():
@@ -37,7 +37,7 @@ def evaluate(cfg: DictConfig, dataset: str, subsample: str, seed: int, checkpoin
     settings and the checkpoint must fit it: a checkpoint of another config is refused.
     """
     exp = Experiment(cfg)
-    splits = subsample_classes(exp.fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed), subsample)
+    splits = subsample_classes(fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed), subsample)
     if checkpoint and explicit_model:
         model = exp.build(cfg, splits.classnames, seed)
         load_adapters(model, checkpoint)

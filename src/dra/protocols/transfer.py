@@ -9,7 +9,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from dra import settings as S
-from dra.data import build_dataset
+from dra.data import build_dataset, fewshot
 from dra.engine import distributed
 from dra.protocols.base2new import write_tables
 from dra.protocols.experiment import Experiment, read_json, write_json
@@ -27,7 +27,7 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
         cached = {t: read_json(run_dir / f"eval_{t}.json") for t in wanted}
         missing = [t for t, r in cached.items() if r is None]
         if missing:
-            splits = exp.fewshot(build_dataset(source, cfg.data_root), cfg.shots, seed)
+            splits = fewshot(build_dataset(source, cfg.data_root), cfg.shots, seed)
             model = exp.build(src_cfg, splits.classnames, seed)
             try:
                 identity = {"protocol": "transfer", "dataset": source, "seed": seed, "model": cfg.model,
