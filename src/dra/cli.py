@@ -204,6 +204,28 @@ def evaluate(
     typer.echo(json.dumps(result, indent=2))
 
 
+@app.command()
+def visualize(
+    checkpoint: str = typer.Option(..., help="DRA adapter checkpoint (.safetensors)."),
+    image: Path = typer.Option(..., help="An image file."),
+    classname: str = typer.Option(None, help="Class name for the text prompt (default: the first trained)."),
+    block: int = typer.Option(None, help="Adapted block to show (1-based; default: the last)."),
+    pretrained: str = PRETRAINED, output: str = typer.Option("runs/visualize", help="Folder for the PNGs."),
+) -> None:
+    """Paper Figure 4: per-token ranks of an image and a prompt, and noisy-vs-noiseless order agreement."""
+    import json
+
+    from dra.api import load_model
+    from dra.protocols.visualize import token_ranks
+
+    with _clear_errors():
+        model = load_model(checkpoint, pretrained=_pretrained(pretrained))
+        if model.method != "dra":
+            raise ValueError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
+        result = token_ranks(model, str(image), classname, output, block)
+    typer.echo(json.dumps(result, indent=2))
+
+
 def _transfer(name: str, overrides, method, model, pretrained, data_root, targets, seeds, shots, output, device,
               config) -> None:
     from dra.protocols import transfer
