@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from dra.data import ImageDataset
 from dra.engine import distributed
-from dra.engine.checkpoint import CheckpointError, atomic_write, assign_adapters, save_adapters
+from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
+from dra.io import atomic_write
 from dra.engine.precision import autocast, grad_scaler, resolve
 
 log = logging.getLogger("dra.train")

@@ -20,7 +20,7 @@ from dra import settings as S
 from dra.backbones import CLIPBackbone, load_backbone
 from dra.data.core import Datum
 from dra.engine import distributed
-from dra.engine.checkpoint import atomic_write
+from dra.io import atomic_write
 from dra.engine.evaluate import evaluate
 from dra.engine.trainer import fit
 from dra.methods import build_method

@@ -6,7 +6,6 @@ pyplot state or global backend is touched; files are written atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from dra.io import atomic_write
 from dra.report.tables import Table, ablation_table, base2new_table
 
 __all__ = ["new_figure", "save_figure", "plot_base2new", "plot_ablation"]
@@ -31,18 +31,7 @@ def new_figure(figsize: tuple[float, float] = (8.0, 4.0), dpi: int = 100) -> Fig
 
 def save_figure(fig: Figure, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
     """Save ``fig`` as PNG at ``path`` through a temp file and ``os.replace``; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", bbox_inches="tight", **savefig_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight", **savefig_kwargs))
 
 
 def _as_base2new_table(table_or_records: Table | Sequence[Mapping[str, Any]]) -> Table:
