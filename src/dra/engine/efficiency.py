@@ -1,67 +1,71 @@
 """Paper Table 6 on the current device: trainable parameters, training and inference images/s, peak memory.
 
-`measure_methods(["dra", "adapter", "zeroshot"])` measures every method side by side in one process,
-on one backbone (random weights: speed and memory do not depend on the weights) and on one synthetic
-batch, and returns one row per method:
+`measure_methods(["dra", "adapter", "zeroshot"])` measures the methods side by side in one process, on
+one CLIP (random weights: speed and memory do not depend on the values) and one synthetic batch, and
+returns one row per method:
 
     {"method", "trainable_params", "train_images_per_s", "infer_images_per_s", "peak_memory_mb",
      # extras: how and where it was measured
-     "train_peak_memory_mb", "infer_peak_memory_mb", "model", "device", "precision", "batch_size",
-     "steps", "warmup", "num_classes", "memory_measure"}
+     "train_peak_memory_mb", "infer_peak_memory_mb", "train_step_s", "infer_step_s", "model", "device",
+     "precision", "batch_size", "steps", "warmup", "num_classes", "memory_measure"}
 
 What is measured, exactly:
 
+- **Models.** Every method gets its own module tree over the *same* frozen CLIP weights (a deep copy
+  that shares the parameter tensors), so that all of them live at once, each with its own adapter
+  hooks, and the weights are held once. `trainable_params` is `model.parameter_counts()["trainable"]`.
 - **Input.** One batch of `batch_size` random images (N(0, 1), the backbone's image size, already
-  "normalised") with random labels over `num_classes` class names ("class 0", "class 1", ...), made
-  once and used by every method. Data loading and augmentation are not part of any figure.
-- **Training images/s** = `batch_size / median step time` over `steps` measured steps, after
-  `warmup` unmeasured ones. A step is what training does per batch: `zero_grad`, forward in training
-  mode (DRA: token scores, Gumbel noise, sorting, masks, and the unmasked reference pass of the L1
-  term; the text adapters train, so every step re-encodes all class prompts from the first adapted
-  text block on), `model.loss` (cross-entropy + the methods' regularisation), backward, and an SGD step
-  with the paper's lr 0.0015, momentum 0.9, weight decay 5e-4. Zero-shot CLIP has nothing to train:
-  its training throughput is `None`.
+  "normalised") and random labels over `num_classes` class names ("class 0", "class 1", ...), made once
+  and used by every method. Data loading and augmentation are not part of any figure.
+- **Training images/s** = `batch_size / median step time` over `steps` measured steps, after `warmup`
+  unmeasured ones. A step is what training does per batch: `zero_grad`, forward in training mode (DRA:
+  token scores, Gumbel noise, sorting, masks and the unmasked reference pass of the L1 term; the text
+  adapters train, so every step re-encodes all class prompts from the first adapted text block on),
+  `model.loss` (cross-entropy + the method's regularisation), backward, and an SGD step with the paper's
+  lr 0.0015, momentum 0.9, weight decay 5e-4. Zero-shot CLIP has nothing to train: `None`.
 - **Inference images/s** = `batch_size / median step time` of an eval-mode forward (images -> logits)
   under `torch.no_grad()`. The class-prompt text features are computed once before timing and reused,
   as evaluation does; DRA in eval mode is a plain adapter (Eq. 18: no scores, no mask, no noise).
-- The median (not the mean) of per-step times keeps a stray slow step (another process on the same
-  cores) from moving the figure. On CUDA every step is bracketed by `torch.cuda.synchronize()`.
-- **Precision.** `precision="auto"`: autocast to bfloat16 on CUDA (float16 with a GradScaler where the
-  GPU has no bfloat16), float32 on the CPU. `"fp32"`, `"bf16"`, `"fp16"` force one.
-- **Peak memory** (MB = 2**20 bytes), per phase (training: warm-up + measured steps; inference: text
-  caching + warm-up + measured steps); `peak_memory_mb` is the larger of the two, i.e. what running the
-  method needs (zero-shot: inference only).
-  - CUDA: `torch.cuda.max_memory_allocated` after `torch.cuda.reset_peak_memory_stats`, with the
-    previous methods' tensors freed: every live tensor at the phase's peak (backbone and adapter
-    weights, the batch, gradients, optimizer state, activations, cached text features). The caching
-    allocator's reserved-but-free memory is not counted.
-  - CPU: there is no allocator counter, so it is the bytes of the method's weights (backbone +
-    adapters) and of the batch, plus the growth of the process's private resident memory during the
-    phase: the highest `resident - shared` of `/proc/self/statm`, sampled every millisecond by a
-    background thread, minus its value at the start of the phase (taken after `gc.collect()` and glibc
-    `malloc_trim(0)`, so that memory freed by earlier phases does not hide this phase's needs). This
-    counts activations, gradients, optimizer state and also allocator overhead; file-backed pages
-    (shared libraries) are excluded. It is an estimate, good to a few percent; `None` where
-    `/proc/self/statm` does not exist.
+- **Order.** The phases run round-robin: every round runs one training step of each method (then, for
+  inference, one forward of each), so that a slow spell of the machine hits all methods alike and the
+  ratios stay fair. The median (not the mean) keeps a stray slow step from moving a figure; the
+  per-step seconds are in `train_step_s` / `infer_step_s`. Python's garbage collector is paused while
+  timing. On CUDA each step is bracketed by `torch.cuda.synchronize()`.
+- **Precision.** `precision="auto"` (`dra.engine.precision`): autocast to bfloat16 on CUDA (float16 with
+  a GradScaler where the GPU has no bfloat16), float32 on the CPU. `"fp32"`, `"bf16"`, `"fp16"` force one.
+- **Peak memory** (MB = 2**20 bytes), after the timing, one method at a time: one more (untimed)
+  training step, then the text caching and one inference forward. `peak_memory_mb` is the larger of
+  the two phases (`train_peak_memory_mb`, `infer_peak_memory_mb`): what running the method needs
+  (zero-shot: inference only).
+  - CUDA: `torch.cuda.max_memory_allocated` after `torch.cuda.reset_peak_memory_stats`: every live
+    tensor at the phase's peak: the CLIP weights (once), the batch, the adapters, gradients, optimizer
+    state, activations, cached text features. The other methods' adapters, optimizer state and cached
+    text features are live too (a few MB). Reserved-but-free cache is not counted.
+  - CPU: there is no allocator counter, so the same quantity is rebuilt: the bytes of the tensors live
+    when the phase starts (CLIP weights, the batch, the method's adapters and SGD momentum) plus the
+    peak of the running sum of every tensor allocation and free during the phase, as recorded by
+    `torch.profiler` (`profile_memory=True`; its overhead does not matter, nothing is timed here).
+    Like the CUDA figure it counts tensors only: not the Python heap, not allocator slack or
+    library workspaces outside torch's allocator. `None` if the profiler gives no memory events.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import copy
 import gc
 import os
+import sys
 import statistics
-import threading
 import time
 from typing import Any, Callable, Iterable
 
 import torch
 
+from dra.engine.precision import PRECISIONS, autocast, grad_scaler, resolve
+
 __all__ = ["measure_methods", "PAPER_SGD", "PRECISIONS"]
 
 PAPER_SGD = {"lr": 0.0015, "momentum": 0.9, "weight_decay": 5e-4}  # DESIGN.md section 2
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _MB = 2.0 ** 20
 
 
@@ -84,16 +88,6 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
 def _check_methods(methods: Iterable[str]) -> list[str]:
     from dra.methods import METHODS
 
@@ -110,44 +104,47 @@ def _check_methods(methods: Iterable[str]) -> list[str]:
 
 # -- memory ----------------------------------------------------------------------------------------
 
-def _malloc_trim() -> None:
-    """Give memory freed to glibc back to the OS, so that RSS growth reflects the next phase."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def _private_resident_bytes() -> int | None:
-    """`resident - shared` of /proc/self/statm: anonymous memory in RAM (heap, tensors), no file pages."""
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (Kineto prints profiler start/stop lines there on CPU-only machines)."""
     try:
-        with open("/proc/self/statm") as f:
-            fields = f.read().split()
-        return (int(fields[1]) - int(fields[2])) * _PAGE
-    except (OSError, IndexError, ValueError):
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _allocation_peak(prof) -> int | None:
+    """Highest running sum of the profiler's allocation (+) and free (-) events, in bytes."""
+    try:
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+        events.sort(key=lambda e: e.start_ns())
+    except AttributeError:  # a torch without Kineto results
         return None
+    current = peak = 0
+    for e in events:
+        current += e.nbytes()
+        peak = max(peak, current)
+    return peak
 
 
 class _PeakMemory:
-    """Peak memory of a phase: CUDA allocator peak, or CPU private-RSS growth sampled by a thread."""
+    """Peak tensor memory of a phase, in MB: the CUDA allocator's peak, or live bytes + profiler peak on CPU."""
 
-    def __init__(self, device: torch.device, static_bytes: int, interval: float = 0.001) -> None:
+    def __init__(self, device: torch.device, live_bytes: int) -> None:
         self.device = device
-        self.static_bytes = static_bytes
-        self.interval = interval
+        self.live_bytes = live_bytes
         self.mb: float | None = None
-        self._stop = threading.Event()
-        self._peak = 0
-        self._start: int | None = None
-        self._thread: threading.Thread | None = None
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            v = _private_resident_bytes()
-            if v is not None and v > self._peak:
-                self._peak = v
-            self._stop.wait(self.interval)
+        self._prof = self._quiet = None
 
     def __enter__(self) -> "_PeakMemory":
         gc.collect()
@@ -156,12 +153,18 @@ class _PeakMemory:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            _malloc_trim()
-            self._start = _private_resident_bytes()
-            if self._start is not None:
-                self._peak = self._start
-                self._thread = threading.Thread(target=self._sample, name="dra-peak-rss", daemon=True)
-                self._thread.start()
+            from torch.profiler import ProfilerActivity, profile
+
+            # Kineto and the CPU allocator write status lines to fd 2 while profiling: keep them quiet
+            # (a Python exception still propagates and is printed once stderr is back)
+            self._quiet = _quiet_stderr()
+            self._quiet.__enter__()
+            try:
+                self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+                self._prof.__enter__()
+            except BaseException:
+                self._quiet.__exit__(None, None, None)
+                raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -169,12 +172,13 @@ class _PeakMemory:
             torch.cuda.synchronize(self.device)
             self.mb = torch.cuda.max_memory_allocated(self.device) / _MB
             return
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            last = _private_resident_bytes()
-            peak = max(self._peak, last or 0)
-            self.mb = (self.static_bytes + peak - self._start) / _MB
+        try:
+            self._prof.__exit__(*exc)
+            peak = _allocation_peak(self._prof)
+        finally:
+            self._quiet.__exit__(None, None, None)
+            self._prof = self._quiet = None
+        self.mb = None if peak is None else (self.live_bytes + peak) / _MB
 
 
 def _tensor_bytes(*sources: Any) -> int:
@@ -191,100 +195,91 @@ def _tensor_bytes(*sources: Any) -> int:
     return total
 
 
-# -- timing ----------------------------------------------------------------------------------------
+# -- one method ------------------------------------------------------------------------------------
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _timed(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> list[float]:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        _sync(device)
+def _share_weights(backbone):
+    """A second module tree over the same (frozen) weights, so that each method has its own hooks."""
+    from dra.backbones import CLIPBackbone
+
+    memo = {id(t): t for t in list(backbone.clip.parameters()) + list(backbone.clip.buffers())}
+    return CLIPBackbone(copy.deepcopy(backbone.clip, memo), backbone.info)
+
+
+class _Runner:
+    """One method on its own view of the backbone: its training step and its inference step."""
+
+    def __init__(self, name: str, backbone, classnames: list[str], images: torch.Tensor, labels: torch.Tensor,
+                 device: torch.device, precision: str) -> None:
+        from dra.methods import build_method
+
+        self.name, self.device, self.precision = name, device, precision
+        self.images, self.labels = images, labels
+        self.model = build_method(name, backbone, classnames).to(device)
+        self.params = self.model.trainable_parameters()
+        self.trainable = bool(self.params)
+        self.opt = torch.optim.SGD(self.params, **PAPER_SGD) if self.trainable else None
+        self.scaler = grad_scaler(precision, device)  # only enabled for fp16 (CUDA)
+        self.train_times: list[float] = []
+        self.infer_times: list[float] = []
+
+    def train_step(self) -> None:
+        """zero_grad, forward (training mode), loss (CE + regularisation), backward, SGD step."""
+        self.opt.zero_grad(set_to_none=True)
+        with autocast(self.precision, self.device):
+            logits = self.model(self.images)
+            loss, _ = self.model.loss(logits, self.labels)
+        self.scaler.scale(loss).backward()  # a no-op wrapper unless fp16
+        self.scaler.step(self.opt)
+        self.scaler.update()
+
+    def infer_step(self) -> None:
+        """Eval-mode forward, images -> logits, under no_grad; text features come from the cache."""
+        with torch.no_grad(), autocast(self.precision, self.device):
+            self.model(self.images)
+
+    def to_eval(self) -> None:
+        if self.opt is not None:
+            self.opt.zero_grad(set_to_none=True)
+        self.model.eval()
+        with torch.no_grad(), autocast(self.precision, self.device):
+            self.model.text_features()  # cached once per class set, as evaluation does
+
+    def timed(self, step: Callable[[], None], into: list[float] | None) -> None:
+        _sync(self.device)
         t0 = time.perf_counter()
         step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
+        _sync(self.device)
+        if into is not None:
+            into.append(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        if hasattr(self.model, "remove_hooks"):
+            self.model.remove_hooks()
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+def _rounds(runners: list[_Runner], step: str, steps: int, warmup: int) -> None:
+    """Round-robin: every round runs one step of each method, so that slow spells hit all alike.
 
-
-# -- one method ------------------------------------------------------------------------------------
-
-def _measure_one(name: str, backbone, classnames: list[str], images: torch.Tensor, labels: torch.Tensor,
-                 steps: int, warmup: int, device: torch.device, precision: str) -> dict[str, Any]:
-    from dra.methods import build_method
-
-    model = build_method(name, backbone, classnames).to(device)
+    Python's cyclic garbage collector is paused during the rounds (it would run at random moments).
+    """
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
     try:
-        params = model.trainable_parameters()
-        row: dict[str, Any] = {"method": name, "trainable_params": int(model.parameter_counts()["trainable"])}
-        static = _tensor_bytes(model, images, labels)
-        batch = images.shape[0]
-
-        # training: zero_grad, forward, loss (CE + regularisation), backward, SGD step
-        train_ips, train_mb = None, None
-        if params:
-            opt = torch.optim.SGD(params, **PAPER_SGD)
-            scaler = torch.amp.GradScaler(device.type) if precision == "fp16" and device.type == "cuda" else None
-            model.train()
-
-            def train_step() -> None:
-                opt.zero_grad(set_to_none=True)
-                with _autocast(device, precision):
-                    logits = model(images)
-                    loss, _ = model.loss(logits, labels)
-                if scaler is None:
-                    loss.backward()
-                    opt.step()
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-
-            with _PeakMemory(device, static) as mem:
-                times = _timed(train_step, steps, warmup, device)
-            train_ips, train_mb = batch / statistics.median(times), mem.mb
-            opt.zero_grad(set_to_none=True)
-            del opt, scaler, train_step
-
-        # inference: eval mode, no_grad, text features cached once per class set
-        model.eval()
-
-        def infer_step() -> None:
-            with torch.no_grad(), _autocast(device, precision):
-                model(images)
-
-        with _PeakMemory(device, static) as mem:
-            with torch.no_grad(), _autocast(device, precision):
-                model.text_features()  # cache, as evaluation does, outside the timed steps
-            times = _timed(infer_step, steps, warmup, device)
-        infer_ips, infer_mb = batch / statistics.median(times), mem.mb
-
-        peaks = [m for m in (train_mb, infer_mb) if m is not None]
-        row.update({
-            "train_images_per_s": train_ips,
-            "infer_images_per_s": infer_ips,
-            "peak_memory_mb": max(peaks) if peaks else None,
-            "train_peak_memory_mb": train_mb,
-            "infer_peak_memory_mb": infer_mb,
-        })
-        return row
+        for i in range(warmup + steps):
+            for r in runners:
+                if step == "train" and not r.trainable:
+                    continue
+                fn = r.train_step if step == "train" else r.infer_step
+                r.timed(fn, None if i < warmup else (r.train_times if step == "train" else r.infer_times))
     finally:
-        if hasattr(model, "remove_hooks"):
-            model.remove_hooks()  # the backbone is plain CLIP again for the next method
-        del model
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        if was_enabled:
+            gc.enable()
 
 
 # -- public ----------------------------------------------------------------------------------------
@@ -318,7 +313,7 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
         if int(value) != value or value < low:
             raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
     dev = _resolve_device(device)
-    prec = _resolve_precision(precision, dev)
+    prec = resolve(precision, dev)
     try:
         backbone = load_backbone(model, pretrained=None)
     except BackboneError as e:
@@ -334,11 +329,61 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
     extras = {"model": model, "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
               "precision": prec, "batch_size": batch_size, "steps": steps, "warmup": warmup,
               "num_classes": num_classes,
-              "memory_measure": "cuda max_memory_allocated" if dev.type == "cuda"
-              else "weights + batch + private RSS growth"}
-    rows = []
-    for name in names:
-        torch.manual_seed(seed)  # same adapter init and Gumbel draws whatever ran before
-        row = _measure_one(name, backbone, classnames, images, labels, steps, warmup, dev, prec)
-        rows.append({**row, **extras})
-    return rows
+              "memory_measure": "torch.cuda.max_memory_allocated" if dev.type == "cuda"
+              else "live tensors + torch.profiler allocation peak"}
+    runners: list[_Runner] = []
+    try:
+        views = [backbone] + [_share_weights(backbone) for _ in names[1:]]  # before any hook is attached
+        for name, view in zip(names, views):
+            torch.manual_seed(seed)  # the same adapter initialisation whatever else is measured
+            runners.append(_Runner(name, view, classnames, images, labels, dev, prec))
+        static = _tensor_bytes(backbone, images, labels)  # the weights are shared by all runners
+
+        # 1. speed, round-robin over the methods: training, then inference
+        for r in runners:
+            r.model.train()
+        _rounds(runners, "train", steps, warmup)
+        for r in runners:
+            r.to_eval()
+        _rounds(runners, "infer", steps, warmup)
+
+        # 2. memory, one method at a time, one untimed step per phase (after the warm-up above)
+        rows = []
+        for r in runners:
+            train_mb = None
+            state = [t for st in (r.opt.state.values() if r.opt else []) for t in st.values()
+                     if isinstance(t, torch.Tensor)]
+            extra = _tensor_bytes(*r.params, *state)  # adapters and SGD momentum, live before the step
+            if r.trainable:
+                r.model.train()
+                with _PeakMemory(dev, static + extra) as mem:
+                    r.train_step()
+                train_mb = mem.mb
+                r.opt.zero_grad(set_to_none=True)
+            r.model.eval()
+            r.model.clear_text_cache()  # so that every method's phase computes (and counts) it
+            with _PeakMemory(dev, static + extra) as mem:
+                r.to_eval()  # re-caches the text features (training mode dropped them)
+                r.infer_step()
+            infer_mb = mem.mb
+            peaks = [m for m in (train_mb, infer_mb) if m is not None]
+            rows.append({
+                "method": r.name,
+                "trainable_params": int(r.model.parameter_counts()["trainable"]),
+                "train_images_per_s": batch_size / statistics.median(r.train_times) if r.trainable else None,
+                "infer_images_per_s": batch_size / statistics.median(r.infer_times),
+                "peak_memory_mb": max(peaks) if peaks else None,
+                "train_peak_memory_mb": train_mb,
+                "infer_peak_memory_mb": infer_mb,
+                "train_step_s": [round(t, 6) for t in r.train_times] or None,
+                "infer_step_s": [round(t, 6) for t in r.infer_times],
+                **extras,
+            })
+        return rows
+    finally:
+        for r in runners:
+            r.close()
+        runners.clear()
+        gc.collect()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
