@@ -1,0 +1,87 @@
+"""`measure_methods` (paper Table 6 on this device) on the tiny test model: keys, types, counts, errors.
+
+No timing thresholds here: speed depends on the machine (benchmarks/ holds the measured figures).
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from dra.backbones import load_backbone
+from dra.engine.efficiency import measure_methods
+from dra.methods import build_method
+
+from conftest import TINY
+
+KEYS = {"method", "trainable_params", "train_images_per_s", "infer_images_per_s", "peak_memory_mb"}
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return measure_methods(["dra", "adapter", "zeroshot"], model=TINY, batch_size=2, steps=1, warmup=1,
+                           device="cpu", num_classes=3)
+
+
+def test_one_row_per_method_in_order_with_the_table6_keys(rows):
+    assert [r["method"] for r in rows] == ["dra", "adapter", "zeroshot"]
+    for r in rows:
+        assert KEYS <= set(r)
+        assert isinstance(r["trainable_params"], int)
+        assert isinstance(r["infer_images_per_s"], float)
+        assert r["infer_images_per_s"] > 0 and math.isfinite(r["infer_images_per_s"])
+        assert r["device"] == "cpu" and r["precision"] == "fp32" and r["batch_size"] == 2
+    json.dumps(rows)  # what `dra efficiency --json` prints
+
+
+def test_trainable_params_match_parameter_counts(rows):
+    for r in rows:
+        torch.manual_seed(0)
+        model = build_method(r["method"], load_backbone(TINY), ["a", "b", "c"])
+        assert r["trainable_params"] == model.parameter_counts()["trainable"]
+    by = {r["method"]: r for r in rows}
+    assert by["zeroshot"]["trainable_params"] == 0
+    assert by["dra"]["trainable_params"] > by["adapter"]["trainable_params"] > 0  # W_t and W_c on top
+
+
+def test_training_throughput_is_positive_and_undefined_for_zero_shot(rows):
+    by = {r["method"]: r for r in rows}
+    assert by["zeroshot"]["train_images_per_s"] is None
+    assert by["zeroshot"]["train_peak_memory_mb"] is None
+    for name in ("dra", "adapter"):
+        v = by[name]["train_images_per_s"]
+        assert isinstance(v, float) and v > 0 and math.isfinite(v)
+
+
+def test_peak_memory_is_positive_and_covers_both_phases(rows):
+    for r in rows:
+        if r["peak_memory_mb"] is None:  # no /proc/self/statm on this system
+            continue
+        assert r["peak_memory_mb"] > 0
+        phases = [m for m in (r["train_peak_memory_mb"], r["infer_peak_memory_mb"]) if m is not None]
+        assert r["peak_memory_mb"] == max(phases)
+
+
+def test_a_single_method_and_the_report_table():
+    from dra.report import efficiency_table
+
+    rows = measure_methods(["adapter"], model=TINY, batch_size=1, steps=1, warmup=0, device="cpu")
+    assert [r["method"] for r in rows] == ["adapter"]
+    assert "adapter" in efficiency_table(rows).to_terminal()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"methods": ["dra", "coop"]}, "unknown method"),
+    ({"methods": []}, "no method"),
+    ({"methods": ["dra"], "model": "ViT-Nope-99"}, "unknown model"),
+    ({"methods": ["dra"], "batch_size": 0}, "batch_size"),
+    ({"methods": ["dra"], "precision": "fp8"}, "precision"),
+    ({"methods": ["dra"], "device": "tpu"}, "device"),
+])
+def test_bad_arguments_are_one_clear_value_error(kwargs, match):
+    kwargs = {"model": TINY, "steps": 1, "warmup": 0, **kwargs}
+    methods = kwargs.pop("methods")
+    with pytest.raises(ValueError, match=match):
+        measure_methods(methods, **kwargs)
