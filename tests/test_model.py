@@ -190,7 +190,7 @@ def test_a_few_steps_lower_the_training_loss_on_real_images(eurosat_batch):
     with torch.no_grad():
         backbone.clip.logit_scale.fill_(math.log(100.0))  # OpenAI CLIP's trained temperature
     model = build_method("dra", backbone, names, DRAConfig(start_layer=3)).train()
-    opt = torch.optim.SGD(model.trainable_parameters(), lr=0.005, momentum=0.9)
+    opt = torch.optim.SGD(model.trainable_parameters(), lr=0.01, momentum=0.9)
     losses = []
     for _ in range(12):
         loss, _ = model.loss(model(images), labels)
