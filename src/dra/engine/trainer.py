@@ -147,7 +147,7 @@ def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str |
                             num_workers=settings.num_workers, pin_memory=device.type == "cuda",
                             persistent_workers=False)
         lr = opt.param_groups[0]["lr"]
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         seen, epoch_start = 0, time.monotonic()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False, disable=not info.is_main,
                    unit="batch")
@@ -160,22 +160,23 @@ def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str |
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            parts["loss"] = float(loss.detach())
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v * len(labels)
+            parts["loss"] = loss.detach()
+            for k, v in parts.items():  # device-side sums: no sync per step
+                sums[k] = sums.get(k, 0) + v * len(labels)
             seen += len(labels)
             done_steps += 1
-            elapsed = time.monotonic() - started
-            rate = seen * info.world_size / max(time.monotonic() - epoch_start, 1e-9)
-            eta = elapsed / done_steps * (total_steps - done_steps)
-            bar.set_postfix(loss=f"{parts['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-            if info.is_main and (step % settings.log_every == 0 or step == steps_per_epoch - 1):
-                log.info("epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs", epoch + 1,
-                         settings.epochs, step + 1, steps_per_epoch, parts["loss"], lr, rate, eta)
+            if step % settings.log_every == 0 or step == steps_per_epoch - 1:
+                current = float(parts["loss"])
+                rate = seen * info.world_size / max(time.monotonic() - epoch_start, 1e-9)
+                eta = (time.monotonic() - started) / done_steps * (total_steps - done_steps)
+                bar.set_postfix(loss=f"{current:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", eta=f"{eta:.0f}s")
+                if info.is_main:
+                    log.info("epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs", epoch + 1,
+                             settings.epochs, step + 1, steps_per_epoch, current, lr, rate, eta)
         sched.step()
         record = {"epoch": epoch + 1, "lr": lr, "images": seen * info.world_size,
                   "seconds": time.monotonic() - epoch_start,
-                  **{k: v / max(seen, 1) for k, v in sums.items()}}
+                  **{k: float(v) / max(seen, 1) for k, v in sums.items()}}
         history.append(record)
         if info.is_main:
             _end_of_epoch(model, run_dir, epoch + 1, identity, opt, sched, scaler, history)

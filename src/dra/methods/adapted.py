@@ -88,7 +88,7 @@ class AdaptedCLIP(ClassifierModel):
         for tower, reg in self.regularization().items():
             if reg is not None:
                 loss = loss + weights[tower] * reg.float()
-                parts[f"reg_{tower}"] = float(reg.detach())
+                parts[f"reg_{tower}"] = reg.detach().float()
         return loss, parts
 
     # -- bookkeeping --------------------------------------------------------------------------------

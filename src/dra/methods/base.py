@@ -77,10 +77,13 @@ class ClassifierModel(nn.Module):
         return self.backbone.logit_scale * image @ text.to(image.dtype).t()
 
     # -- training -----------------------------------------------------------------------------------
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Cross-entropy plus whatever terms the method adds; returns (loss, parts for logging)."""
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Cross-entropy plus whatever terms the method adds; returns (loss, detached parts for logging).
+
+        The parts stay tensors so that a training step never waits for the device to report them.
+        """
         ce = F.cross_entropy(logits.float(), labels)
-        return ce, {"ce": float(ce.detach())}
+        return ce, {"ce": ce.detach()}
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
