@@ -92,3 +92,14 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
     save_adapters(model, tmp_path / "ck")
     save_adapters(model, tmp_path / "ck")  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.json", "ck.safetensors"]
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    save_adapters(trained_model(), tmp_path / "ck")
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("ck.json", "ck.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask
