@@ -22,6 +22,7 @@ so `token_proj` and `channel_proj` learn (a straight-through estimator).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -44,13 +45,14 @@ def positions(order: torch.Tensor) -> torch.Tensor:
     return pos
 
 
-def group_bounds(n: int, k: int) -> list[tuple[int, int]]:
-    """[start, end) of each group of `torch.tensor_split(range(n), k)`."""
+@functools.lru_cache(maxsize=None)
+def group_bounds(n: int, k: int) -> tuple[tuple[int, int], ...]:
+    """[start, end) of each group of `torch.tensor_split(range(n), k)` (cached: a pure function of n, k)."""
     bounds, start = [], 0
     for chunk in torch.tensor_split(torch.arange(n), k):
         bounds.append((start, start + len(chunk)))
         start += len(chunk)
-    return bounds
+    return tuple(bounds)
 
 
 def soft_positions(scores: torch.Tensor, temperature: float) -> torch.Tensor:

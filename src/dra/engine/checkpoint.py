@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from dra.io import atomic_write
+from dra.io import atomic_write, atomic_write_text
 
 FORMAT_VERSION = 1
 
@@ -50,7 +50,7 @@ def save_adapters(model, path: str | os.PathLike, extra: dict[str, Any] | None =
     meta = {"format_version": FORMAT_VERSION, **describe(model), "classnames": list(model.classnames),
             "parameter_counts": model.parameter_counts(), **(extra or {})}
     atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"dra": "adapters"}))
-    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))
     return weights_path
 
 

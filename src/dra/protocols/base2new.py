@@ -26,10 +26,7 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
     model = exp.build(cfg, base.classnames, seed)
     try:
-        identity = {"protocol": "base2new", "dataset": dataset, "seed": seed, "classnames": base.classnames,
-                    "model": cfg.model, "pretrained": str(cfg.pretrained), "method": cfg.method,
-                    "dra": model.method_config()}
-        history = exp.train(cfg, model, base.train, seed, run_dir, identity)
+        history = exp.train(cfg, model, base.train, seed, run_dir, protocol="base2new", dataset=dataset)
         base_acc = exp.accuracy(cfg, model, base.test, f"{dataset} base")
         model.set_classnames(new.classnames)
         new_acc = exp.accuracy(cfg, model, new.test, f"{dataset} new")

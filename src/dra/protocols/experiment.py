@@ -20,7 +20,7 @@ from dra import settings as S
 from dra.backbones import CLIPBackbone, load_backbone
 from dra.data.core import Datum
 from dra.engine import distributed
-from dra.io import atomic_write
+from dra.io import atomic_write_text
 from dra.engine.evaluate import evaluate
 from dra.engine.trainer import fit
 from dra.methods import build_method
@@ -46,7 +46,7 @@ def read_json(path: Path) -> Any | None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value, indent=2)))
+    atomic_write_text(path, json.dumps(value, indent=2))
 
 
 class Experiment:
@@ -80,9 +80,12 @@ class Experiment:
         torch.manual_seed(seed)  # adapter initialisation
         return build_method(cfg.method, self.backbone, classnames, S.dra_config(cfg), cfg.template)
 
-    def train(self, cfg: DictConfig, model, train_items: list[Datum], seed: int, run_dir: Path, identity: dict):
+    def train(self, cfg: DictConfig, model, train_items: list[Datum], seed: int, run_dir: Path, **run):
+        """Train (or resume, or reload a finished run); `run` names the run (protocol, dataset, ...)."""
         if not model.trainable_parameters():
             return []
+        identity = {**run, "seed": seed, "classnames": list(model.classnames), "model": cfg.model,
+                    "pretrained": str(cfg.pretrained), "method": cfg.method, "dra": model.method_config()}
         return fit(model, train_items, self.transforms(), S.train_settings(cfg, seed), run_dir, self.device,
                    identity)
 

@@ -19,10 +19,8 @@ def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
     model = exp.build(cfg, splits.classnames, seed)
     if not model.trainable_parameters():
         raise ValueError(f"method {cfg.method} has nothing to train; use `dra eval --method {cfg.method}`")
-    identity = {"protocol": "train", "dataset": dataset, "subsample": subsample, "seed": seed,
-                "classnames": splits.classnames, "model": cfg.model, "pretrained": str(cfg.pretrained),
-                "method": cfg.method, "dra": model.method_config()}
-    history = exp.train(cfg, model, splits.train, seed, run_dir, identity)
+    history = exp.train(cfg, model, splits.train, seed, run_dir, protocol="train", dataset=dataset,
+                        subsample=subsample)
     return {"run_dir": str(run_dir), "checkpoint": str(run_dir / "adapters.safetensors"),
             "train_images": len(splits.train), "classes": len(splits.classnames), "history": history}
 

@@ -30,9 +30,7 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
             splits = fewshot(build_dataset(source, cfg.data_root), cfg.shots, seed)
             model = exp.build(src_cfg, splits.classnames, seed)
             try:
-                identity = {"protocol": "transfer", "dataset": source, "seed": seed, "model": cfg.model,
-                            "pretrained": str(cfg.pretrained), "method": cfg.method, "dra": model.method_config()}
-                exp.train(src_cfg, model, splits.train, seed, run_dir, identity)
+                exp.train(src_cfg, model, splits.train, seed, run_dir, protocol="transfer", dataset=source)
                 for target in missing:
                     data = splits if target == source else build_dataset(target, cfg.data_root)
                     model.set_classnames(data.classnames)
