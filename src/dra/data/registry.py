@@ -137,6 +137,21 @@ def read_imagenet_classnames(path: Path) -> dict[str, str]:
     return out
 
 
+def _wnid_folders(spec: DatasetSpec, folder: Path, name_of: dict[str, str], names_path: Path
+                  ) -> tuple[list[str], dict[str, int]]:
+    """The sorted wnid folders under `folder` (each must have a name) and their labels 0..n-1."""
+    folders = _sorted_subdirs(folder)
+    if not folders:
+        raise DataError(f"{spec.name}: no class folders in {folder} (expected one folder per wnid); {DOCS_HINT}")
+    unknown = [f for f in folders if f not in name_of]
+    if unknown:
+        raise DataError(
+            f"{spec.name}: class folder {folder / unknown[0]} has no line in {names_path} "
+            f"({len(unknown)} such folders); {DOCS_HINT}"
+        )
+    return folders, {f: i for i, f in enumerate(folders)}
+
+
 def _read_class_folders(
     split_dir: Path, folders: Sequence[str], label_of: dict[str, int], name_of: dict[str, str]
 ) -> list[Datum]:
@@ -221,16 +236,7 @@ def read_imagenet(spec: DatasetSpec, root: Path) -> DatasetSplits:
     _require_dir(spec, root, val_dir, "val image folder")
     name_of = read_imagenet_classnames(names_path)
 
-    folders = _sorted_subdirs(train_dir)
-    if not folders:
-        raise DataError(f"{spec.name}: no class folders in {train_dir} (expected one folder per wnid); {DOCS_HINT}")
-    unknown = [f for f in folders if f not in name_of]
-    if unknown:
-        raise DataError(
-            f"{spec.name}: class folder {train_dir / unknown[0]} has no line in {names_path} "
-            f"({len(unknown)} such folders); {DOCS_HINT}"
-        )
-    label_of = {f: i for i, f in enumerate(folders)}
+    folders, label_of = _wnid_folders(spec, train_dir, name_of, names_path)
     val_folders = _sorted_subdirs(val_dir)
     if not val_folders:
         raise DataError(
@@ -261,15 +267,7 @@ def read_imagenet_wnid_variant(spec: DatasetSpec, root: Path) -> DatasetSplits:
     _require_dir(spec, root, image_dir, "image folder")
     names_path = _imagenet_classnames_file(spec, root)
     name_of = read_imagenet_classnames(names_path)
-    folders = _sorted_subdirs(image_dir)
-    if not folders:
-        raise DataError(f"{spec.name}: no class folders in {image_dir} (expected one folder per wnid); {DOCS_HINT}")
-    unknown = [f for f in folders if f not in name_of]
-    if unknown:
-        raise DataError(
-            f"{spec.name}: class folder {image_dir / unknown[0]} has no line in {names_path}; {DOCS_HINT}"
-        )
-    label_of = {f: i for i, f in enumerate(folders)}
+    folders, label_of = _wnid_folders(spec, image_dir, name_of, names_path)
     test = _read_class_folders(image_dir, folders, label_of, name_of)
     return DatasetSplits(
         train=[], val=[], test=test, classnames=[name_of[f] for f in folders],
