@@ -118,13 +118,13 @@ def _pretrained(value: str | None) -> str | None:
     return "" if value is not None and value.lower() in ("none", "random", "") else value
 
 
-def _settings(name: str, config: Path | None, overrides: list[str] | None, **values):
+def _settings(name: str, config: Path | None, overrides: list[str] | None, pretrained: str | None = None, **values):
     from dra.settings import load_settings
 
-    if "pretrained" in values and values["pretrained"] == "":
-        values["pretrained"] = None
-        overrides = [*(overrides or []), "pretrained=null"]
-    return load_settings(str(config) if config else name, values, overrides)
+    cfg = load_settings(str(config) if config else name, values, overrides)
+    if pretrained is not None:
+        cfg.pretrained = pretrained or None  # "" (--pretrained none) = random weights
+    return cfg
 
 
 @contextlib.contextmanager
