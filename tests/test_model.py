@@ -42,20 +42,20 @@ def test_exact_parameter_counts_vit_b16(vit_b16, changes, method, image_blocks, 
         assert counts["trainable"] == counts["image"] + counts["text"]
         assert counts["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
     finally:
-        model.remove_hooks()
+        model.unload()
 
 
 def test_paper_count_is_716800(vit_b16):
     model = build_method("dra", vit_b16, ["a"])
     assert model.parameter_counts() == {"trainable": 716_800, "image": 424_960, "text": 291_840}
-    model.remove_hooks()
+    model.unload()
 
 
 @pytest.mark.parametrize("rank", [8, 16, 64])
 def test_rank_sweep_counts(vit_b16, rank):
     model = build_method("dra", vit_b16, ["a"], DRAConfig(rank=rank))
     assert model.parameter_counts()["trainable"] == 8 * (adapter_params(768, rank, 3) + adapter_params(512, rank, 3))
-    model.remove_hooks()
+    model.unload()
 
 
 @pytest.mark.parametrize("name, image_blocks, widths", [("ViT-B-32", 8, (768, 512)), ("ViT-L-14", 20, (1024, 768))])
@@ -73,23 +73,23 @@ def test_start_layer_past_the_encoder_is_a_clear_error(tiny_backbone):
 
 def test_attention_placement_adds_s_times_adapter_of_ln1(tiny_backbone):
     model = build_method("dra", tiny_backbone, ["a"], DRAConfig(start_layer=6)).eval()
-    block = tiny_backbone.image_blocks[5]
-    adapter = model.adapters["image"]["6"].adapter
+    wrapped = tiny_backbone.image_blocks[5]
+    block, adapter = wrapped.base, model.adapters["image"]["6"].adapter
     x = torch.randn(2, 5, tiny_backbone.image_width)
     y = block.ln_1(x)
     h = x + block.attention(y) + 0.001 * adapter(y)
     want = h + block.mlp(block.ln_2(h))
-    torch.testing.assert_close(block(x), want)
+    torch.testing.assert_close(wrapped(x), want)
 
 
 def test_block_placement_adds_the_branch_after_the_mlp(tiny_backbone):
     model = build_method("adapter", tiny_backbone, ["a"], DRAConfig(start_layer=6, placement="block")).eval()
-    block = tiny_backbone.image_blocks[5]
-    adapter = model.adapters["image"]["6"].adapter
+    wrapped = tiny_backbone.image_blocks[5]
+    block, adapter = wrapped.base, model.adapters["image"]["6"].adapter
     x = torch.randn(2, 5, tiny_backbone.image_width)
     h = x + block.attention(block.ln_1(x))
     want = h + block.mlp(block.ln_2(h)) + 0.001 * adapter(block.ln_1(x))
-    torch.testing.assert_close(block(x), want)
+    torch.testing.assert_close(wrapped(x), want)
 
 
 def test_zero_shot_text_path_equals_open_clip(tiny_backbone):
@@ -167,7 +167,9 @@ def test_gradients_reach_every_trainable_parameter_and_no_backbone_parameter(tin
             assert p.grad is None, name
             continue
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-    assert all(p.grad is None for p in tiny_backbone.parameters())
+    assert all(p.grad is None for p in tiny_backbone.parameters() if not p.requires_grad)
+    learned = {id(p) for m in model.learned_modules().values() for p in m.parameters()}
+    assert {id(p) for p in model.parameters() if p.requires_grad} == learned  # exactly the adapters
     if method == "dra":
         assert parts["reg_image"] > 0 and parts["reg_text"] > 0
         torch.testing.assert_close(loss.detach(), parts["ce"] + parts["reg_image"] + parts["reg_text"])

@@ -1,51 +1,26 @@
-"""A frozen open_clip CLIP seen as two stacks of blocks, with the hooks that adapters need.
+"""A frozen open_clip CLIP seen as two stacks of blocks, into which methods put their modules.
 
-- `attach(block, branch, placement)`: adds a branch to one residual block with forward hooks, so that
-  open_clip's source is neither edited nor copied. The hook on `ln_1` hands LN1(x) to the branch;
-  "attention" placement adds `s * A(LN1(x))` to the attention output (x + Attn + s*A, then the MLP),
-  "block" placement adds it to the block's output (MMA).
+- `wrap_block(tower, index, wrapper)` puts a `ModuleWrapper` (e.g. a `ParallelBranchBlock`) in place of
+  one residual block; `unwrap_block` restores it. The wrappers are ordinary submodules: `print()` and
+  `state_dict()` show them.
 - The text tower is split at the first adapted block: the blocks before it see the same prompts every
   step, so `text_prefix` runs once per class set and the rest runs per step (`encode_text_from`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import open_clip
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from dra.backbones.loading import BackboneError, create_clip
+from dra.backbones.wrapping import ModuleWrapper, WrapError, unwrap, wrap, wrappers
 
-
-def attach(block: nn.Module, branch: nn.Module, placement: str) -> list:
-    """Hook `branch` into an open_clip residual block; returns the hook handles."""
-    if not hasattr(block, "ln_1") or not hasattr(block, "ls_1"):
-        raise BackboneError(f"{type(block).__name__} is not an open_clip residual attention block")
-    if getattr(block, "_dra_branch", None) is not None:
-        raise BackboneError(
-            "this CLIP block already carries an adapter: build each method on a fresh backbone "
-            "(load_backbone) or call remove_hooks() on the previous method first"
-        )
-    slot: dict[str, torch.Tensor] = {}
-
-    def keep_ln1(module, args, output):
-        slot["y"] = output
-
-    def add_branch(module, args, output):
-        return output + branch(slot.pop("y"))
-
-    target = block.ls_1 if placement == "attention" else block
-    handles = [block.ln_1.register_forward_hook(keep_ln1), target.register_forward_hook(add_branch)]
-    object.__setattr__(block, "_dra_branch", branch)  # a plain attribute, not a registered submodule
-    return handles
-
-
-def detach(block: nn.Module, handles: list) -> None:
-    for h in handles:
-        h.remove()
-    object.__setattr__(block, "_dra_branch", None)
+TOWERS = ("image", "text")
 
 
 @dataclass(frozen=True)
@@ -88,8 +63,11 @@ class CLIPBackbone(nn.Module):
         return self.info["model"]
 
     def train(self, mode: bool = True):
-        super().train(mode)
+        """CLIP itself stays in eval mode; what methods put inside it (the wrappers) follows `mode`."""
+        self.training = mode
         self.clip.eval()
+        for wrapper in wrappers(self.clip):
+            wrapper.train(mode)
         return self
 
     # -- the two stacks of blocks ------------------------------------------------------------------
@@ -100,6 +78,24 @@ class CLIPBackbone(nn.Module):
     @property
     def text_blocks(self) -> nn.ModuleList:
         return self.clip.transformer.resblocks
+
+    def blocks(self, tower: str) -> nn.ModuleList:
+        if tower not in TOWERS:
+            raise ValueError(f"tower must be one of {TOWERS}, got {tower!r}")
+        return self.image_blocks if tower == "image" else self.text_blocks
+
+    def width(self, tower: str) -> int:
+        return self.image_width if tower == "image" else self.text_width
+
+    def wrap_block(self, tower: str, index: int, make: Callable[[nn.Module], ModuleWrapper]) -> ModuleWrapper:
+        """Put `make(block)` in place of block `index` (0-based) of `tower`."""
+        try:
+            return wrap(self.blocks(tower), str(index), make)
+        except WrapError as e:
+            raise BackboneError(f"{tower} block {index + 1} of {self.name}: {e}") from e
+
+    def unwrap_block(self, tower: str, index: int) -> nn.Module:
+        return unwrap(self.blocks(tower), str(index))
 
     @property
     def image_width(self) -> int:
@@ -125,8 +121,12 @@ class CLIPBackbone(nn.Module):
         batch_first = getattr(self.clip.transformer, "batch_first", True)
         if not batch_first:
             x = x.transpose(0, 1)
+        checkpointed = getattr(self.clip.transformer, "grad_checkpointing", False) and torch.is_grad_enabled()
         for block in blocks:
-            x = block(x, attn_mask=self.clip.attn_mask)
+            if checkpointed:  # as open_clip's Transformer does with set_grad_checkpointing(True)
+                x = checkpoint(block, x, None, None, self.clip.attn_mask, use_reentrant=False)
+            else:
+                x = block(x, attn_mask=self.clip.attn_mask)
         return x if batch_first else x.transpose(0, 1)
 
     @torch.no_grad()

@@ -98,8 +98,4 @@ def assign_adapters(model, tensors: dict[str, torch.Tensor], source: str = "chec
     own = model.adapter_state_dict()
     if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
         raise CheckpointError(f"{source} holds other tensors than this model's adapters")
-    for name, value in tensors.items():
-        module_path, _, attr = name.rpartition(".")
-        with torch.no_grad():
-            getattr(model.get_submodule(module_path), attr).copy_(value)
-    model.clear_text_cache()
+    model.load_adapter_state_dict(tensors)

@@ -264,8 +264,7 @@ class _Runner:
             into.append(time.perf_counter() - t0)
 
     def close(self) -> None:
-        if hasattr(self.model, "remove_hooks"):
-            self.model.remove_hooks()
+        self.model.unload()
 
 
 def _rounds(runners: list[_Runner], step: str, steps: int, warmup: int) -> None:

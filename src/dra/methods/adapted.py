@@ -1,7 +1,8 @@
-"""CLIP with one adapter branch per block h..L in the image and/or text encoder.
+"""CLIP with one adapter branch beside blocks h..L of the image and/or text encoder.
 
 Shared by `dra` (DynamicRankAdapter) and `adapter` (PlainAdapter): the two differ only in the module
-each branch wraps. Branches are stored as `adapters.<image|text>.<block, 1-based>`.
+each branch wraps. Each adapted block becomes a `ParallelBranchBlock` that owns its `AdapterBranch`;
+checkpoints name the branches `adapters.<image|text>.<block, 1-based>`.
 """
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import torch
 from torch import nn
 
 from dra.adapters import AdapterBranch
-from dra.backbones import BackboneError, CLIPBackbone
-from dra.backbones.clip import attach, detach
+from dra.backbones import TOWERS, BackboneError, CLIPBackbone, ParallelBranchBlock
 from dra.config import DRAConfig
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 
@@ -23,25 +23,23 @@ class AdaptedCLIP(ClassifierModel):
                  template: str = DEFAULT_TEMPLATE) -> None:
         super().__init__(backbone, classnames, template)
         self.config = config = config or DRAConfig()
-        self.adapters = nn.ModuleDict()
-        self._hooks: list[tuple[nn.Module, list]] = []
-        for tower, on, blocks, width in (
-            ("image", config.adapts_image, backbone.image_blocks, backbone.image_width),
-            ("text", config.adapts_text, backbone.text_blocks, backbone.text_width),
-        ):
-            if not on:
-                continue
+        # tower -> {block (1-based): branch}; the branches themselves live in the wrapped blocks.
+        self._branches: dict[str, dict[int, AdapterBranch]] = {}
+        towers = [t for t, on in zip(TOWERS, (config.adapts_image, config.adapts_text)) if on]
+        for tower in towers:
+            blocks = backbone.blocks(tower)
             if config.start_layer > len(blocks):
                 raise BackboneError(
                     f"start_layer {config.start_layer} is past the last of the {len(blocks)} {tower} blocks "
                     f"of {backbone.name}; choose h in 1..{len(blocks)}"
                 )
-            branches = nn.ModuleDict()
-            for index in range(config.start_layer - 1, len(blocks)):
-                branch = AdapterBranch(self.adapter_class(width, config), config)
-                branches[str(index + 1)] = branch
-                self._hooks.append((blocks[index], attach(blocks[index], branch, config.placement)))
-            self.adapters[tower] = branches
+        for tower in towers:
+            self._branches[tower] = {}
+            for index in range(config.start_layer - 1, len(backbone.blocks(tower))):
+                branch = AdapterBranch(self.adapter_class(backbone.width(tower), config), config)
+                backbone.wrap_block(tower, index,
+                                    lambda block, b=branch: ParallelBranchBlock(block, b, config.placement))
+                self._branches[tower][index + 1] = branch
         # Text blocks before the first adapted one are frozen: their output is cached per class set.
         self.text_start = config.start_layer - 1 if config.adapts_text else len(backbone.text_blocks)
         self._prefix: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None
@@ -50,11 +48,12 @@ class AdaptedCLIP(ClassifierModel):
         super().set_classnames(classnames)
         self._prefix = None
 
-    def remove_hooks(self) -> None:
-        """Take the adapters out of the backbone's blocks (the backbone is then plain CLIP again)."""
-        for block, handles in self._hooks:
-            detach(block, handles)
-        self._hooks = []
+    def unload(self) -> None:
+        """Put CLIP's original blocks back (the backbone is plain CLIP again; the branches are dropped)."""
+        for tower, branches in self._branches.items():
+            for block in branches:
+                self.backbone.unwrap_block(tower, block - 1)
+        self._branches = {}
 
     # -- text with a cached frozen prefix -----------------------------------------------------------
     def text_prefix(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +76,7 @@ class AdaptedCLIP(ClassifierModel):
     def regularization(self) -> dict[str, torch.Tensor | None]:
         """Sum of the branches' L1 terms from the last forward, per tower (None where absent)."""
         out: dict[str, torch.Tensor | None] = {"image": None, "text": None}
-        for tower, branches in self.adapters.items():
+        for tower, branches in self._branches.items():
             terms = [b.reg for b in branches.values() if b.reg is not None]
             out[tower] = torch.stack(terms).sum() if terms else None
         return out
@@ -92,18 +91,21 @@ class AdaptedCLIP(ClassifierModel):
         return loss, parts
 
     # -- bookkeeping --------------------------------------------------------------------------------
-    def parameter_counts(self) -> dict[str, int]:
-        counts = {"trainable": 0, "image": 0, "text": 0}
-        for tower, branches in self.adapters.items():
-            counts[tower] = sum(p.numel() for p in branches.parameters() if p.requires_grad)
-        counts["trainable"] = counts["image"] + counts["text"]
-        return counts
+    @property
+    def adapters(self) -> dict[str, dict[str, AdapterBranch]]:
+        """tower -> {block (1-based, as a string): branch}."""
+        return {t: {str(k): b for k, b in branches.items()} for t, branches in self._branches.items()}
 
-    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"adapters.{k}": v for k, v in self.adapters.state_dict().items()}
+    def branches(self, tower: str) -> dict[int, AdapterBranch]:
+        return dict(self._branches.get(tower, {}))
+
+    def learned_modules(self) -> dict[str, nn.Module]:
+        return {f"adapters.{t}.{k}": b for t, branches in self._branches.items() for k, b in branches.items()}
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {t: sum(p.numel() for b in self._branches.get(t, {}).values() for p in b.parameters()
+                         if p.requires_grad) for t in TOWERS}
+        return {"trainable": counts["image"] + counts["text"], **counts}
 
     def method_config(self) -> dict:
         return self.config.to_dict()
-
-    def branches(self, tower: str) -> dict[int, AdapterBranch]:
-        return {int(k): b for k, b in self.adapters[tower].items()} if tower in self.adapters else {}

@@ -92,9 +92,24 @@ class ClassifierModel(nn.Module):
         n = sum(p.numel() for p in self.trainable_parameters())
         return {"trainable": n, "image": 0, "text": 0}
 
-    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what training changes (empty for zero-shot CLIP)."""
+    def unload(self) -> None:
+        """Take the method's modules out of the backbone's blocks (zero-shot CLIP put none in)."""
+
+    def learned_modules(self) -> dict[str, nn.Module]:
+        """The modules training changes, by checkpoint prefix (none for zero-shot CLIP)."""
         return {}
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes, as `<prefix>.<name>` tensors: what a checkpoint holds."""
+        return {f"{prefix}.{k}": v for prefix, module in self.learned_modules().items()
+                for k, v in module.state_dict().items()}
+
+    def load_adapter_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Copy `adapter_state_dict()`-shaped tensors into the learned modules (every key must fit)."""
+        for prefix, module in self.learned_modules().items():
+            own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            module.load_state_dict(own, strict=True)
+        self.clear_text_cache()
 
     def method_config(self) -> dict:
         return {}

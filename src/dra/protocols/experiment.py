@@ -97,5 +97,4 @@ class Experiment:
 
     def release(self, model) -> None:
         """Take a method's adapters out of the shared backbone."""
-        if hasattr(model, "remove_hooks"):
-            model.remove_hooks()
+        model.unload()
