@@ -44,6 +44,8 @@ def load_eurosat_batch():
     from PIL import Image
     from torchvision import transforms as T
 
+    from dra.data import CLIP_MEAN, CLIP_STD
+
     root = shared_eurosat()
     split = json.loads((root / "split_zhou_EuroSAT.json").read_text())
     per_class: dict[int, list] = {}
@@ -51,7 +53,7 @@ def load_eurosat_batch():
         if label < 4 and len(per_class.setdefault(label, [])) < 4:
             per_class[label].append(rel)
     tf = T.Compose([T.Resize(32, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(32), T.ToTensor(),
-                    T.Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])
+                    T.Normalize(CLIP_MEAN, CLIP_STD)])
     images, labels = [], []
     for label, rels in sorted(per_class.items()):
         for rel in rels:

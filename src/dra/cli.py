@@ -216,7 +216,7 @@ def visualize(
     import json
 
     from dra.api import load_model
-    from dra.protocols.visualize import token_ranks
+    from dra.analysis.token_ranks import token_ranks
 
     with _clear_errors():
         model = load_model(checkpoint, pretrained=_pretrained(pretrained))

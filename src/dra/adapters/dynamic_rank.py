@@ -33,9 +33,18 @@ from dra.adapters.plain import project
 from dra.config import DRAConfig
 
 
-def gumbel_like(x: torch.Tensor) -> torch.Tensor:
+def gumbel_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard Gumbel(0, 1) noise: -log(E), E ~ Exp(1)."""
-    return -torch.empty_like(x).exponential_().log()
+    return -torch.empty_like(x).exponential_(generator=generator).log()
+
+
+def perturb(scores: torch.Tensor, temperature: float, on_log_scores: bool = False,
+            noise: torch.Tensor | None = None) -> torch.Tensor:
+    """`a + tau g`, or `log a + tau g` (the Gumbel-top-k form); g ~ Gumbel(0, 1) unless given."""
+    base = torch.log(scores.clamp_min(1e-12)) if on_log_scores else scores
+    if temperature == 0:
+        return base
+    return base + temperature * (gumbel_like(scores) if noise is None else noise)
 
 
 def positions(order: torch.Tensor) -> torch.Tensor:
@@ -92,13 +101,7 @@ class DynamicRankAdapter(nn.Module):
 
     def perturb(self, scores: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         """a + tau g (Eqs. 11, 13) in training, or log a + tau g with `noise_on_log_scores`."""
-        cfg = self.config
-        base = torch.log(scores.clamp_min(1e-12)) if cfg.noise_on_log_scores else scores
-        if cfg.noise_temperature == 0:
-            return base
-        if noise is None:
-            noise = gumbel_like(scores)
-        return base + cfg.noise_temperature * noise
+        return perturb(scores, self.config.noise_temperature, self.config.noise_on_log_scores, noise)
 
     # -- mask ----------------------------------------------------------------------------------------
     def group_channel_mask(self, channel_pos: torch.Tensor) -> torch.Tensor:
@@ -133,8 +136,7 @@ class DynamicRankAdapter(nn.Module):
         b, n, r = h.shape
         a_t = self.token_scores(h)
         noisy_t = self.perturb(a_t, token_noise)
-        token_pos = positions(noisy_t.argsort(dim=-1, descending=True))
-        groups = self.token_groups(token_pos)  # (B, N)
+        groups = self.token_groups(positions(noisy_t.argsort(dim=-1, descending=True)))  # (B, N)
 
         if cfg.channel_response:
             noisy_c = self.perturb(self.channel_scores(h), channel_noise)

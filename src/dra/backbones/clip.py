@@ -51,13 +51,6 @@ class CLIPBackbone(nn.Module):
             tuple(getattr(clip.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD),
         )
 
-    def transforms(self):
-        """(train, test) transforms of the benchmark at this model's input size and normalisation."""
-        from dra.data import build_transforms
-
-        p = self.preprocess
-        return (build_transforms(True, p.image_size, p.mean, p.std), build_transforms(False, p.image_size, p.mean, p.std))
-
     @property
     def name(self) -> str:
         return self.info["model"]

@@ -31,16 +31,16 @@ if TYPE_CHECKING:  # pragma: no cover
         CLIP_STD,
         build_transforms,
         build_transforms_from_preprocess,
+        clip_transforms,
         preprocess_params,
     )
-
-EMBEDDED_DATASET = "shapes"
 
 _LAZY = {
     "ImageDataset": "dra.data.image_dataset",
     "load_image": "dra.data.image_dataset",
     "build_transforms": "dra.data.transforms",
     "build_transforms_from_preprocess": "dra.data.transforms",
+    "clip_transforms": "dra.data.transforms",
     "preprocess_params": "dra.data.transforms",
     "CLIP_MEAN": "dra.data.transforms",
     "CLIP_STD": "dra.data.transforms",
@@ -50,7 +50,6 @@ __all__ = [
     "BASE_TO_NEW_DATASETS",
     "DATASETS",
     "DOMAIN_SHIFT_DATASETS",
-    "EMBEDDED_DATASET",
     "SHAPES_CLASSES",
     "DataError",
     "DatasetSpec",

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
 log = logging.getLogger(__name__)
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_MEAN: tuple[float, float, float] = tuple(OPENAI_DATASET_MEAN)  # OpenAI CLIP's normalisation
+CLIP_STD: tuple[float, float, float] = tuple(OPENAI_DATASET_STD)
 TRAIN_CROP_SCALE = (0.08, 1.0)
 
 
@@ -67,6 +68,12 @@ def preprocess_params(preprocess) -> dict:
             if not isinstance(step.size, int) and len(step.size) != 1:
                 log.warning("backbone resizes to %s, not the shorter side; the benchmark resizes the shorter side", step.size)
     return params
+
+
+def clip_transforms(preprocess) -> tuple[T.Compose, T.Compose]:
+    """(train, test) transforms at a backbone's input size and normalisation (`CLIPBackbone.preprocess`)."""
+    p = preprocess
+    return build_transforms(True, p.image_size, p.mean, p.std), build_transforms(False, p.image_size, p.mean, p.std)
 
 
 def build_transforms_from_preprocess(preprocess, train: bool) -> T.Compose:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from dra import settings as S
 from dra.backbones import CLIPBackbone, load_backbone
+from dra.data import clip_transforms
 from dra.data.core import Datum
 from dra.engine import distributed
 from dra.io import atomic_write_text
@@ -65,7 +66,7 @@ class Experiment:
         return self._backbone
 
     def transforms(self):
-        return self.backbone.transforms()
+        return clip_transforms(self.backbone.preprocess)
 
     def run_key(self, cfg: DictConfig) -> str:
         """Short hash of everything that changes a trained model."""

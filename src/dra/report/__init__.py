@@ -32,7 +32,6 @@ _LAZY = {
     "plot_image_ranks": "dra.report.token_ranks",
     "plot_text_ranks": "dra.report.token_ranks",
     "order_agreement": "dra.report.token_ranks",
-    "gumbel_order_agreement": "dra.report.token_ranks",
 }
 
 __all__ = [

@@ -9,7 +9,7 @@ The DRA adapters keep, from their last training forward, the rank each token got
 * :func:`plot_text_ranks` -- the text tokens' scores as bars coloured by rank;
 * :func:`order_agreement` -- Spearman correlation between the noiseless and the noisy token
   order, i.e. how far the Gumbel noise moves the order (1 = same order, -1 = reversed);
-  :func:`gumbel_order_agreement` draws the noise itself.
+  `dra.analysis.token_ranks` draws the adapter's own noise for it.
 """
 from __future__ import annotations
 
@@ -27,19 +27,13 @@ from matplotlib.patches import Patch
 from dra.report.plots import new_figure, save_figure
 
 __all__ = [
-    "CLIP_MEAN",
-    "CLIP_STD",
     "to_numpy",
     "image_rank_map",
     "plot_image_ranks",
     "plot_text_ranks",
     "order_agreement",
-    "gumbel_order_agreement",
 ]
 
-# OpenAI CLIP image normalisation
-CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -101,6 +95,8 @@ def _image_hwc(image: Any, mean: Any, std: Any) -> np.ndarray:
     if isinstance(mean, str) or isinstance(std, str):
         if "clip" not in (mean, std):
             raise ValueError("mean/std as a string must be 'clip'")
+        from dra.data.transforms import CLIP_MEAN, CLIP_STD  # torch-free until asked for
+
         mean, std = CLIP_MEAN, CLIP_STD
     if mean is not None or std is not None:
         m = np.asarray(mean if mean is not None else 0.0, dtype=np.float64)
@@ -237,10 +233,7 @@ def _order_positions(a: np.ndarray) -> np.ndarray:
 
     Ties are broken by token index (stable sort), so the positions are a permutation.
     """
-    order = np.argsort(-a, axis=-1, kind="stable")
-    pos = np.empty_like(order)
-    np.put_along_axis(pos, order, np.arange(a.shape[-1])[None, :].repeat(a.shape[0], 0), axis=-1)
-    return pos
+    return np.argsort(np.argsort(-a, axis=-1, kind="stable"), axis=-1, kind="stable")
 
 
 def order_agreement(scores: Any, noisy_scores: Any) -> float:
@@ -265,27 +258,3 @@ def order_agreement(scores: Any, noisy_scores: Any) -> float:
     d = (_order_positions(a) - _order_positions(b)).astype(np.float64)
     rho = 1.0 - 6.0 * (d**2).sum(axis=-1) / (n * (n * n - 1.0))
     return float(rho.mean())
-
-
-def gumbel_order_agreement(
-    scores: Any,
-    tau: float = 1.0,
-    log_scores: bool = False,
-    samples: int = 16,
-    seed: int = 0,
-) -> float:
-    """Expected :func:`order_agreement` between ``scores`` and Gumbel-perturbed scores.
-
-    The perturbation is the adapter's: ``scores + tau * g`` (the paper's form), or
-    ``log(scores) + tau * g`` with ``log_scores`` (the Gumbel-top-k form); g ~ Gumbel(0, 1),
-    ``samples`` draws from a numpy generator seeded with ``seed``.
-    """
-    a = to_numpy(scores).astype(np.float64)
-    base = np.log(np.clip(a, 1e-30, None)) if log_scores else a
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(samples):
-        u = rng.uniform(np.finfo(np.float64).tiny, 1.0, size=a.shape)
-        g = -np.log(-np.log(u))
-        vals.append(order_agreement(base, base + tau * g))
-    return float(np.mean(vals))

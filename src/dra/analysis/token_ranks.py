@@ -1,0 +1,92 @@
+"""Paper Figure 4: the rank DRA gives each image patch and each prompt token, at one adapted block.
+
+The model runs its inference path once; each DRA branch's input is captured on the way, and the
+adapter's own scoring turns it into per-token ranks without noise. `order_agreement` then reports how
+far training's noisy order (the adapter's own perturbation, `noise_temperature` and
+`noise_on_log_scores` as configured) is from that noiseless order (Spearman, 1 = same order).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from dra.adapters.dynamic_rank import DynamicRankAdapter, gumbel_like, perturb, positions
+from dra.data import clip_transforms, load_image
+from dra.report import order_agreement, plot_image_ranks, plot_text_ranks
+
+
+def ranks_and_scores(adapter: DynamicRankAdapter, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noiseless token scores a_t and the rank floor(e_i r) each token gets from them, (B, N) each."""
+    scores = adapter.token_scores(F.relu(adapter.down(y)))
+    groups = adapter.token_groups(positions(scores.argsort(dim=-1, descending=True)))
+    return adapter.kept[groups], scores
+
+
+def noisy_order_agreement(adapter: DynamicRankAdapter, scores: torch.Tensor, samples: int = 16,
+                          seed: int = 0) -> float:
+    """Mean Spearman agreement between the noiseless order and `samples` noisy orders of training."""
+    cfg = adapter.config
+    generator = torch.Generator(device=scores.device).manual_seed(seed)
+    values = []
+    for _ in range(samples):
+        noisy = perturb(scores, cfg.noise_temperature, cfg.noise_on_log_scores, gumbel_like(scores, generator))
+        values.append(order_agreement(scores, noisy))
+    return sum(values) / len(values)
+
+
+@torch.no_grad()
+def branch_inputs(model, images: torch.Tensor) -> dict[str, dict[int, torch.Tensor]]:
+    """tower -> {block: the LN1 output each branch saw} in one inference-mode forward."""
+    seen: dict[str, dict[int, torch.Tensor]] = {}
+    handles = []
+    for tower in ("image", "text"):
+        for k, branch in model.branches(tower).items():
+            def keep(module, args, tower=tower, k=k):
+                seen.setdefault(tower, {})[k] = args[0].detach()
+            handles.append(branch.register_forward_pre_hook(keep))
+    was_training = model.training
+    model.eval()
+    model.clear_text_cache()  # the text branches must run to be seen
+    try:
+        model(images)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return seen
+
+
+@torch.no_grad()
+def token_ranks(model, image_path: str, classname: str | None, out_dir: str | Path, block: int | None = None) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _, test_tf = clip_transforms(model.backbone.preprocess)
+    image = test_tf(load_image(image_path)).unsqueeze(0)
+    device = model.backbone.clip.positional_embedding.device
+    if classname is not None:
+        model.set_classnames([classname])
+    inputs = branch_inputs(model, image.to(device))
+    result: dict = {"image": str(image_path), "classname": model.classnames[0]}
+    mean, std = model.backbone.preprocess.mean, model.backbone.preprocess.std
+    for tower in ("image", "text"):
+        branches = model.branches(tower)
+        if not branches:
+            continue
+        per_block = {k: ranks_and_scores(b.adapter, inputs[tower][k][:1]) for k, b in branches.items()}
+        k = block if block is not None else max(per_block)
+        ranks, scores = per_block[k]
+        result[f"{tower}_block"] = k
+        result[f"{tower}_order_agreement"] = {
+            b: noisy_order_agreement(branches[b].adapter, per_block[b][1]) for b in per_block}
+        path = out / f"{tower}_ranks_block{k}.png"
+        if tower == "image":
+            plot_image_ranks(image[0], ranks[0].cpu(), path, mean=mean, std=std)
+        else:
+            tokens = model.backbone.tokenize(model.prompts[:1])[0].tolist()
+            end = tokens.index(max(tokens)) + 1  # the EOT token has the largest id
+            words = [model.backbone.tokenizer.decoder[t].replace("</w>", "") for t in tokens[:end]]
+            plot_text_ranks(words, ranks[0].cpu(), scores[0].cpu(), path, title=model.prompts[0])
+        result[f"{tower}_plot"] = str(path)
+    return result
