@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dra.data.registry import BASE_TO_NEW_DATASETS, DATASETS, DOMAIN_SHIFT_DATASETS
 from dra.io import atomic_write_text
 from dra.report.metrics import harmonic_mean, mean, mean_std
 
@@ -44,34 +45,12 @@ __all__ = [
     "atomic_write_text",
 ]
 
-# dataset id -> the name the paper prints
-DATASET_NAMES: dict[str, str] = {
-    "imagenet": "ImageNet",
-    "caltech101": "Caltech101",
-    "oxford_pets": "OxfordPets",
-    "stanford_cars": "StanfordCars",
-    "oxford_flowers": "Flowers102",
-    "food101": "Food101",
-    "fgvc_aircraft": "FGVCAircraft",
-    "sun397": "SUN397",
-    "dtd": "DTD",
-    "eurosat": "EuroSAT",
-    "ucf101": "UCF101",
-    "imagenetv2": "ImageNet-V2",
-    "imagenet_sketch": "ImageNet-Sketch",
-    "imagenet_a": "ImageNet-A",
-    "imagenet_r": "ImageNet-R",
-}
-
-# Table 1 order (also the order of Table 2's targets, after the ImageNet source)
-BASE2NEW_DATASETS: tuple[str, ...] = (
-    "imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-    "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
-)
+# The registry is the one list of datasets and of the names the paper prints.
+DATASET_NAMES: dict[str, str] = {name: spec.title for name, spec in DATASETS.items()}
+BASE2NEW_DATASETS: tuple[str, ...] = BASE_TO_NEW_DATASETS  # Table 1 order (Table 2: the targets after ImageNet)
 CROSS_DATASET_TARGETS: tuple[str, ...] = BASE2NEW_DATASETS[1:]
-
 DOMAIN_GEN_SOURCE = "imagenet"
-DOMAIN_GEN_VARIANTS: tuple[str, ...] = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+DOMAIN_GEN_VARIANTS: tuple[str, ...] = DOMAIN_SHIFT_DATASETS
 # Table 3 headers, as the paper prints them
 DOMAIN_GEN_COLUMNS: dict[str, str] = {
     "imagenet": "ImageNet",
