@@ -1,4 +1,4 @@
-"""The DRA adapter against the equations (DESIGN.md section 1), on small tensors."""
+"""The DRA adapter against the equations (docs/design.md section 1), on small tensors."""
 import math
 
 import pytest

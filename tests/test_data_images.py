@@ -1,4 +1,4 @@
-"""Transforms of DESIGN.md section 2 and `ImageDataset`'s handling of bad images."""
+"""Transforms of docs/design.md section 2 and `ImageDataset`'s handling of bad images."""
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,6 @@
 """`DRAConfig`: every switch of the DRA adapter, with the paper's values as defaults.
 
-Each field maps to a line of DESIGN.md section 1 or an ablation of the paper (Tables 4, 5, Fig. 3).
+Each field maps to a line of docs/design.md section 1 or an ablation of the paper (Tables 4, 5, Fig. 3).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class DRAConfig:
     """lambda_V (Eq. 20)."""
     reg_reduction: str = "mean"
     """"mean" over the block output's elements, or "sum" as Eq. 19 writes it."""
-    # -- choices DESIGN.md makes where the paper is open ------------------------------------------
+    # -- choices docs/design.md makes where the paper is open ------------------------------------------
     output_relu: bool = True
     """The ReLU after `up` (Eqs. 8, 17, 18); False gives the MMA-style linear output."""
     learnable_scores: bool = True

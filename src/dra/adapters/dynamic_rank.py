@@ -1,4 +1,4 @@
-"""The DRA adapter, step by step as in DESIGN.md section 1 (paper Eqs. 9-18).
+"""The DRA adapter, step by step as in docs/design.md section 1 (paper Eqs. 9-18).
 
 | step             | code                                                                           |
 |------------------|--------------------------------------------------------------------------------|

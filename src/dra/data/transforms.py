@@ -1,4 +1,4 @@
-"""Image transforms of the benchmark (DESIGN.md section 2, Dassl's `build_transform`).
+"""Image transforms of the benchmark (docs/design.md section 2, Dassl's `build_transform`).
 
 train: RandomResizedCrop(224, scale=(0.08, 1), bicubic) -> RandomHorizontalFlip -> ToTensor -> CLIP norm
 test:  Resize(224, bicubic; shorter side) -> CenterCrop(224) -> ToTensor -> CLIP norm
