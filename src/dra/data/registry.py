@@ -124,17 +124,15 @@ def _sorted_files(path: Path) -> list[str]:
         return sorted(e.name for e in it if not e.name.startswith(".") and e.is_file())
 
 
+def read_key_value_lines(path: Path) -> list[tuple[str, str]]:
+    """`key rest of the line` pairs of a text list, in file order; blank lines are skipped."""
+    with open(path, encoding="utf-8") as f:
+        return [(key, rest) for key, _, rest in (line.strip().partition(" ") for line in f if line.strip())]
+
+
 def read_imagenet_classnames(path: Path) -> dict[str, str]:
     """CoOp's `classnames.txt`: one `wnid name words...` per line, in order (dict keeps it)."""
-    out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            wnid, _, name = line.partition(" ")
-            out[wnid] = name
-    return out
+    return dict(read_key_value_lines(path))
 
 
 def _wnid_folders(spec: DatasetSpec, folder: Path, name_of: dict[str, str], names_path: Path
@@ -309,15 +307,10 @@ def read_fgvc_aircraft(spec: DatasetSpec, root: Path) -> DatasetSplits:
         path = ddir / f"images_variant_{key}.txt"
         _require_file(spec, root, path, f"images_variant_{key}.txt")
         items = []
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                imid, _, classname = line.partition(" ")
-                if classname not in label_of:
-                    raise DataError(f"{spec.name}: variant {classname!r} in {path} is not in {variants}; {DOCS_HINT}")
-                items.append(Datum(impath=str(image_dir / f"{imid}.jpg"), label=label_of[classname], classname=classname))
+        for imid, classname in read_key_value_lines(path):
+            if classname not in label_of:
+                raise DataError(f"{spec.name}: variant {classname!r} in {path} is not in {variants}; {DOCS_HINT}")
+            items.append(Datum(impath=str(image_dir / f"{imid}.jpg"), label=label_of[classname], classname=classname))
         lists[key] = items
     return DatasetSplits(
         train=lists["train"], val=lists["val"], test=lists["test"], classnames=classnames,
