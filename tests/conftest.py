@@ -44,6 +44,7 @@ def pytest_report_header(config):
     return f"shared data: {SHARED_DATA} {state}"
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config, items):
     config.stash[_SHARED_ITEMS] = [item.nodeid for item in items if item.get_closest_marker("shared_data")]
 
@@ -55,9 +56,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     skipped = sum(1 for r in terminalreporter.stats.get("skipped", []) if r.nodeid in needing)
     terminalreporter.write_sep("-", "shared data")
     if SHARED_DATA.is_dir():
-        line = f"{SHARED_DATA} found: {len(needing)} tests use the real data, {skipped} of them skipped"
+        line = f"{SHARED_DATA} found: {len(needing)} test(s) use the real data, {skipped} of them skipped"
     else:
-        line = (f"{SHARED_DATA} NOT found: {skipped} of the {len(needing)} tests that need the real data "
+        line = (f"{SHARED_DATA} NOT found: {skipped} of the {len(needing)} test(s) that need the real data "
                 f"(EuroSAT, CoOp split files) skipped; every other test runs on the embedded shapes set")
     terminalreporter.write_line(line)
 
@@ -71,6 +72,27 @@ def tiny_backbone():
 
     torch.manual_seed(0)
     return load_backbone(TINY)
+
+
+def meta_backbone(name):
+    """`load_backbone(name)` with every backbone tensor on the meta device: shapes only, no memory, no init.
+
+    For tests that only count parameters or check metadata (ViT-B, ViT-L); the adapters are built as usual.
+    """
+    import open_clip
+
+    import dra.backbones.loading as loading
+    from dra.backbones import load_backbone
+
+    real = open_clip.create_model
+
+    def create_on_meta(*args, **kwargs):
+        with torch.device("meta"):
+            return real(*args, **{**kwargs, "device": "meta"})
+
+    with pytest.MonkeyPatch.context() as mp:  # only for this one build
+        mp.setattr(loading.open_clip, "create_model", create_on_meta)
+        return load_backbone(name)
 
 
 def _clip_transform(size: int = 32):

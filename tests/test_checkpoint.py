@@ -14,7 +14,7 @@ from dra.config import DRAConfig
 from dra.engine.checkpoint import CheckpointError, load_adapters, save_adapters
 from dra.methods import build_method
 
-from conftest import TINY
+from conftest import TINY, meta_backbone
 
 
 def trained_model(seed=0, **cfg):
@@ -72,8 +72,9 @@ def test_checkpoint_of_another_config_is_refused_naming_both(tmp_path, other, ne
 
 def test_checkpoint_of_another_backbone_or_method_is_refused(tmp_path):
     save_adapters(trained_model(), tmp_path / "ck")
+    vit_b32 = meta_backbone("ViT-B-32")  # refused on its description: no weights needed
     with pytest.raises(CheckpointError, match=r"model: checkpoint 'ViT-Tiny-16-test' vs model 'ViT-B-32'"):
-        load_adapters(build_method("dra", load_backbone("ViT-B-32"), ["a"]), tmp_path / "ck")
+        load_adapters(build_method("dra", vit_b32, ["a"]), tmp_path / "ck")
     with pytest.raises(CheckpointError, match=r"method: checkpoint 'dra' vs model 'adapter'"):
         load_adapters(build_method("adapter", load_backbone(TINY), ["a"]), tmp_path / "ck")
 

@@ -11,7 +11,7 @@ from dra.backbones import BackboneError, load_backbone
 from dra.config import DRAConfig
 from dra.methods import build_method
 
-from conftest import TINY
+from conftest import TINY, meta_backbone
 
 
 def adapter_params(d: int, r: int, square_layers: int) -> int:
@@ -29,33 +29,15 @@ def adapted(backbone, method="dra", classnames=("a",), config=None):
         model.remove_hooks()
 
 
-def meta_backbone(name, monkeypatch):
-    """`load_backbone(name)` with every backbone tensor on the meta device: shapes only, no memory, no init."""
-    import open_clip
-
-    import dra.backbones.loading as loading
-
-    real = open_clip.create_model
-
-    def create_on_meta(*args, **kwargs):
-        with torch.device("meta"):
-            return real(*args, **{**kwargs, "device": "meta"})
-
-    monkeypatch.setattr(loading.open_clip, "create_model", create_on_meta)
-    return load_backbone(name)
-
-
 @pytest.fixture(scope="module")
 def vit_b16():
-    with pytest.MonkeyPatch.context() as mp:
-        return meta_backbone("ViT-B-16", mp)
+    return meta_backbone("ViT-B-16")
 
 
 @pytest.fixture(scope="module")
 def vit_b16_dra():
     """The paper's model (DRA, defaults, ViT-B/16) on its own backbone; its hooks released at module end."""
-    with pytest.MonkeyPatch.context() as mp:
-        backbone = meta_backbone("ViT-B-16", mp)
+    backbone = meta_backbone("ViT-B-16")
     model = build_method("dra", backbone, ["a"])
     try:
         yield model
@@ -113,8 +95,8 @@ def test_rank_sweep_counts(vit_b16, rank, trainable):
     ("ViT-B-32", 424_960, 291_840, 151_277_313),
     ("ViT-L-14", 1_395_200, 424_960, 427_616_513),
 ])
-def test_other_vit_configs(name, image, text, backbone_params, monkeypatch):
-    backbone = meta_backbone(name, monkeypatch)  # counted on the meta device: nothing allocated
+def test_other_vit_configs(name, image, text, backbone_params):
+    backbone = meta_backbone(name)  # counted on the meta device: nothing allocated
     assert backbone.clip.visual.conv1.weight.is_meta
     assert sum(p.numel() for p in backbone.parameters()) == backbone_params  # open_clip's architecture
     with adapted(backbone) as model:
