@@ -1,4 +1,11 @@
-"""Shared fixtures: small real open_clip architectures with random weights, and the shared data."""
+"""Shared fixtures: small real open_clip architectures with random weights, a batch of the embedded
+`shapes` images, and the real data of `../shared/data` where it exists.
+
+Every test of the protocols, the CLI, the engine, DDP, transfer and the losses runs on the embedded
+`shapes` dataset, so a fresh clone runs them all. Only the tests about the real data itself (EuroSAT's
+counts, Dassl's draw, CoOp's split files) need `../shared/data`; they carry the `shared_data` marker,
+skip with a reason naming the missing path, and the run's header and summary say how many there are.
+"""
 from __future__ import annotations
 
 import os
@@ -15,6 +22,11 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 TINY = "ViT-Tiny-16-test"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+requires_shared = pytest.mark.shared_data
+_SHARED_ITEMS = pytest.StashKey[list]()
 
 
 def shared_eurosat() -> Path:
@@ -24,12 +36,95 @@ def shared_eurosat() -> Path:
     return root
 
 
+# -- the visible account of what needs ../shared/data ------------------------------------------------
+
+
+def pytest_report_header(config):
+    state = "found" if SHARED_DATA.is_dir() else "NOT found (tests marked shared_data will skip)"
+    return f"shared data: {SHARED_DATA} {state}"
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(config, items):
+    config.stash[_SHARED_ITEMS] = [item.nodeid for item in items if item.get_closest_marker("shared_data")]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    needing = set(config.stash.get(_SHARED_ITEMS, []))
+    if not needing:
+        return
+    skipped = sum(1 for r in terminalreporter.stats.get("skipped", []) if r.nodeid in needing)
+    terminalreporter.write_sep("-", "shared data")
+    if SHARED_DATA.is_dir():
+        line = f"{SHARED_DATA} found: {len(needing)} test(s) use the real data, {skipped} of them skipped"
+    else:
+        line = (f"{SHARED_DATA} NOT found: {skipped} of the {len(needing)} test(s) that need the real data "
+                f"(EuroSAT, CoOp split files) skipped; every other test runs on the embedded shapes set")
+    terminalreporter.write_line(line)
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+
 @pytest.fixture
 def tiny_backbone():
     from dra.backbones import load_backbone
 
     torch.manual_seed(0)
     return load_backbone(TINY)
+
+
+def meta_backbone(name):
+    """`load_backbone(name)` with every backbone tensor on the meta device: shapes only, no memory, no init.
+
+    For tests that only count parameters or check metadata (ViT-B, ViT-L); the adapters are built as usual.
+    """
+    import open_clip
+
+    import dra.backbones.loading as loading
+    from dra.backbones import load_backbone
+
+    real = open_clip.create_model
+
+    def create_on_meta(*args, **kwargs):
+        with torch.device("meta"):
+            return real(*args, **{**kwargs, "device": "meta"})
+
+    with pytest.MonkeyPatch.context() as mp:  # only for this one build
+        mp.setattr(loading.open_clip, "create_model", create_on_meta)
+        return load_backbone(name)
+
+
+def _clip_transform(size: int = 32):
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size), T.ToTensor(),
+                      T.Normalize(CLIP_MEAN, CLIP_STD)])
+
+
+@pytest.fixture(scope="session")
+def shapes_batch():
+    return load_shapes_batch()
+
+
+def load_shapes_batch():
+    """16 embedded `shapes` images (first 4 train images of classes 0..3) at the tiny model's 32 px."""
+    from PIL import Image
+
+    from dra.data import build_dataset
+
+    ds = build_dataset("shapes")
+    per_class: dict[int, list] = {}
+    for d in ds.train:
+        if d.label < 4 and len(per_class.setdefault(d.label, [])) < 4:
+            per_class[d.label].append(d.impath)
+    tf = _clip_transform(32)
+    images, labels = [], []
+    for label, paths in sorted(per_class.items()):
+        for path in paths:
+            images.append(tf(Image.open(path).convert("RGB")))
+            labels.append(label)
+    return torch.stack(images), torch.tensor(labels), ds.classnames[:4]
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +137,6 @@ def load_eurosat_batch():
     import json
 
     from PIL import Image
-    from torchvision import transforms as T
-
-    from dra.data import CLIP_MEAN, CLIP_STD
 
     root = shared_eurosat()
     split = json.loads((root / "split_zhou_EuroSAT.json").read_text())
@@ -52,8 +144,7 @@ def load_eurosat_batch():
     for rel, label, _ in split["train"]:
         if label < 4 and len(per_class.setdefault(label, [])) < 4:
             per_class[label].append(rel)
-    tf = T.Compose([T.Resize(32, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(32), T.ToTensor(),
-                    T.Normalize(CLIP_MEAN, CLIP_STD)])
+    tf = _clip_transform(32)
     images, labels = [], []
     for label, rels in sorted(per_class.items()):
         for rel in rels:

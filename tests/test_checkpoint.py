@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from dra.config import DRAConfig
 from dra.engine.checkpoint import CheckpointError, load_adapters, save_adapters
 from dra.methods import build_method
 
-from conftest import TINY
+from conftest import TINY, meta_backbone
 
 
 def trained_model(seed=0, **cfg):
@@ -32,7 +33,7 @@ def test_round_trip_onto_a_fresh_model_gives_identical_logits(tmp_path):
     path = save_adapters(model, tmp_path / "run" / "adapters")
     assert path.name == "adapters.safetensors" and (tmp_path / "run" / "adapters.json").is_file()
     tensors = load_file(str(path))
-    assert sum(t.numel() for t in tensors.values()) == model.parameter_counts()["trainable"]
+    assert sum(t.numel() for t in tensors.values()) == 27_360  # the tiny model's DRA count (see test_efficiency)
     assert all(k.startswith("adapters.") for k in tensors)  # adapters only, no backbone weights
 
     torch.manual_seed(123)  # different adapter initialisation, same (seed-0) backbone weights
@@ -70,8 +71,9 @@ def test_checkpoint_of_another_config_is_refused_naming_both(tmp_path, other, ne
 
 def test_checkpoint_of_another_backbone_or_method_is_refused(tmp_path):
     save_adapters(trained_model(), tmp_path / "ck")
+    vit_b32 = meta_backbone("ViT-B-32")  # refused on its description: no weights needed
     with pytest.raises(CheckpointError, match=r"model: checkpoint 'ViT-Tiny-16-test' vs model 'ViT-B-32'"):
-        load_adapters(build_method("dra", load_backbone("ViT-B-32"), ["a"]), tmp_path / "ck")
+        load_adapters(build_method("dra", vit_b32, ["a"]), tmp_path / "ck")
     with pytest.raises(CheckpointError, match=r"method: checkpoint 'dra' vs model 'adapter'"):
         load_adapters(build_method("adapter", load_backbone(TINY), ["a"]), tmp_path / "ck")
 
@@ -86,11 +88,52 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
         load_adapters(model, path)
 
 
-def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
-    model = trained_model()
-    save_adapters(model, tmp_path / "ck")
-    save_adapters(model, tmp_path / "ck")  # overwrite in place
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.json", "ck.safetensors"]
+def _half_then_raise(exc):
+    """A safetensors writer that writes the first half of the real file, then fails (disk full, a kill)."""
+    from safetensors.torch import save_file as real_save
+
+    def write(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as f:
+            f.truncate(len(f.read()) // 2)
+        raise exc
+
+    return write
+
+
+@pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_save_interrupted_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, exc):
+    import dra.engine.checkpoint as checkpoint
+
+    old_model, new_model = trained_model(seed=0), trained_model(seed=1)
+    save_adapters(old_model, tmp_path / "ck")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    monkeypatch.setattr(checkpoint, "save_file", _half_then_raise(exc))
+    with pytest.raises(type(exc)):
+        save_adapters(new_model, tmp_path / "ck")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # same files, same bytes, no temp file
+    monkeypatch.undo()
+    fresh = trained_model(seed=2)
+    load_adapters(fresh, tmp_path / "ck")
+    for k, v in fresh.adapter_state_dict().items():
+        assert torch.equal(v, old_model.adapter_state_dict()[k]), k
+
+
+def test_a_failing_rename_leaves_the_old_files_and_no_temp_file(tmp_path, monkeypatch):
+    import dra.io
+
+    save_adapters(trained_model(seed=0), tmp_path / "ck")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def refuse(src, dst):
+        assert os.path.getsize(src) > 0  # the complete new file was written under a temp name
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(dra.io.os, "replace", refuse)
+    with pytest.raises(PermissionError):
+        save_adapters(trained_model(seed=1), tmp_path / "ck")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_saved_files_get_ordinary_permissions(tmp_path):

@@ -1,9 +1,8 @@
-"""The embedded `shapes` dataset: deterministic, cheap, CoOp layout, read through the registry."""
+"""The embedded `shapes` dataset: deterministic, small, CoOp layout, read through the registry."""
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import pytest
 
@@ -40,12 +39,9 @@ def test_layout_split_file_and_counts(shapes_root):
     assert len(base.classnames) == 5 and len(new.classnames) == 5 and len(base.train) == 80
 
 
-def test_deterministic_and_cheap(shapes_root, tmp_path):
-    t0 = time.perf_counter()
+def test_deterministic(shapes_root, tmp_path):
     other = make_shapes(tmp_path)
-    elapsed = time.perf_counter() - t0
     assert _digest(other) == _digest(shapes_root)
-    assert elapsed < 3.0, f"generating shapes took {elapsed:.2f} s"
     assert (tmp_path / "shapes" / MARKER).read_text().strip() == GENERATOR_VERSION
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".shapes-")]  # no temp folders left
 

@@ -9,7 +9,7 @@ from data_fixtures import SHARED_DATA, requires_eurosat
 
 from dra.data import DATASETS, build_dataset, build_transforms, fewshot, subsample_classes, ImageDataset
 
-pytestmark = requires_eurosat
+pytestmark = [requires_eurosat, pytest.mark.shared_data]
 
 ANCHOR = ["AnnualCrop_2365", "AnnualCrop_93", "AnnualCrop_2552", "AnnualCrop_2426", "AnnualCrop_2106"]
 

@@ -34,6 +34,7 @@ BASE_NEW = {"caltech101": (50, 50), "dtd": (24, 23), "oxford_flowers": (51, 51),
             "stanford_cars": (98, 98), "ucf101": (51, 50)}
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("name", sorted(SPLIT_DATASETS))
 def test_split_file_datasets_on_placeholder_trees(name, tmp_path):
     split_path = SPLITS_DIR / SPLIT_DATASETS[name]

@@ -1,6 +1,7 @@
 """DRA inside CLIP: placement, frozen backbone, caching, parameter counts, gradients, a falling loss."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from dra.backbones import BackboneError, load_backbone
 from dra.config import DRAConfig
 from dra.methods import build_method
 
-from conftest import TINY
+from conftest import TINY, meta_backbone
 
 
 def adapter_params(d: int, r: int, square_layers: int) -> int:
@@ -18,52 +19,91 @@ def adapter_params(d: int, r: int, square_layers: int) -> int:
     return (d * r + r) + square_layers * (r * r + r) + (r * d + d)
 
 
-@pytest.fixture(scope="module")
-def vit_b16():
-    return load_backbone("ViT-B-16")
-
-
-@pytest.mark.parametrize("changes, method, image_blocks, text_blocks, squares", [
-    ({}, "dra", 8, 8, 3),
-    ({"branches": "image"}, "dra", 8, 0, 3),
-    ({"branches": "text"}, "dra", 0, 8, 3),
-    ({"channel_response": False}, "dra", 8, 8, 2),
-    ({"regularization": False, "learnable_scores": False}, "dra", 8, 8, 3),
-    ({"start_layer": 7}, "dra", 6, 6, 3),
-    ({"num_groups": 2, "rank_ratios": (1.0, 0.5)}, "dra", 8, 8, 3),
-    ({}, "adapter", 8, 8, 1),
-])
-def test_exact_parameter_counts_vit_b16(vit_b16, changes, method, image_blocks, text_blocks, squares):
-    model = build_method(method, vit_b16, ["a"], DRAConfig(**changes))
+@contextlib.contextmanager
+def adapted(backbone, method="dra", classnames=("a",), config=None):
+    """A method built on a shared backbone, its hooks removed even when the test fails."""
+    model = build_method(method, backbone, list(classnames), config or DRAConfig())
     try:
-        counts = model.parameter_counts()
-        assert counts["image"] == image_blocks * adapter_params(768, 32, squares)
-        assert counts["text"] == text_blocks * adapter_params(512, 32, squares)
-        assert counts["trainable"] == counts["image"] + counts["text"]
-        assert counts["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+        yield model
     finally:
         model.unload()
 
 
-def test_paper_count_is_716800(vit_b16):
-    model = build_method("dra", vit_b16, ["a"])
-    assert model.parameter_counts() == {"trainable": 716_800, "image": 424_960, "text": 291_840}
-    model.unload()
+@pytest.fixture(scope="module")
+def vit_b16():
+    return meta_backbone("ViT-B-16")
 
 
-@pytest.mark.parametrize("rank", [8, 16, 64])
-def test_rank_sweep_counts(vit_b16, rank):
-    model = build_method("dra", vit_b16, ["a"], DRAConfig(rank=rank))
-    assert model.parameter_counts()["trainable"] == 8 * (adapter_params(768, rank, 3) + adapter_params(512, rank, 3))
-    model.unload()
+@pytest.fixture(scope="module")
+def vit_b16_dra():
+    """The paper's model (DRA, defaults, ViT-B/16) on its own backbone; its hooks released at module end."""
+    backbone = meta_backbone("ViT-B-16")
+    model = build_method("dra", backbone, ["a"])
+    try:
+        yield model
+    finally:
+        model.unload()
 
 
-@pytest.mark.parametrize("name, image_blocks, widths", [("ViT-B-32", 8, (768, 512)), ("ViT-L-14", 20, (1024, 768))])
-def test_other_vit_configs(name, image_blocks, widths):
-    model = build_method("dra", load_backbone(name), ["a"])
-    counts = model.parameter_counts()
-    assert counts["image"] == image_blocks * adapter_params(widths[0], 32, 3)
-    assert counts["text"] == 8 * adapter_params(widths[1], 32, 3)
+# Per-block counts with d the encoder width and r = 32 (d*r + r, then 3 x (r*r + r) for W_t, W_c, W_p,
+# then r*d + d):
+#   image, d = 768: 24,576 + 32 + 3 x 1,056 + 24,576 + 768 = 53,120
+#   text,  d = 512: 16,384 + 32 + 3 x 1,056 + 16,384 + 512 = 36,480
+# Without W_c one r x r Linear (1,056) less per block: 52,064 and 35,424; the plain adapter keeps only
+# W_p (two fewer, 2,112): 51,008 and 34,368. Blocks h..12 with h = 5 are 8 per encoder, with h = 7 six.
+@pytest.mark.parametrize("changes, method, image, text", [
+    ({}, "dra", 8 * 53_120, 8 * 36_480),  # 424,960 + 291,840 = 716,800 (the paper's count)
+    ({"branches": "image"}, "dra", 424_960, 0),
+    ({"branches": "text"}, "dra", 0, 291_840),
+    ({"channel_response": False}, "dra", 8 * 52_064, 8 * 35_424),  # 416,512 and 283,392
+    ({"regularization": False, "learnable_scores": False}, "dra", 424_960, 291_840),  # W_t, W_c stay
+    ({"start_layer": 7}, "dra", 6 * 53_120, 6 * 36_480),  # 318,720 and 218,880
+    ({"num_groups": 2, "rank_ratios": (1.0, 0.5)}, "dra", 424_960, 291_840),  # groups add no parameters
+    ({}, "adapter", 8 * 51_008, 8 * 34_368),  # 408,064 and 274,944
+])
+def test_exact_parameter_counts_vit_b16(vit_b16, changes, method, image, text):
+    with adapted(vit_b16, method, config=DRAConfig(**changes)) as model:
+        counts = model.parameter_counts()
+        assert (counts["image"], counts["text"], counts["trainable"]) == (image, text, image + text)
+        # and the count is what actually trains: the tensors with requires_grad, none of the backbone's
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == image + text
+        learned = {id(p) for m in model.learned_modules().values() for p in m.parameters()}
+        assert {id(p) for p in vit_b16.parameters() if p.requires_grad} == learned  # the backbone holds the
+        # adapters inside its wrapped blocks; nothing else of it trains
+
+
+def test_paper_count_is_716800(vit_b16_dra):
+    assert vit_b16_dra.parameter_counts() == {"trainable": 716_800, "image": 424_960, "text": 291_840}
+    assert sum(t.numel() for t in vit_b16_dra.adapter_state_dict().values()) == 716_800
+
+
+# r x r Linears: 3 x (r*r + r) = 216 (r = 8), 816 (r = 16), 12,480 (r = 64). Per block, image / text:
+#   r = 8:   6,144 + 8 + 216 + 6,144 + 768 = 13,280       4,096 + 8 + 216 + 4,096 + 512 = 8,928
+#   r = 16: 12,288 + 16 + 816 + 12,288 + 768 = 26,176     8,192 + 16 + 816 + 8,192 + 512 = 17,728
+#   r = 64: 49,152 + 64 + 12,480 + 49,152 + 768 = 111,616 32,768 + 64 + 12,480 + 32,768 + 512 = 78,592
+@pytest.mark.parametrize("rank, trainable", [(8, 8 * (13_280 + 8_928)), (16, 8 * (26_176 + 17_728)),
+                                             (64, 8 * (111_616 + 78_592))])
+def test_rank_sweep_counts(vit_b16, rank, trainable):
+    with adapted(vit_b16, config=DRAConfig(rank=rank)) as model:
+        assert model.parameter_counts()["trainable"] == trainable  # 177,664 / 351,232 / 1,521,664
+        assert trainable == 8 * (adapter_params(768, rank, 3) + adapter_params(512, rank, 3))
+
+
+# ViT-B/32: the same widths and depths as ViT-B/16 (patch size adds no adapter parameter).
+# ViT-L/14: image width 1,024, 24 layers -> blocks 5..24 = 20; text width 768, 12 layers -> 8.
+#   image block: 32,768 + 32 + 3,168 + 32,768 + 1,024 = 69,760; x 20 = 1,395,200
+#   text block:  24,576 + 32 + 3,168 + 24,576 + 768 = 53,120; x 8 = 424,960
+@pytest.mark.parametrize("name, image, text, backbone_params", [
+    ("ViT-B-32", 424_960, 291_840, 151_277_313),
+    ("ViT-L-14", 1_395_200, 424_960, 427_616_513),
+])
+def test_other_vit_configs(name, image, text, backbone_params):
+    backbone = meta_backbone(name)  # counted on the meta device: nothing allocated
+    assert backbone.clip.visual.conv1.weight.is_meta
+    assert sum(p.numel() for p in backbone.parameters()) == backbone_params  # open_clip's architecture
+    with adapted(backbone) as model:
+        counts = model.parameter_counts()
+        assert (counts["image"], counts["text"], counts["trainable"]) == (image, text, image + text)
 
 
 def test_start_layer_past_the_encoder_is_a_clear_error(tiny_backbone):
@@ -184,8 +224,9 @@ def test_ranks_are_recorded_for_every_adapted_block(tiny_backbone):
         assert branch.adapter.last_ranks.shape == (2, 77)
 
 
-def test_a_few_steps_lower_the_training_loss_on_real_images(eurosat_batch):
-    images, labels, names = eurosat_batch
+@pytest.mark.parametrize("batch", ["shapes_batch", pytest.param("eurosat_batch", marks=pytest.mark.shared_data)])
+def test_a_few_steps_lower_the_training_loss_on_real_images(batch, request):
+    images, labels, names = request.getfixturevalue(batch)
     torch.manual_seed(0)
     backbone = load_backbone(TINY)
     with torch.no_grad():

@@ -380,7 +380,7 @@ _SPECS = [
                   200, 7_500, read_imagenet_wnid_variant, aliases=("imagenet-a", "imagenet-adversarial")),
     _variant_spec("imagenet_r", "ImageNet-R", "imagenet-rendition", "imagenet-r",
                   200, 30_000, read_imagenet_wnid_variant, aliases=("imagenet-r", "imagenet-rendition")),
-    _split_spec("shapes", "Shapes (embedded)", "shapes", "images", SHAPES_SPLIT_FILE,
+    _split_spec("shapes", "Shapes", "shapes", "images", SHAPES_SPLIT_FILE,
                 len(SHAPES_CLASSES), SHAPES_COUNTS, embedded=True),
 ]
 
