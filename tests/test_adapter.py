@@ -243,6 +243,6 @@ def test_config_rejects_bad_values(bad):
 def test_config_round_trip_and_unknown_field():
     cfg = DRAConfig(rank=16, branches="image")
     assert DRAConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown DRAConfig field"):
+    with pytest.raises(ValueError, match="unknown dra setting .dra.rnak.; did you mean .dra.rank."):
         DRAConfig.from_dict({"rnak": 3})
     assert math.isclose(DRAConfig().scale, 0.001)

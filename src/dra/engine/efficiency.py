@@ -23,7 +23,7 @@ What is measured, exactly:
   forward in training mode (DRA: token scores, Gumbel noise, sorting, masks and the unmasked reference
   pass of the L1 term; the text adapters train, so every step re-encodes all class prompts from the
   first adapted text block on), `model.loss` (cross-entropy + the method's regularisation), backward,
-  and an SGD step with the paper's lr 0.0015, momentum 0.9, weight decay 5e-4. Zero-shot CLIP has
+  and an SGD step with the paper's recipe (`dra.settings.PAPER_SGD`, TrainSettings' defaults). Zero-shot CLIP has
   nothing to train: `None`.
 - **Inference images/s** = `batch_size / fastest step time` of an eval-mode forward (images -> logits)
   under `torch.no_grad()`. The class-prompt text features are computed once before timing and reused,
@@ -68,10 +68,10 @@ from typing import Any
 import torch
 
 from dra.engine.precision import PRECISIONS, autocast, grad_scaler, resolve
+from dra.settings import PAPER_SGD  # DESIGN.md section 2; written once, as TrainSettings' defaults
 
 __all__ = ["PAPER_SGD", "PRECISIONS", "measure_methods"]
 
-PAPER_SGD = {"lr": 0.0015, "momentum": 0.9, "weight_decay": 5e-4}  # DESIGN.md section 2
 _MB = 2.0 ** 20
 
 

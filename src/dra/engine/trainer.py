@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,27 +25,9 @@ from dra.engine import distributed
 from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
 from dra.io import atomic_write
 from dra.engine.precision import autocast, grad_scaler, resolve
+from dra.settings import TrainSettings  # noqa: F401 - the engine takes its plain settings from the config layer
 
 log = logging.getLogger("dra.train")
-
-
-@dataclass
-class TrainSettings:
-    epochs: int = 5
-    batch_size: int = 16
-    """Global batch: split evenly over torchrun processes."""
-    lr: float = 0.0015
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 0
-    warmup_lr: float = 1e-5
-    precision: str = "auto"
-    num_workers: int = 2
-    augment: bool = True
-    """False trains on the test transform (deterministic inputs; used to compare 1 vs N processes)."""
-    skip_bad_images: bool = False
-    log_every: int = 10
-    seed: int = 1
 
 
 class RunMismatchError(RuntimeError):
