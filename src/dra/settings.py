@@ -204,6 +204,9 @@ def load_settings(name: str, values: dict[str, Any] | None = None, overrides: li
     try:
         for data in layers:
             check_keys(data)
+            shots_value = data.get("shots")
+            if isinstance(shots_value, str) and shots_value.strip().lstrip("+-").isdigit():
+                data = {**data, "shots": int(shots_value)}  # `--shots 8` arrives as text (it may be "all")
             cfg = _merge(cfg, data)
     except ValueError as e:
         raise SettingsError(str(e)) from None

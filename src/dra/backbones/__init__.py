@@ -1,5 +1,5 @@
 """open_clip wrapping: loading, where adapters attach, tokenizer, text-prefix caching."""
 from dra.backbones.clip import CLIPBackbone, Preprocess, attach, load_backbone
-from dra.backbones.loading import BackboneError, create_clip, list_models
+from dra.backbones.loading import BackboneError, create_clip
 
-__all__ = ["BackboneError", "CLIPBackbone", "Preprocess", "attach", "create_clip", "list_models", "load_backbone"]
+__all__ = ["BackboneError", "CLIPBackbone", "Preprocess", "attach", "create_clip", "load_backbone"]

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from dra.errors import one_line
 from dra.io import atomic_write, atomic_write_text
 
 FORMAT_VERSION = 1
@@ -63,7 +64,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         meta = json.loads(meta_path.read_text())
         tensors = load_file(str(weights_path))
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"checkpoint {weights_path} is unreadable or corrupt ({e}); re-save or re-train it") from e
+        raise CheckpointError(f"checkpoint {weights_path} is unreadable or corrupt ({one_line(e)}); "
+                              "re-save or re-train it") from None
+    if not isinstance(meta, dict) or not all(k in meta for k in ("method", "model", "classnames")):
+        raise CheckpointError(f"checkpoint {meta_path} is not a dra adapter description "
+                              "(it needs method, model and classnames); re-save or re-train it")
     return tensors, meta
 
 
@@ -72,7 +77,7 @@ def _differences(saved: dict, current: dict) -> list[str]:
     return [f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
 
 
-def load_adapters(model, path: str | os.PathLike, strict_backbone_weights: bool = False) -> dict[str, Any]:
+def load_adapters(model, path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint onto `model`, after checking that method, backbone and config match."""
     tensors, meta = read_checkpoint(path)
     here = describe(model)
@@ -80,8 +85,6 @@ def load_adapters(model, path: str | os.PathLike, strict_backbone_weights: bool 
     for key in ("method", "model"):
         if meta.get(key) != here[key]:
             problems.append(f"{key}: checkpoint {meta.get(key)!r} vs model {here[key]!r}")
-    if strict_backbone_weights and meta.get("pretrained") != here["pretrained"]:
-        problems.append(f"pretrained: checkpoint {meta.get('pretrained')!r} vs model {here['pretrained']!r}")
     problems += [f"config.{d}" for d in _differences(meta.get("config", {}), here["config"])]
     if problems:
         raise CheckpointError(
@@ -103,3 +106,23 @@ def assign_adapters(model, tensors: dict[str, torch.Tensor], source: str = "chec
         with torch.no_grad():
             getattr(model.get_submodule(module_path), attr).copy_(value)
     model.clear_text_cache()
+
+
+def load_model(checkpoint: str | os.PathLike, pretrained: str | None = None, classnames: list[str] | None = None):
+    """Rebuild the model a checkpoint was saved from and load its adapters (`dra.load_model`).
+
+    `pretrained` overrides where the backbone weights come from (the checkpoint records the source it
+    was trained with, which may be a path on another machine; "" = random weights); `classnames`
+    overrides the label space. The recorded path is read like `--pretrained`: tensors only.
+    """
+    from dra.backbones import load_backbone
+    from dra.methods import DEFAULT_TEMPLATE, build_method
+
+    _, meta = read_checkpoint(checkpoint)
+    source = pretrained if pretrained is not None else meta.get("pretrained")
+    source = None if source in ("random", "") else source
+    backbone = load_backbone(meta["model"], source, meta.get("quick_gelu"))
+    model = build_method(meta["method"], backbone, classnames or meta["classnames"], meta.get("config") or None,
+                         meta.get("template", DEFAULT_TEMPLATE))
+    load_adapters(model, checkpoint)
+    return model

@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 from dra.data import DataError, ImageDataset
 from dra.engine import distributed
 from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
+from dra.errors import one_line as _one_line
 from dra.io import OutputError, atomic_write, remove_orphans
 from dra.engine.precision import autocast, grad_scaler, resolve
 from dra.settings import TrainSettings  # noqa: F401 - the engine takes its plain settings from the config layer
@@ -77,16 +78,6 @@ def _file_logger(run_dir: Path) -> logging.Handler:
 
 def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(seed * 1_000_003 + epoch * 1_009 + rank)
-
-
-def _one_line(e: BaseException) -> str:
-    """A DataLoader worker's error re-raised in the main process, as its original message."""
-    lines = [line for line in str(e).splitlines() if line.strip()]
-    if len(lines) > 1 and "Original Traceback" in str(e):
-        last = lines[-1]
-        head, sep, rest = last.partition(": ")
-        return rest if sep and " " not in head else last
-    return lines[0] if lines else type(e).__name__
 
 
 def _plain(value):
