@@ -79,7 +79,9 @@ def _read_plain_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
             checkpoint = load_file(str(path), device="cpu")
         else:
-            checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error below says it all
+                checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, SafetensorError, EOFError...
         first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise BackboneError(
