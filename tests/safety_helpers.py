@@ -49,7 +49,8 @@ def invoke(*args):
 def one_error_line(result) -> str:
     """The single `error:` line of a failed command (asserts exit code 1 and nothing else on stderr)."""
     assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    rendered = [line.split("\r")[-1] for line in result.stderr.split("\n")]  # what a terminal shows
+    lines = [line for line in rendered if line.strip() and not line.startswith("warning:")]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
 

@@ -130,6 +130,8 @@ def check_keys(data: dict, prefix: str = "") -> None:
     check_fields(_TOP, data, prefix, elsewhere=_LEAVES)
     for name, cls in SECTIONS.items():
         value = data.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise SettingsError(f"{prefix}{name} must be a mapping of settings ({name}: {{key: value}}), got {value!r}")
         if isinstance(value, dict):
             check_fields([f.name for f in dataclasses.fields(cls)], value, f"{prefix}{name}.",
                          elsewhere={k: v for k, v in {**_LEAVES, **{t: t for t in _TOP}}.items()})
@@ -203,6 +205,7 @@ def load_settings(name: str, values: dict[str, Any] | None = None, overrides: li
     cfg = _schema()
     try:
         for data in layers:
+            data = {k: v for k, v in data.items() if not (v is None and k in (*SECTIONS, "dataset_overrides"))}
             check_keys(data)
             shots_value = data.get("shots")
             if isinstance(shots_value, str) and shots_value.strip().lstrip("+-").isdigit():

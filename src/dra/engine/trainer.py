@@ -167,10 +167,24 @@ class _NonFinite:
         if bad < 0:
             return
         parts = ", ".join(f"{k} {v:.4g}" for k, v in zip(self.names, self.parts.tolist()))
-        kept = f"epoch {last_good}'s checkpoint stays the resumable state" if last_good else "nothing was saved"
         raise TrainingDivergedError(
             f"training diverged: non-finite loss at epoch {epoch}/{epochs} step {bad + 1}/{steps} ({parts}); "
-            f"{kept}; lower train.lr (now {lr:g}) or check the data")
+            f"{_kept(last_good)}; lower train.lr (now {lr:g}) or check the data")
+
+    def check_weights(self, model, epoch: int, epochs: int, steps: int, last_good: int, lr: float,
+                      last: dict[str, torch.Tensor]) -> None:
+        """Before a checkpoint is written: the last step's update may have made the weights non-finite."""
+        bad = [k for k, v in model.adapter_state_dict().items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            parts = ", ".join(f"{k} {float(v):.4g}" for k, v in last.items())
+            raise TrainingDivergedError(
+                f"training diverged: {len(bad)} adapter tensors became non-finite at epoch {epoch}/{epochs} "
+                f"step {steps}/{steps} (last loss parts: {parts}); {_kept(last_good)}; lower train.lr "
+                f"(now {lr:g}) or check the data")
+
+
+def _kept(last_good: int) -> str:
+    return f"epoch {last_good}'s checkpoint stays the resumable state" if last_good else "nothing was saved"
 
 
 def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str | os.PathLike,
@@ -292,38 +306,42 @@ def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Pat
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False, disable=not info.is_main,
                    unit="batch")
         batches = iter(bar)
-        for step in range(steps_per_epoch):
-            try:
-                images, labels = next(batches)
-            except StopIteration:
-                break
-            except DataError as e:  # from a worker: keep the message that names the file
-                raise DataError(_one_line(e)) from None
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with autocast(precision, device):
-                logits = net(images)
-            loss, parts = model.loss(logits, labels)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            parts["loss"] = loss.detach()
-            guard.update(step, parts)
-            for k, v in parts.items():  # device-side sums: no sync per step
-                sums[k] = sums.get(k, 0) + v * len(labels)
-            seen += len(labels)
-            done_steps += 1
-            if step % settings.log_every == 0 or step == steps_per_epoch - 1:
-                guard.check(epoch + 1, settings.epochs, steps_per_epoch, epoch, lr)
-                current = float(parts["loss"])
-                rate = seen * info.world_size / max(time.monotonic() - epoch_start, 1e-9)
-                eta = (time.monotonic() - started) / done_steps * (total_steps - done_steps)
-                bar.set_postfix(loss=f"{current:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", eta=f"{eta:.0f}s")
-                if info.is_main:
-                    log.info("epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs", epoch + 1,
-                             settings.epochs, step + 1, steps_per_epoch, current, lr, rate, eta)
-        bar.close()
+        try:
+            for step in range(steps_per_epoch):
+                try:
+                    images, labels = next(batches)
+                except StopIteration:
+                    break
+                except DataError as e:  # from a worker: keep the message that names the file
+                    raise DataError(_one_line(e)) from None
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                with autocast(precision, device):
+                    logits = net(images)
+                loss, parts = model.loss(logits, labels)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                parts["loss"] = loss.detach()
+                guard.update(step, parts)
+                for k, v in parts.items():  # device-side sums: no sync per step
+                    sums[k] = sums.get(k, 0) + v * len(labels)
+                seen += len(labels)
+                done_steps += 1
+                if step % settings.log_every == 0 or step == steps_per_epoch - 1:
+                    guard.check(epoch + 1, settings.epochs, steps_per_epoch, epoch, lr)
+                    current = float(parts["loss"])
+                    rate = seen * info.world_size / max(time.monotonic() - epoch_start, 1e-9)
+                    eta = (time.monotonic() - started) / done_steps * (total_steps - done_steps)
+                    bar.set_postfix(loss=f"{current:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", eta=f"{eta:.0f}s")
+                    if info.is_main:
+                        log.info("epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs", epoch + 1,
+                                 settings.epochs, step + 1, steps_per_epoch, current, lr, rate, eta)
+        finally:
+            bar.close()  # also on an error: the terminal keeps the error line, not a half bar
         guard.check(epoch + 1, settings.epochs, steps_per_epoch, epoch, lr)  # never save a non-finite state
+        if seen:
+            guard.check_weights(model, epoch + 1, settings.epochs, steps_per_epoch, epoch, lr, parts)
         sched.step()
         record = {"epoch": epoch + 1, "lr": lr, "images": seen * info.world_size,
                   "seconds": time.monotonic() - epoch_start,
