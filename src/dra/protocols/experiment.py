@@ -82,10 +82,10 @@ def write_tables(table, out: Path, stem: str, cfg: DictConfig, plot=None) -> Non
 class Experiment:
     """The device, the output folder and the (frozen, shared) backbone of one protocol invocation."""
 
-    def __init__(self, cfg: DictConfig, backbone: CLIPBackbone | None = None) -> None:
+    def __init__(self, cfg: DictConfig, backbone: CLIPBackbone | None = None, writes: bool = True) -> None:
         self.dist, self.device = distributed.setup(cfg.get("device"))
         self.output = Path(cfg.output)
-        if self.dist.is_main:
+        if writes and self.dist.is_main:
             ensure_writable(self.output)  # before any work: a read-only or full-path output fails first
         self._model, self._pretrained = cfg.model, cfg.pretrained
         self._backbone = backbone

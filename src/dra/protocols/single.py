@@ -43,7 +43,7 @@ def evaluate(cfg: DictConfig, dataset: str, subsample: str, seed: int, checkpoin
     """
     if checkpoint is None and cfg.method != "zeroshot":
         raise ValueError("give --checkpoint (from `dra train`), or --method zeroshot")
-    exp = Experiment(cfg)
+    exp = Experiment(cfg, writes=False)  # evaluation writes nothing
     splits = subsample_classes(exp.draw(cfg, dataset, seed), subsample)
     if checkpoint and explicit_model:
         model = exp.build(cfg, splits.classnames, seed)
