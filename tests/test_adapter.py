@@ -298,5 +298,5 @@ def test_config_round_trip_and_unknown_field():
     cfg = DRAConfig(rank=16, branches="image")
     assert DRAConfig.from_dict(cfg.to_dict()) == cfg
     assert DRAConfig.from_dict(cfg.to_dict()) != DRAConfig()  # the non-default values survive
-    with pytest.raises(ValueError, match="unknown DRAConfig field"):
+    with pytest.raises(ValueError, match="unknown dra setting .dra.rnak.; did you mean .dra.rank."):
         DRAConfig.from_dict({"rnak": 3})

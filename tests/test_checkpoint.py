@@ -131,7 +131,7 @@ def test_a_failing_rename_leaves_the_old_files_and_no_temp_file(tmp_path, monkey
         raise PermissionError(13, "Permission denied", str(dst))
 
     monkeypatch.setattr(dra.io.os, "replace", refuse)
-    with pytest.raises(PermissionError):
+    with pytest.raises(OSError, match="cannot write .*ck.safetensors"):
         save_adapters(trained_model(seed=1), tmp_path / "ck")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
@@ -145,3 +145,17 @@ def test_saved_files_get_ordinary_permissions(tmp_path):
     os.umask(mask)
     for name in ("ck.json", "ck.safetensors"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask
+
+
+def test_a_pair_from_two_saves_is_refused(tmp_path, monkeypatch):
+    """The weights are written, then the JSON: a save that fails between the two leaves new weights
+    beside old metadata, which must not load as a checkpoint of the old settings."""
+    import dra.engine.checkpoint as checkpoint
+
+    save_adapters(trained_model(seed=0, rank=8), tmp_path / "ck")
+    monkeypatch.setattr(checkpoint, "atomic_write_text", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "full")))
+    with pytest.raises(OSError):
+        save_adapters(trained_model(seed=1, rank=16), tmp_path / "ck")
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="come from two different saves"):
+        dra.load_model(tmp_path / "ck.safetensors")

@@ -61,7 +61,7 @@ def test_checkpoint_each_epoch_and_a_log_file(tmp_path, shapes_base):
     history = fit(model, shapes_base.train, TF, TrainSettings(epochs=2, num_workers=0, batch_size=8), tmp_path)
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["images"] == 16  # 5 base classes x 4 shots = 20 images, the partial batch dropped
-    assert {"adapters.safetensors", "adapters.json", "last.pt", "train.log"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"adapters.safetensors", "adapters.json", "last.safetensors", "train.log"} <= {p.name for p in tmp_path.iterdir()}
     log = (tmp_path / "train.log").read_text()
     assert "epoch 2/2" in log and "img/s" in log and "eta" in log
     assert not list(tmp_path.glob("*.tmp"))

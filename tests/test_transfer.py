@@ -66,5 +66,6 @@ def test_domain_gen_then_cross_dataset_share_the_source_run(tmp_path, monkeypatc
                       echo=lines.append)
     assert [r["dataset"] for r in xd["records"]] == ["imagenet", "shapes"]
     assert xd["records"][1]["test"] == 20  # 10 shapes classes x 2
-    assert xd["records"][0] == accs["imagenet"] | {"test": accs["imagenet"]["test"]}
+    # Another evaluation (2 test images per class) of the same trained run: evaluated again, not reused.
+    assert xd["records"][0]["test"] == 8 and accs["imagenet"]["test"] == 12
     assert (xd["output"] / "cross_dataset.md").is_file()

@@ -23,9 +23,23 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", help="Check dataset layouts and print few-shot draws.")
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=1)
+@contextlib.contextmanager
+def _errors():
+    """The one error handler of every command: a user-facing error ends as one `error:` line on stderr
+    and exit code 1 (settings, data, weights, checkpoints, run folders, a diverged run, an unwritable
+    output). Anything else is a bug and keeps its traceback."""
+    from dra.backbones import BackboneError
+    from dra.data import DataError
+    from dra.engine.checkpoint import CheckpointError
+    from dra.engine.trainer import RunBusyError, RunMismatchError, TrainingDivergedError
+    from dra.errors import one_line
+
+    try:
+        yield
+    except (DataError, BackboneError, CheckpointError, RunMismatchError, RunBusyError, TrainingDivergedError,
+            ValueError, OSError) as e:
+        typer.echo(f"error: {one_line(e)}", err=True)
+        raise typer.Exit(code=1) from None
 
 
 @app.command()
@@ -39,17 +53,15 @@ def info(
     """Print the trainable parameter counts as JSON (random weights: nothing is downloaded)."""
     import json
 
-    from dra.backbones import BackboneError, load_backbone
+    from dra.backbones import load_backbone
     from dra.config import DRAConfig
     from dra.methods import build_method
 
     overrides = {k: v for k, v in {"start_layer": start_layer, "rank": rank, "branches": branches}.items()
                  if v is not None}
-    try:
+    with _errors():
         config = DRAConfig(**overrides)
         net = build_method(method, load_backbone(model, pretrained=None), ["class"], config)
-    except (BackboneError, ValueError) as e:
-        _fail(str(e))
     out = {**net.parameter_counts(), "method": method, "model": model}
     if method != "zeroshot":
         out["adapted_blocks"] = {t: sorted(int(k) for k in b) for t, b in net.adapters.items()}
@@ -73,11 +85,9 @@ def efficiency(
     from dra.engine.efficiency import measure_methods
     from dra.report import efficiency_table
 
-    try:
+    with _errors():
         rows = measure_methods(methods, model=model, batch_size=batch_size, steps=steps, warmup=warmup,
                                device=device)
-    except ValueError as e:
-        _fail(str(e))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
@@ -93,7 +103,7 @@ MODEL = typer.Option(None, help="open_clip model name, e.g. ViT-B-16.")
 PRETRAINED = typer.Option(None, help="'openai' (or another open_clip tag), a checkpoint file, or 'none'.")
 DATA_ROOT = typer.Option(None, "--data-root", help="Folder holding the datasets in CoOp's layout.")
 SEEDS = typer.Option(None, "--seeds", "--seed", help="Seeds (default: the settings file's).")
-SHOTS = typer.Option(None, help="Images per class in the few-shot training set.")
+SHOTS = typer.Option(None, help="Images per class in the few-shot training set (an integer >= 1), or 'all'.")
 OUTPUT = typer.Option(None, help="Output folder (default: runs).")
 DEVICE = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 CONFIG = typer.Option(None, "--config", help="A settings YAML to start from instead of the packaged one.")
@@ -127,31 +137,17 @@ def _settings(name: str, config: Path | None, overrides: list[str] | None, pretr
     return cfg
 
 
-@contextlib.contextmanager
-def _clear_errors():
-    """Known user errors end as one line on stderr and exit code 1."""
-    from dra.backbones import BackboneError
-    from dra.data import DataError
-    from dra.engine.checkpoint import CheckpointError
-    from dra.engine.trainer import RunMismatchError
-
-    try:
-        yield
-    except (DataError, BackboneError, CheckpointError, RunMismatchError, ValueError, FileNotFoundError) as e:
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-
-
 @app.command()
 def base2new(
     overrides: list[str] = OVERRIDES, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
     data_root: str = DATA_ROOT, datasets: list[str] = typer.Option(None, "--datasets", "--dataset",
                                                                    help="Datasets (default: all 11)."),
-    seeds: list[int] = SEEDS, shots: int = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    seeds: list[int] = SEEDS, shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
 ) -> None:
     """Base-to-new generalisation (paper Table 1): train on base classes, test base and new, print the table."""
     from dra.protocols import base2new as protocol
 
-    with _clear_errors():
+    with _errors():
         cfg = _settings("base2new", config, overrides, method=method, model=model, pretrained=_pretrained(pretrained),
                         data_root=data_root, datasets=datasets or None, seeds=seeds or None, shots=shots,
                         output=output, device=device)
@@ -166,14 +162,14 @@ def train(
     overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to train on."),
     subsample: str = SUBSAMPLE, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
     data_root: str = DATA_ROOT, seed: int = typer.Option(1, help="Seed of the few-shot draw and the run."),
-    shots: int = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
 ) -> None:
     """Train adapters on one dataset; saves an adapter checkpoint each epoch (a killed run resumes)."""
     import json
 
     from dra.protocols import single
 
-    with _clear_errors():
+    with _errors():
         cfg = _settings("base2new", config, overrides, method=method, model=model,
                         pretrained=_pretrained(pretrained), data_root=data_root, shots=shots, output=output,
                         device=device)
@@ -194,13 +190,11 @@ def evaluate(
 
     from dra.protocols import single
 
-    with _clear_errors():
-        if checkpoint is None and (method or "dra") != "zeroshot":
-            raise ValueError("give --checkpoint (from `dra train`), or --method zeroshot")
+    with _errors():
         cfg = _settings("base2new", config, overrides, method=method, model=model,
                         pretrained=_pretrained(pretrained), data_root=data_root, output=output, device=device)
-        explicit = bool(method or model or config or any(o.startswith("dra.") for o in overrides or []))
-        result = single.evaluate(cfg, dataset, subsample, seed, checkpoint, _pretrained(pretrained), explicit)
+        result = single.evaluate(cfg, dataset, subsample, seed, checkpoint, _pretrained(pretrained),
+                                 single.names_a_model(method, model, config, overrides))
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -215,10 +209,10 @@ def visualize(
     """Paper Figure 4: per-token ranks of an image and a prompt, and noisy-vs-noiseless order agreement."""
     import json
 
-    from dra.api import load_model
     from dra.analysis.token_ranks import token_ranks
+    from dra.engine.checkpoint import load_model
 
-    with _clear_errors():
+    with _errors():
         model = load_model(checkpoint, pretrained=_pretrained(pretrained))
         if model.method != "dra":
             raise ValueError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
@@ -226,40 +220,34 @@ def visualize(
     typer.echo(json.dumps(result, indent=2))
 
 
-def _transfer(name: str, overrides, method, model, pretrained, data_root, targets, seeds, shots, output, device,
-              config) -> None:
-    from dra.protocols import transfer
-
-    with _clear_errors():
-        cfg = _settings(name, config, overrides, method=method, model=model, pretrained=_pretrained(pretrained),
-                        data_root=data_root, targets=targets or None, seeds=seeds or None, shots=shots,
-                        output=output, device=device)
-        transfer.run(cfg, echo=typer.echo)
-
-
 TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
 
 
-@app.command("cross-dataset")
-def cross_dataset(
-    overrides: list[str] = OVERRIDES, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
-    data_root: str = DATA_ROOT, targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: int = SHOTS,
-    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
-) -> None:
-    """Cross-dataset transfer (paper Table 2): train on ImageNet, test on 10 other datasets."""
-    _transfer("cross_dataset", overrides, method, model, pretrained, data_root, targets, seeds, shots, output,
-              device, config)
+def _transfer_command(name: str, doc: str):
+    """cross-dataset and domain-gen: one signature, two settings files."""
+
+    def command(
+        overrides: list[str] = OVERRIDES, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
+        data_root: str = DATA_ROOT, targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: str = SHOTS,
+        output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    ) -> None:
+        from dra.protocols import transfer
+
+        with _errors():
+            cfg = _settings(name, config, overrides, method=method, model=model, pretrained=_pretrained(pretrained),
+                            data_root=data_root, targets=targets or None, seeds=seeds or None, shots=shots,
+                            output=output, device=device)
+            transfer.run(cfg, echo=typer.echo)
+
+    command.__doc__ = doc
+    command.__name__ = name
+    return command
 
 
-@app.command("domain-gen")
-def domain_gen(
-    overrides: list[str] = OVERRIDES, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
-    data_root: str = DATA_ROOT, targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: int = SHOTS,
-    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
-) -> None:
-    """Domain generalisation (paper Table 3): train on ImageNet, test on -V2, -Sketch, -A, -R."""
-    _transfer("domain_gen", overrides, method, model, pretrained, data_root, targets, seeds, shots, output,
-              device, config)
+app.command("cross-dataset")(_transfer_command(
+    "cross_dataset", "Cross-dataset transfer (paper Table 2): train on ImageNet, test on 10 other datasets."))
+app.command("domain-gen")(_transfer_command(
+    "domain_gen", "Domain generalisation (paper Table 3): train on ImageNet, test on -V2, -Sketch, -A, -R."))
 
 
 @app.command()
@@ -268,27 +256,12 @@ def demo(
     device: str = DEVICE,
 ) -> None:
     """A short base-to-new run on the embedded shapes dataset: works offline, no data needed."""
-    from dra.backbones import BackboneError, load_backbone
     from dra.protocols import base2new as protocol
 
-    with _clear_errors():
+    with _errors():
         cfg = _settings("demo", None, overrides, model=model, pretrained=_pretrained(pretrained), output=output,
                         device=device)
-        try:
-            backbone = load_backbone(cfg.model, cfg.pretrained)
-        except BackboneError as e:
-            if cfg.pretrained is None or Path(str(cfg.pretrained)).suffix:
-                raise
-            typer.echo(
-                f"NOTE: no '{cfg.pretrained}' weights for {cfg.model} here ({e}).\n"
-                f"NOTE: running with a RANDOMLY INITIALISED {cfg.model}: the accuracies below are chance-level "
-                "and only show that the pipeline runs. For a real experiment run `dra demo` on a machine that "
-                "can download the weights, or pass --pretrained /path/to/weights.pt.", err=True)
-            cfg.pretrained = None
-            backbone = load_backbone(cfg.model, None)
-        if cfg.pretrained is None:
-            cfg.output = str(Path(cfg.output) / "random-weights")
-        protocol.run(cfg, backbone=backbone, echo=typer.echo)
+        protocol.demo(cfg, echo=typer.echo, note=lambda text: typer.echo(text, err=True))
 
 
 def main(argv: list[str] | None = None) -> None:  # console-script entry point

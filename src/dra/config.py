@@ -5,9 +5,10 @@ Each field maps to a line of docs/design.md section 1 or an ablation of the pape
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 BRANCHES = ("image", "text", "both")
 PLACEMENTS = ("attention", "block")
@@ -103,14 +104,36 @@ class DRAConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DRAConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown DRAConfig field(s) {unknown}; known: {sorted(known)}")
+        check_fields([f.name for f in dataclasses.fields(cls)], d, "dra.")
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "DRAConfig":
-        return dataclasses.replace(self, **changes)
+
+class UnknownFieldError(ValueError):
+    """A setting that no schema field has; the message names it and the nearest valid key."""
 
 
-__all__ = ["DRAConfig", "BRANCHES", "PLACEMENTS"]
+def check_fields(known: Iterable[str], keys: Iterable[str], prefix: str = "",
+                 elsewhere: Mapping[str, str] | None = None) -> None:
+    """The one unknown-key check (DRAConfig.from_dict and every level of the settings schema).
+
+    `prefix` is the dotted path of the level ("dra.", "train.", ""); `elsewhere` maps leaf names of
+    other levels to their full dotted key, for a suggestion when the key sits at the wrong level
+    (`skip_bad` -> `train.skip_bad_images`).
+    """
+    known = list(known)
+    for key in keys:
+        if key in known:
+            continue
+        key = str(key)
+        section = prefix.rstrip(".").split(".")[-1] if prefix else ""
+        what = f"unknown {section} setting" if section else "unknown setting"
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"{prefix}{near[0]}" if near else None
+        if hint is None and elsewhere:
+            leaf = difflib.get_close_matches(key.split(".")[-1], list(elsewhere), n=1, cutoff=0.6)
+            hint = elsewhere[leaf[0]] if leaf else None
+        tail = f"did you mean '{hint}'?" if hint else f"valid keys here: {', '.join(sorted(known))}"
+        raise UnknownFieldError(f"{what} '{prefix}{key}'; {tail}")
+
+
+__all__ = ["DRAConfig", "BRANCHES", "PLACEMENTS", "UnknownFieldError", "check_fields"]

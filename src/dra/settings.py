@@ -1,29 +1,148 @@
-"""Experiment settings: a YAML file per protocol (OmegaConf), overridden from the command line.
+"""Experiment settings: one typed schema (dataclasses + OmegaConf), a YAML per protocol, CLI overrides.
 
     settings = load_settings("base2new", {"datasets": ["eurosat"]}, ["train.epochs=1", "dra.rank=16"])
 
-`load_settings` accepts a packaged name (base2new, cross_dataset, domain_gen, demo) or a YAML path,
-then merges explicit values (CLI options) and `key=value` overrides (dotted paths). Sections are
-checked against the dataclasses they feed (DRAConfig, TrainSettings), so a typo is an error.
+The schema below holds every setting with its type and default (the paper's values); a packaged
+protocol file (`configs/<name>.yaml`) or a user's YAML holds only what differs. `load_settings`
+merges schema <- YAML <- explicit values (CLI options) <- `key=value` overrides and checks the result
+before anything is written: unknown keys at any level (with the nearest valid key), types, ranges and
+choices. Errors are `SettingsError`s with a one-line message that names the key.
+
+This is the configuration layer: it imports only `dra.config`; the engine takes its plain
+`TrainSettings` from here.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Optional
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dra.config import DRAConfig
-from dra.engine.trainer import TrainSettings
+from dra.config import DRAConfig, check_fields
 
 PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo")
+METHODS = ("dra", "adapter", "zeroshot")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ALL_SHOTS = "all"
 
 
 class SettingsError(ValueError):
     """Bad settings file or override; the message names the key and what is allowed."""
+
+
+@dataclass
+class TrainSettings:
+    """The training section; its defaults are the paper's SGD recipe (the only place they are written)."""
+    epochs: int = 5
+    batch_size: int = 16
+    """Global batch: split evenly over torchrun processes."""
+    lr: float = 0.0015
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 0
+    warmup_lr: float = 1e-5
+    precision: str = "auto"
+    num_workers: int = 4
+    augment: bool = True
+    """False trains on the test transform (deterministic inputs; used to compare 1 vs N processes)."""
+    skip_bad_images: bool = False
+    log_every: int = 10
+    seed: int = 1
+    """Set per run from `seeds`; not a key of the settings files."""
+
+
+PAPER_SGD = {"lr": TrainSettings.lr, "momentum": TrainSettings.momentum, "weight_decay": TrainSettings.weight_decay}
+
+
+@dataclass
+class EvalSettings:
+    batch_size: int = 100
+    num_workers: int = 4
+
+
+def _section(cls, name: str, exclude: tuple[str, ...] = ()) -> type:
+    """A schema dataclass with `cls`'s fields (tuples become lists: OmegaConf stores lists)."""
+    types = {int: int, float: float, bool: bool, str: str, "int": int, "float": float, "bool": bool, "str": str}
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        default = getattr(cls(), f.name)
+        if isinstance(default, tuple):
+            out.append((f.name, List[float], field(default_factory=lambda d=default: list(d))))
+        else:
+            out.append((f.name, types[f.type], field(default=default)))
+    return dataclasses.make_dataclass(name, out)
+
+
+DRASection = _section(DRAConfig, "DRASection")
+TrainSection = _section(TrainSettings, "TrainSection", exclude=("seed",))
+ALL_DATASETS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
+                "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101"]
+
+
+@dataclass
+class Settings:
+    protocol: str = "base2new"
+    method: str = "dra"
+    model: str = "ViT-B-16"
+    pretrained: Optional[str] = "openai"
+    template: str = "a photo of a {}."
+    data_root: Optional[str] = None
+    datasets: List[str] = field(default_factory=lambda: list(ALL_DATASETS))
+    source: str = "imagenet"
+    targets: List[str] = field(default_factory=list)
+    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
+    shots: Any = 16
+    """Images per class of the few-shot draw, or "all" for the whole training split."""
+    output: str = "runs"
+    device: Optional[str] = None
+    test_per_class: Optional[int] = None
+    dra: Any = field(default_factory=DRASection)
+    train: Any = field(default_factory=TrainSection)
+    eval: Any = field(default_factory=EvalSettings)
+    dataset_overrides: Dict[str, Any] = field(default_factory=dict)
+
+
+SECTIONS = {"dra": DRASection, "train": TrainSection, "eval": EvalSettings}
+_TOP = [f.name for f in dataclasses.fields(Settings)]
+_LEAVES = {f.name: f"{s}.{f.name}" for s, c in SECTIONS.items() for f in dataclasses.fields(c)}
+
+
+def _schema() -> DictConfig:
+    base = OmegaConf.structured(Settings)
+    for name, cls in SECTIONS.items():  # typed sections (Any above keeps OmegaConf from nesting twice)
+        OmegaConf.set_struct(base, False)
+        base[name] = OmegaConf.structured(cls)
+        OmegaConf.set_struct(base, True)
+    OmegaConf.set_struct(base.dataset_overrides, False)  # any dataset name; its values are checked by check_keys
+    return base
+
+
+def check_keys(data: dict, prefix: str = "") -> None:
+    """Every key of a (partial) settings mapping exists in the schema, at any level."""
+    check_fields(_TOP, data, prefix, elsewhere=_LEAVES)
+    for name, cls in SECTIONS.items():
+        value = data.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise SettingsError(f"{prefix}{name} must be a mapping of settings ({name}: {{key: value}}), got {value!r}")
+        if isinstance(value, dict):
+            check_fields([f.name for f in dataclasses.fields(cls)], value, f"{prefix}{name}.",
+                         elsewhere={k: v for k, v in {**_LEAVES, **{t: t for t in _TOP}}.items()})
+    overrides = data.get("dataset_overrides")
+    if isinstance(overrides, dict):
+        for dataset, extra in overrides.items():
+            if not isinstance(extra, dict):
+                raise SettingsError(f"dataset_overrides.{dataset} must be a mapping of settings, got {extra!r}")
+            if "dataset_overrides" in extra:
+                raise SettingsError(f"dataset_overrides.{dataset} cannot hold dataset_overrides")
+            check_keys(extra, f"{prefix}dataset_overrides.{dataset}.")
 
 
 def settings_path(name: str) -> Path:
@@ -38,46 +157,122 @@ def settings_path(name: str) -> Path:
     return Path(str(packaged))
 
 
-def load_settings(name: str, values: dict[str, Any] | None = None, overrides: list[str] | None = None) -> DictConfig:
+def read_yaml(path: Path) -> dict:
+    """A settings file as a plain mapping; any parse problem is a one-line SettingsError."""
     try:
-        cfg = OmegaConf.load(settings_path(name))
-        explicit = {k: v for k, v in (values or {}).items() if v is not None}
-        if explicit:
-            cfg = OmegaConf.merge(cfg, OmegaConf.create(explicit))
-        if overrides:
-            bad = [o for o in overrides if "=" not in o]
-            if bad:
-                raise SettingsError(f"overrides must look like key=value (e.g. train.epochs=1), got {bad}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SettingsError(f"settings file {path} is not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SettingsError(f"settings file {path} cannot be read ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {path} must be a mapping of settings (key: value), "
+                            f"got a {type(data).__name__}")
+    return data
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    bad = [o for o in overrides if "=" not in o or o.startswith("=")]
+    if bad:
+        raise SettingsError(f"overrides must look like key=value (e.g. train.epochs=1), got {bad}")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as e:
-        raise SettingsError(f"bad settings: {e}".splitlines()[0]) from e
+        raise SettingsError(f"bad override: {str(e).splitlines()[0]}") from None
+
+
+def _merge(cfg: DictConfig, data: dict) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, data)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        raise SettingsError(f"bad value for {key}: {str(e).splitlines()[0]}" if key
+                            else f"bad settings: {str(e).splitlines()[0]}") from None
+
+
+def load_settings(name: str, values: dict[str, Any] | None = None, overrides: list[str] | None = None) -> DictConfig:
+    layers = [read_yaml(settings_path(name))]
+    explicit = {k: v for k, v in (values or {}).items() if v is not None}
+    if explicit:
+        layers.append(explicit)
+    if overrides:
+        layers.append(parse_overrides(overrides))
+    cfg = _schema()
+    try:
+        for data in layers:
+            data = {k: v for k, v in data.items() if not (v is None and k in (*SECTIONS, "dataset_overrides"))}
+            check_keys(data)
+            shots_value = data.get("shots")
+            if isinstance(shots_value, str) and shots_value.strip().lstrip("+-").isdigit():
+                data = {**data, "shots": int(shots_value)}  # `--shots 8` arrives as text (it may be "all")
+            cfg = _merge(cfg, data)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
     check(cfg)
     return cfg
 
 
-def _check_section(cfg: DictConfig, key: str, cls) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(cfg.get(key) or {}) - known)
-    if unknown:
-        raise SettingsError(f"unknown {key} setting(s) {unknown}; known: {sorted(known)}")
+def _need(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise SettingsError(f"{key} must be {rule}, got {value!r}")
+
+
+def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
+    t, e = cfg.train, cfg.eval
+    _need(cfg.method in METHODS, f"{prefix}method", f"one of {METHODS}", cfg.method)
+    _need(cfg.protocol in PROTOCOLS, f"{prefix}protocol", f"one of {PROTOCOLS}", cfg.protocol)
+    _need("{}" in cfg.template, f"{prefix}template", "a text with {} for the class name", cfg.template)
+    _need(t.epochs >= 1, f"{prefix}train.epochs", ">= 1", t.epochs)
+    _need(t.batch_size >= 1, f"{prefix}train.batch_size", ">= 1", t.batch_size)
+    _need(math.isfinite(t.lr) and t.lr > 0, f"{prefix}train.lr", "a finite number > 0", t.lr)
+    _need(0 <= t.momentum < 1, f"{prefix}train.momentum", "in [0, 1)", t.momentum)
+    _need(math.isfinite(t.weight_decay) and t.weight_decay >= 0, f"{prefix}train.weight_decay", ">= 0",
+          t.weight_decay)
+    _need(0 <= t.warmup_epochs < t.epochs, f"{prefix}train.warmup_epochs", f"in [0, train.epochs={t.epochs})",
+          t.warmup_epochs)
+    _need(math.isfinite(t.warmup_lr) and t.warmup_lr > 0, f"{prefix}train.warmup_lr", "a finite number > 0",
+          t.warmup_lr)
+    _need(t.precision in PRECISIONS, f"{prefix}train.precision", f"one of {PRECISIONS}", t.precision)
+    _need(t.num_workers >= 0, f"{prefix}train.num_workers", ">= 0", t.num_workers)
+    _need(t.log_every >= 1, f"{prefix}train.log_every", ">= 1", t.log_every)
+    _need(e.batch_size >= 1, f"{prefix}eval.batch_size", ">= 1", e.batch_size)
+    _need(e.num_workers >= 0, f"{prefix}eval.num_workers", ">= 0", e.num_workers)
+    shots = cfg.shots
+    ok = shots == ALL_SHOTS or (isinstance(shots, int) and not isinstance(shots, bool) and shots >= 1)
+    _need(ok, f"{prefix}shots", f"an integer >= 1 or '{ALL_SHOTS}' (every training image)", shots)
+    _need(cfg.test_per_class is None or cfg.test_per_class >= 1, f"{prefix}test_per_class", ">= 1 or null",
+          cfg.test_per_class)
+    _need(len(cfg.seeds) >= 1, f"{prefix}seeds", "at least one seed", list(cfg.seeds))
+    repeated = sorted({s for s in cfg.seeds if list(cfg.seeds).count(s) > 1})
+    _need(not repeated, f"{prefix}seeds", f"distinct (repeated: {repeated})", list(cfg.seeds))
+    _need(len(cfg.datasets) >= 1, f"{prefix}datasets", "at least one dataset", list(cfg.datasets))
+    try:
+        dra_config(cfg)
+    except (TypeError, ValueError) as err:
+        raise SettingsError(f"{prefix}dra settings: {err}") from None
 
 
 def check(cfg: DictConfig) -> None:
-    _check_section(cfg, "dra", DRAConfig)
-    _check_section(cfg, "train", TrainSettings)
-    for name, extra in (cfg.get("dataset_overrides") or {}).items():
-        for section, cls in (("dra", DRAConfig), ("train", TrainSettings)):
-            _check_section(OmegaConf.create(dict(extra)), section, cls)
-    try:
-        dra_config(cfg)
-    except (TypeError, ValueError) as e:
-        raise SettingsError(f"dra settings: {e}") from e
+    """Ranges and choices of every setting, also with each dataset's overrides merged in."""
+    _check_ranges(cfg)
+    for dataset in cfg.get("dataset_overrides") or {}:
+        _check_ranges(for_dataset(cfg, dataset), f"(with dataset_overrides.{dataset}) ")
 
 
 def for_dataset(cfg: DictConfig, dataset: str) -> DictConfig:
     """The settings with `dataset_overrides[dataset]` merged in."""
     extra = (cfg.get("dataset_overrides") or {}).get(dataset)
-    return OmegaConf.merge(cfg, extra) if extra else cfg
+    return _merge(cfg, OmegaConf.to_container(extra)) if extra else cfg
+
+
+def shots(cfg: DictConfig) -> int | None:
+    """The few-shot K, or None for every training image (`shots: all`)."""
+    return None if cfg.shots == ALL_SHOTS else int(cfg.shots)
 
 
 def dra_config(cfg: DictConfig) -> DRAConfig:
@@ -86,7 +281,3 @@ def dra_config(cfg: DictConfig) -> DRAConfig:
 
 def train_settings(cfg: DictConfig, seed: int) -> TrainSettings:
     return TrainSettings(**{**OmegaConf.to_container(cfg.train, resolve=True), "seed": int(seed)})
-
-
-def to_dict(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from dra.backbones.loading import BackboneError, create_clip
+from dra.backbones.loading import BackboneError, create_clip, open_clip_quietly
 from dra.backbones.wrapping import ModuleWrapper, WrapError, unwrap, wrap, wrappers
 
 TOWERS = ("image", "text")
@@ -42,7 +42,8 @@ class CLIPBackbone(nn.Module):
             )
         self.clip = clip
         self.info = dict(info)
-        self.tokenizer = open_clip.get_tokenizer(info["model"])
+        with open_clip_quietly():
+            self.tokenizer = open_clip.get_tokenizer(info["model"])
         size = clip.visual.image_size
         size = size[0] if isinstance(size, (tuple, list)) else size
         self.preprocess = Preprocess(

@@ -12,29 +12,36 @@ so that `ViT-B-16` + OpenAI weights never silently runs the wrong activation.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
 import warnings
 import zipfile
 from pathlib import Path
+from unittest import mock
 
 import open_clip
-from open_clip.factory import load_state_dict
 import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
 _CONFIG_DIR = Path(__file__).with_name("model_configs")
-open_clip.add_model_config(_CONFIG_DIR)
+_registered = False
+_OPEN_CLIP_LOG = logging.getLogger("dra.open_clip")
+_OPEN_CLIP_LOG.setLevel(logging.ERROR)
 
 
 class BackboneError(RuntimeError):
     """A CLIP model or its weights cannot be loaded; the message names the fix."""
 
 
-def list_models() -> list[str]:
-    return open_clip.list_models()
+def _register_configs() -> None:
+    """Add the packaged model configs (ViT-Tiny-16-test) to open_clip's registry, at first use only."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(_CONFIG_DIR)
+        _registered = True
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -46,15 +53,48 @@ def _is_torchscript(path: Path) -> bool:
 
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     """The state dict in `path` and whether it is an OpenAI distribution file."""
-    if _is_torchscript(path):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, still needed here
-            sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+    try:
+        scripted = _is_torchscript(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise BackboneError(f"weights file {path} cannot be read ({type(e).__name__}: {e})") from None
+    if scripted:  # TorchScript's own unpickler restores tensors and TorchScript classes, no Python globals
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, still needed here
+                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+        except Exception as e:  # noqa: BLE001
+            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise BackboneError(f"weights file {path} is a corrupt TorchScript archive ({first.strip()[:200]})") from None
         for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # not weights
             sd.pop(key, None)
         return sd, True
-    sd = load_state_dict(str(path))
-    return sd, False
+    return _read_plain_checkpoint(path), False
+
+
+def _read_plain_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file, or a torch.save file read with weights_only=True: never unpickles code."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            checkpoint = load_file(str(path), device="cpu")
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error below says it all
+                checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, SafetensorError, EOFError...
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise BackboneError(
+            f"weights file {path} is not a readable checkpoint ({type(e).__name__}: {first.strip()[:200]}); "
+            "only tensors are loaded (safetensors, or torch.save files holding tensors and plain values)"
+        ) from None
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, dict) or not checkpoint or not all(torch.is_tensor(v) for v in checkpoint.values()):
+        raise BackboneError(f"weights file {path} holds no state dict of tensors")
+    if next(iter(checkpoint)).startswith("module."):
+        checkpoint = {k[len("module."):]: v for k, v in checkpoint.items()}
+    return checkpoint
 
 
 def _hub_reachable(host: str = "huggingface.co") -> bool:
@@ -101,9 +141,18 @@ def _cached_or_downloaded(model_name: str, tag: str) -> str:
         ) from e
 
 
+def open_clip_quietly():
+    """open_clip's factory logs through the root logger's module functions (which also call
+    logging.basicConfig when the root has no handler) and warns "initialized randomly" even when
+    weights follow. Inside this context it logs to a logger of dra's own at ERROR instead, so that a
+    user's logging stays untouched."""
+    return mock.patch.object(importlib.import_module("open_clip.factory"), "logging", _OPEN_CLIP_LOG)
+
+
 def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | None = None,
                 quick_gelu: bool | None = None) -> tuple[nn.Module, dict]:
     """Build the open_clip model and return it with the weights' description (for checkpoints)."""
+    _register_configs()
     if model_name not in open_clip.list_models():
         raise BackboneError(
             f"unknown model '{model_name}'; open_clip knows e.g. ViT-B-16, ViT-B-32, ViT-L-14 "
@@ -123,17 +172,12 @@ def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | No
             source = str(pretrained)
     if quick_gelu is None:
         quick_gelu = openai_file
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # open_clip warns "initialized randomly" even when weights follow
-    try:
+    with open_clip_quietly():
         # Random weights are seeded (0) without touching the caller's RNG: every process and every
         # session builds the same "random" backbone, so checkpoints trained on it stay loadable.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=bool(quick_gelu))
-    finally:
-        root.setLevel(level)
     if state is not None:
         try:
             if "logit_scale" in state and model.logit_scale.ndim != state["logit_scale"].ndim:

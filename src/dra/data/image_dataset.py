@@ -21,7 +21,7 @@ def load_image(path: str) -> Image.Image:
         reason = f"{type(e).__name__}: {e}".replace("\n", " ")
         raise DataError(
             f"cannot read image {path} ({reason}); fix or remove it, `dra data check --decode` lists every "
-            f"bad file, training can skip bad files with skip_bad; {DOCS_HINT}"
+            f"bad file, training can skip bad files with train.skip_bad_images=true; {DOCS_HINT}"
         ) from None
 
 

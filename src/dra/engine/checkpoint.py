@@ -7,13 +7,16 @@ Writes are atomic (temp file + os.replace): an interrupted save never leaves a h
 from __future__ import annotations
 
 import json
+import uuid
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from dra.errors import one_line
 from dra.io import atomic_write, atomic_write_text
 
 FORMAT_VERSION = 1
@@ -47,9 +50,10 @@ def save_adapters(model, path: str | os.PathLike, extra: dict[str, Any] | None =
     """Save the trainable tensors of `model`; returns the .safetensors path."""
     weights_path, meta_path = _paths(path)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.adapter_state_dict().items()}
+    save_id = uuid.uuid4().hex  # both files carry it: a pair from two different saves is refused
     meta = {"format_version": FORMAT_VERSION, **describe(model), "classnames": list(model.classnames),
-            "parameter_counts": model.parameter_counts(), **(extra or {})}
-    atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"dra": "adapters"}))
+            "parameter_counts": model.parameter_counts(), "save_id": save_id, **(extra or {})}
+    atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"dra": "adapters", "save_id": save_id}))
     atomic_write_text(meta_path, json.dumps(meta, indent=2))
     return weights_path
 
@@ -62,8 +66,17 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     try:
         meta = json.loads(meta_path.read_text())
         tensors = load_file(str(weights_path))
+        with safe_open(str(weights_path), "pt") as f:
+            weights_id = (f.metadata() or {}).get("save_id")
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"checkpoint {weights_path} is unreadable or corrupt ({e}); re-save or re-train it") from e
+        raise CheckpointError(f"checkpoint {weights_path} is unreadable or corrupt ({one_line(e)}); "
+                              "re-save or re-train it") from None
+    if not isinstance(meta, dict) or not all(k in meta for k in ("method", "model", "classnames")):
+        raise CheckpointError(f"checkpoint {meta_path} is not a dra adapter description "
+                              "(it needs method, model and classnames); re-save or re-train it")
+    if weights_id != meta.get("save_id"):
+        raise CheckpointError(f"checkpoint {weights_path} and {meta_path.name} come from two different saves (a save "
+                              "was interrupted between the two files); re-save or re-train it")
     return tensors, meta
 
 
@@ -72,7 +85,7 @@ def _differences(saved: dict, current: dict) -> list[str]:
     return [f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
 
 
-def load_adapters(model, path: str | os.PathLike, strict_backbone_weights: bool = False) -> dict[str, Any]:
+def load_adapters(model, path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint onto `model`, after checking that method, backbone and config match."""
     tensors, meta = read_checkpoint(path)
     here = describe(model)
@@ -80,8 +93,6 @@ def load_adapters(model, path: str | os.PathLike, strict_backbone_weights: bool 
     for key in ("method", "model"):
         if meta.get(key) != here[key]:
             problems.append(f"{key}: checkpoint {meta.get(key)!r} vs model {here[key]!r}")
-    if strict_backbone_weights and meta.get("pretrained") != here["pretrained"]:
-        problems.append(f"pretrained: checkpoint {meta.get('pretrained')!r} vs model {here['pretrained']!r}")
     problems += [f"config.{d}" for d in _differences(meta.get("config", {}), here["config"])]
     if problems:
         raise CheckpointError(
@@ -99,3 +110,23 @@ def assign_adapters(model, tensors: dict[str, torch.Tensor], source: str = "chec
     if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
         raise CheckpointError(f"{source} holds other tensors than this model's adapters")
     model.load_adapter_state_dict(tensors)
+
+
+def load_model(checkpoint: str | os.PathLike, pretrained: str | None = None, classnames: list[str] | None = None):
+    """Rebuild the model a checkpoint was saved from and load its adapters (`dra.load_model`).
+
+    `pretrained` overrides where the backbone weights come from (the checkpoint records the source it
+    was trained with, which may be a path on another machine; "" = random weights); `classnames`
+    overrides the label space. The recorded path is read like `--pretrained`: tensors only.
+    """
+    from dra.backbones import load_backbone
+    from dra.methods import DEFAULT_TEMPLATE, build_method
+
+    _, meta = read_checkpoint(checkpoint)
+    source = pretrained if pretrained is not None else meta.get("pretrained")
+    source = None if source in ("random", "") else source
+    backbone = load_backbone(meta["model"], source, meta.get("quick_gelu"))
+    model = build_method(meta["method"], backbone, classnames or meta["classnames"], meta.get("config") or None,
+                         meta.get("template", DEFAULT_TEMPLATE))
+    load_adapters(model, checkpoint)
+    return model

@@ -30,15 +30,32 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(device: str | torch.device | None, local_rank: int | None = None) -> torch.device:
+    """The one device resolution: None/"" = cuda when available, else cpu; "cuda" without an index is
+    this process's GPU (`local_rank`) under torchrun. A device that does not exist is a ValueError."""
+    if device is None or str(device) == "":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' asked for, but CUDA is not available here; use --device cpu")
+        if dev.index is None and local_rank is not None:
+            dev = torch.device("cuda", local_rank)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"device '{device}' is not supported; use cpu, cuda or cuda:N")
+    return dev
+
+
 def setup(device: str | None = None) -> tuple[DistInfo, torch.device]:
     """Join the torchrun process group if there is one; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     info = DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", info.local_rank)
+    dev = resolve_device(device, info.local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if info.enabled and not dist.is_initialized():
@@ -63,8 +80,3 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
-
-
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()

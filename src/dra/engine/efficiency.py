@@ -23,7 +23,7 @@ What is measured, exactly:
   forward in training mode (DRA: token scores, Gumbel noise, sorting, masks and the unmasked reference
   pass of the L1 term; the text adapters train, so every step re-encodes all class prompts from the
   first adapted text block on), `model.loss` (cross-entropy + the method's regularisation), backward,
-  and an SGD step with the paper's lr 0.0015, momentum 0.9, weight decay 5e-4. Zero-shot CLIP has
+  and an SGD step with the paper's recipe (`dra.settings.PAPER_SGD`, TrainSettings' defaults). Zero-shot CLIP has
   nothing to train: `None`.
 - **Inference images/s** = `batch_size / fastest step time` of an eval-mode forward (images -> logits)
   under `torch.no_grad()`. The class-prompt text features are computed once before timing and reused,
@@ -67,32 +67,16 @@ from typing import Any
 
 import torch
 
+from dra.engine.distributed import resolve_device
 from dra.engine.precision import PRECISIONS, autocast, grad_scaler, resolve
+from dra.settings import PAPER_SGD  # DESIGN.md section 2; written once, as TrainSettings' defaults
 
 __all__ = ["PAPER_SGD", "PRECISIONS", "measure_methods"]
 
-PAPER_SGD = {"lr": 0.0015, "momentum": 0.9, "weight_decay": 5e-4}  # DESIGN.md section 2
 _MB = 2.0 ** 20
 
 
 # -- arguments -------------------------------------------------------------------------------------
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from e
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device '{device}' asked for, but CUDA is not available here; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type != "cpu":
-        raise ValueError(f"device '{device}' is not supported; use cpu, cuda or cuda:N")
-    return dev
-
 
 def _check_methods(methods: Iterable[str]) -> list[str]:
     from dra.methods import METHODS
@@ -317,7 +301,7 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
                               ("num_classes", num_classes, 1)):
         if int(value) != value or value < low:
             raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     prec = resolve(precision, dev)
     try:
         backbone = load_backbone(model, pretrained=None)

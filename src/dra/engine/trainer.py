@@ -2,17 +2,21 @@
 
 Every epoch ends with two atomic writes in the run folder:
 - `adapters.safetensors` + `adapters.json`: the adapter-only checkpoint (dra.load_model reads it);
-- `last.pt`: adapters + optimiser + scheduler + scaler + history, to resume a killed run.
+- `last.safetensors`: adapters + optimiser tensors, with the optimiser/scheduler/scaler state and the
+  history as JSON in its metadata, to resume a killed run. Nothing is unpickled: a `last.pt` of
+  older versions (a pickle) is refused, never loaded.
 Each epoch reseeds the RNGs from (seed, epoch, rank), so a resumed run continues exactly as an
-uninterrupted one would have.
+uninterrupted one would have. A non-finite loss stops training (`TrainingDivergedError`) before
+anything of that epoch is saved. The main process holds a lock on the run folder while it trains.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,36 +24,37 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from dra.data import ImageDataset
+from filelock import FileLock, Timeout
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from dra.data import DataError, ImageDataset
 from dra.engine import distributed
 from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
-from dra.io import atomic_write
+from dra.errors import one_line as _one_line
+from dra.io import OutputError, atomic_write, remove_orphans
 from dra.engine.precision import autocast, grad_scaler, resolve
+from dra.settings import TrainSettings  # noqa: F401 - the engine takes its plain settings from the config layer
 
 log = logging.getLogger("dra.train")
 
 
-@dataclass
-class TrainSettings:
-    epochs: int = 5
-    batch_size: int = 16
-    """Global batch: split evenly over torchrun processes."""
-    lr: float = 0.0015
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 0
-    warmup_lr: float = 1e-5
-    precision: str = "auto"
-    num_workers: int = 2
-    augment: bool = True
-    """False trains on the test transform (deterministic inputs; used to compare 1 vs N processes)."""
-    skip_bad_images: bool = False
-    log_every: int = 10
-    seed: int = 1
+RESUME_FILE = "last.safetensors"
+LEGACY_RESUME_FILE = "last.pt"
+LOCK_FILE = ".lock"
+_RESUME_KEYS = ("epoch", "identity", "history", "optimizer", "scheduler", "scaler")
 
 
 class RunMismatchError(RuntimeError):
     """A run folder holds a run with other settings."""
+
+
+class RunBusyError(RuntimeError):
+    """Another process is training in this run folder."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; nothing of the epoch was saved."""
 
 
 def build_optimizer(params, s: TrainSettings):
@@ -75,54 +80,202 @@ def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(seed * 1_000_003 + epoch * 1_009 + rank)
 
 
+def _plain(value):
+    """JSON round trip (tuples -> lists), so saved and current identities compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def save_resume_state(path: Path, model, epoch: int, identity: dict, opt, sched, scaler, history) -> None:
+    """Tensors in a safetensors file, everything else as JSON in its metadata (no pickle anywhere)."""
+    tensors = {f"adapters/{k}": v.detach().to("cpu").contiguous().clone()
+               for k, v in model.adapter_state_dict().items()}
+    osd = opt.state_dict()
+    opt_state = {}
+    for idx, entry in osd["state"].items():
+        plain = {}
+        for k, v in entry.items():
+            if torch.is_tensor(v):
+                tensors[f"optimizer/{idx}/{k}"] = v.detach().to("cpu").contiguous().clone()
+            else:
+                plain[k] = v
+        opt_state[str(idx)] = plain
+    meta = {"format": "dra-resume", "format_version": 1, "epoch": epoch, "identity": identity,
+            "history": history, "optimizer": {"state": opt_state, "param_groups": osd["param_groups"]},
+            "scheduler": sched.state_dict(), "scaler": scaler.state_dict()}
+    text = json.dumps(meta, allow_nan=False)  # a non-finite value is never saved
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"dra_resume": text}))
+
+
+def read_resume_state(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a resume state; any problem is a one-line CheckpointError."""
+    fix = "delete it to start the run over"
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            text = (f.metadata() or {}).get("dra_resume")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        raise CheckpointError(f"resume state {path} is unreadable or corrupt ({_one_line(e)}); {fix}") from None
+    if text is None:
+        raise CheckpointError(f"resume state {path} is not a dra resume state (no 'dra_resume' metadata); {fix}")
+    try:
+        meta = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"resume state {path} holds corrupt metadata ({e}); {fix}") from None
+    missing = [k for k in _RESUME_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise CheckpointError(f"resume state {path} lacks {', '.join(missing)}; {fix}")
+    return meta, tensors
+
+
+def _restore(state_path: Path, meta: dict, tensors: dict, model, opt, sched, scaler) -> None:
+    adapters = {k[len("adapters/"):]: v for k, v in tensors.items() if k.startswith("adapters/")}
+    assign_adapters(model, adapters, source=str(state_path))
+    try:
+        opt_state = {}
+        for idx, plain in meta["optimizer"]["state"].items():
+            entry = dict(plain)
+            prefix = f"optimizer/{idx}/"
+            entry.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            opt_state[int(idx)] = entry
+        opt.load_state_dict({"state": opt_state, "param_groups": meta["optimizer"]["param_groups"]})
+        sched.load_state_dict(meta["scheduler"])
+        scaler.load_state_dict(meta["scaler"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(f"resume state {state_path} does not fit this run's optimiser ({_one_line(e)}); "
+                              "delete it to start the run over") from None
+
+
+class _NonFinite:
+    """Remembers, on the device, the first step of an epoch whose loss was not finite (no host sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.step = torch.full((), -1, dtype=torch.long, device=device)
+        self.parts: torch.Tensor | None = None
+        self.names: list[str] = []
+
+    def update(self, step: int, parts: dict[str, torch.Tensor]) -> None:
+        if not self.names:
+            self.names = list(parts)
+        values = torch.stack([parts[k].detach().float().reshape(()) for k in self.names])
+        first = ~torch.isfinite(values[self.names.index("loss")]) & (self.step < 0)
+        self.step = torch.where(first, torch.full_like(self.step, step), self.step)
+        self.parts = values if self.parts is None else torch.where(first, values, self.parts)
+
+    def check(self, epoch: int, epochs: int, steps: int, last_good: int, lr: float) -> None:
+        bad = int(self.step)  # the one host read, at log points and at the epoch's end
+        if bad < 0:
+            return
+        parts = ", ".join(f"{k} {v:.4g}" for k, v in zip(self.names, self.parts.tolist()))
+        raise TrainingDivergedError(
+            f"training diverged: non-finite loss at epoch {epoch}/{epochs} step {bad + 1}/{steps} ({parts}); "
+            f"{_kept(last_good)}; lower train.lr (now {lr:g}) or check the data")
+
+    def check_weights(self, model, epoch: int, epochs: int, steps: int, last_good: int, lr: float,
+                      last: dict[str, torch.Tensor]) -> None:
+        """Before a checkpoint is written: the last step's update may have made the weights non-finite."""
+        bad = [k for k, v in model.adapter_state_dict().items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            parts = ", ".join(f"{k} {float(v):.4g}" for k, v in last.items())
+            raise TrainingDivergedError(
+                f"training diverged: {len(bad)} adapter tensors became non-finite at epoch {epoch}/{epochs} "
+                f"step {steps}/{steps} (last loss parts: {parts}); {_kept(last_good)}; lower train.lr "
+                f"(now {lr:g}) or check the data")
+
+
+def _kept(last_good: int) -> str:
+    return f"epoch {last_good}'s checkpoint stays the resumable state" if last_good else "nothing was saved"
+
+
 def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str | os.PathLike,
         device: torch.device | str = "cpu", identity: dict | None = None) -> list[dict]:
     """Train `model`'s adapters on `items`; returns the per-epoch history. Resumes from `run_dir`."""
     device = torch.device(device)
     info = distributed.current()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    identity = {"settings": asdict(settings), **(identity or {})}
+    identity = _plain({"settings": asdict(settings), **(identity or {})})
     identity["settings"].pop("num_workers")
     identity["settings"].pop("log_every")
     precision = resolve(settings.precision, device)
     if settings.batch_size % info.world_size:
         raise ValueError(f"batch size {settings.batch_size} does not split over {info.world_size} processes")
-    local_batch = settings.batch_size // info.world_size
-
-    model.to(device)
     params = model.trainable_parameters()
     if not params:
         raise ValueError(f"method {model.method} has nothing to train")
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create run folder {run_dir} ({type(e).__name__}: {e.strerror or e})") from None
+    lock = FileLock(str(run_dir / LOCK_FILE)) if info.is_main else None
+    handler, owned = None, False
+    try:
+        if lock is not None:
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                lock = None
+                raise RunBusyError(f"{run_dir} is in use by another dra process (it holds {run_dir / LOCK_FILE}); "
+                                   "wait for it to finish, or use another --output") from None
+            owned = True
+            remove_orphans(run_dir)  # temp files of a killed atomic write
+        handler = _file_logger(run_dir) if info.is_main else None
+        return _fit(model, params, items, transforms, settings, run_dir, device, identity, precision, info)
+    except BaseException:
+        if handler:
+            log.removeHandler(handler)
+            handler.close()
+            handler = None
+        if owned and not (run_dir / RESUME_FILE).exists():
+            _undo(run_dir, created)  # an early failure leaves nothing behind
+        raise
+    finally:
+        if handler:
+            log.removeHandler(handler)
+            handler.close()
+        if lock is not None:
+            lock.release()
+
+
+def _undo(run_dir: Path, created: list[Path]) -> None:
+    """Remove what `fit` made in a run folder that never saved a checkpoint (log, lock, empty folders)."""
+    for name in ("train.log", LOCK_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in created:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Path, device, identity: dict,
+         precision: str, info) -> list[dict]:
+    local_batch = settings.batch_size // info.world_size
+    model.to(device)
     opt, sched = build_optimizer(params, settings)
     scaler = grad_scaler(precision, device)
     history: list[dict] = []
     start_epoch = 0
 
-    state_path = run_dir / "last.pt"
+    legacy = run_dir / LEGACY_RESUME_FILE
+    if legacy.exists():
+        raise CheckpointError(
+            f"{legacy} is a resume state of an older dra (a pickle); it is not loaded because unpickling can "
+            "run code. Delete it to start this run over, or use another --output")
+    state_path = run_dir / RESUME_FILE
     if state_path.is_file():
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"resume state {state_path} is unreadable ({e}); delete it to start over") from e
-        if state["identity"] != identity:
+        meta, tensors = read_resume_state(state_path)
+        if meta["identity"] != identity:
             raise RunMismatchError(
                 f"{run_dir} holds a run with other settings; use another --output or delete that folder "
-                f"(saved: {state['identity']}; now: {identity})"
+                f"(saved: {meta['identity']}; now: {identity})"
             )
-        assign_adapters(model, state["adapters"], source=str(state_path))
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history, start_epoch = state["history"], state["epoch"]
+        _restore(state_path, meta, tensors, model, opt, sched, scaler)
+        history, start_epoch = meta["history"], int(meta["epoch"])
 
-    handler = _file_logger(run_dir) if info.is_main else None
     if start_epoch:
         log.info("resuming %s from epoch %d/%d", run_dir, start_epoch, settings.epochs)
     if start_epoch >= settings.epochs:
-        if handler:
-            log.removeHandler(handler)
-            handler.close()
         return history
 
     train_tf, test_tf = transforms
@@ -148,31 +301,47 @@ def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str |
                             persistent_workers=False)
         lr = opt.param_groups[0]["lr"]
         sums: dict[str, torch.Tensor] = {}
+        guard = _NonFinite(device)
         seen, epoch_start = 0, time.monotonic()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False, disable=not info.is_main,
                    unit="batch")
-        for step, (images, labels) in enumerate(bar):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with autocast(precision, device):
-                logits = net(images)
-            loss, parts = model.loss(logits, labels)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            parts["loss"] = loss.detach()
-            for k, v in parts.items():  # device-side sums: no sync per step
-                sums[k] = sums.get(k, 0) + v * len(labels)
-            seen += len(labels)
-            done_steps += 1
-            if step % settings.log_every == 0 or step == steps_per_epoch - 1:
-                current = float(parts["loss"])
-                rate = seen * info.world_size / max(time.monotonic() - epoch_start, 1e-9)
-                eta = (time.monotonic() - started) / done_steps * (total_steps - done_steps)
-                bar.set_postfix(loss=f"{current:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", eta=f"{eta:.0f}s")
-                if info.is_main:
-                    log.info("epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs", epoch + 1,
-                             settings.epochs, step + 1, steps_per_epoch, current, lr, rate, eta)
+        batches = iter(bar)
+        try:
+            for step in range(steps_per_epoch):
+                try:
+                    images, labels = next(batches)
+                except StopIteration:
+                    break
+                except DataError as e:  # from a worker: keep the message that names the file
+                    raise DataError(_one_line(e)) from None
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                with autocast(precision, device):
+                    logits = net(images)
+                loss, parts = model.loss(logits, labels)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                parts["loss"] = loss.detach()
+                guard.update(step, parts)
+                for k, v in parts.items():  # device-side sums: no sync per step
+                    sums[k] = sums.get(k, 0) + v * len(labels)
+                seen += len(labels)
+                done_steps += 1
+                if step % settings.log_every == 0 or step == steps_per_epoch - 1:
+                    guard.check(epoch + 1, settings.epochs, steps_per_epoch, epoch, lr)
+                    current = float(parts["loss"])
+                    rate = seen * info.world_size / max(time.monotonic() - epoch_start, 1e-9)
+                    eta = (time.monotonic() - started) / done_steps * (total_steps - done_steps)
+                    bar.set_postfix(loss=f"{current:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", eta=f"{eta:.0f}s")
+                    if info.is_main:
+                        log.info("epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs", epoch + 1,
+                                 settings.epochs, step + 1, steps_per_epoch, current, lr, rate, eta)
+        finally:
+            bar.close()  # also on an error: the terminal keeps the error line, not a half bar
+        guard.check(epoch + 1, settings.epochs, steps_per_epoch, epoch, lr)  # never save a non-finite state
+        if seen:
+            guard.check_weights(model, epoch + 1, settings.epochs, steps_per_epoch, epoch, lr, parts)
         sched.step()
         record = {"epoch": epoch + 1, "lr": lr, "images": seen * info.world_size,
                   "seconds": time.monotonic() - epoch_start,
@@ -182,16 +351,10 @@ def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str |
             _end_of_epoch(model, run_dir, epoch + 1, identity, opt, sched, scaler, history)
             log.info("epoch %d done: %s", epoch + 1, {k: round(v, 5) for k, v in record.items()})
         distributed.barrier()
-    if handler:
-        log.removeHandler(handler)
-        handler.close()
     return history
 
 
 def _end_of_epoch(model, run_dir: Path, epoch: int, identity: dict, opt, sched, scaler, history) -> None:
     """Atomic writes: the adapter checkpoint, then the resume state."""
     save_adapters(model, run_dir / "adapters", extra={"epoch": epoch})
-    state = {"epoch": epoch, "identity": identity, "history": history,
-             "adapters": {k: v.detach().cpu().clone() for k, v in model.adapter_state_dict().items()},
-             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict()}
-    atomic_write(run_dir / "last.pt", lambda tmp: torch.save(state, tmp))
+    save_resume_state(run_dir / RESUME_FILE, model, epoch, identity, opt, sched, scaler, history)

@@ -59,10 +59,15 @@ class ClassifierModel(nn.Module):
         """(C, D) normalised text features of the current prompts."""
         return self.backbone.encode_text(self.backbone.tokenize(self.prompts))
 
+    def _weights_version(self) -> tuple[int, ...]:
+        """Version counters of the trainable parameters: any in-place change (optimiser step,
+        `load_state_dict`, an in-place edit under no_grad, a loaded checkpoint) bumps them and so invalidates the cache."""
+        return tuple(p._version for p in self.parameters() if p.requires_grad)
+
     def text_features(self) -> torch.Tensor:
         if self.training and self.text_trainable:
             return self.compute_text_features()
-        key = tuple(self.prompts)
+        key = (tuple(self.prompts), self._weights_version())
         if self._eval_text is None or self._eval_text[0] != key:
             with torch.no_grad():
                 self._eval_text = (key, self.compute_text_features())

@@ -10,19 +10,20 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from dra import settings as S
-from dra.data import build_dataset, fewshot, subsample_classes
+from dra.data import subsample_classes
 from dra.engine import distributed
-from dra.protocols.experiment import Experiment, read_json, write_json
+from dra.protocols.experiment import Experiment, eval_suffix, read_json, write_json, write_tables
 from dra.report import base2new_table, harmonic_mean
 
 
 def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     cfg = S.for_dataset(cfg, dataset)
     run_dir = exp.output / "base2new" / exp.run_key(cfg) / dataset / f"seed{seed}"
-    done = read_json(run_dir / "result.json")
+    result_path = run_dir / f"result{eval_suffix(cfg)}.json"
+    done = read_json(result_path)
     if done is not None:
         return done
-    splits = fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed)
+    splits = exp.draw(cfg, dataset, seed)
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
     model = exp.build(cfg, base.classnames, seed)
     try:
@@ -36,16 +37,17 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
               "hm": harmonic_mean(base_acc["accuracy"], new_acc["accuracy"]),
               "base_test": base_acc["total"], "new_test": new_acc["total"],
               "base_classes": len(base.classnames), "new_classes": len(new.classnames),
-              "train_images": len(base.train), "history": history}
+              "train_images": len(base.train), "test_per_class": cfg.get("test_per_class"), "history": history}
     if exp.dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "result.json", result)
+        write_json(result_path, result)
     distributed.barrier()
     return result
 
 
 def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
     """Every dataset x seed, then the paper's Table 1 (terminal, markdown, CSV, JSON, plot)."""
+    from dra.report import plot_base2new
+
     exp = Experiment(cfg, backbone)
     records = []
     for dataset in cfg.datasets:
@@ -58,19 +60,27 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
                            title=f"Base-to-new generalisation ({cfg.method}, {cfg.model})")
     out = exp.output / "base2new" / exp.run_key(cfg)
     if exp.dist.is_main:
-        write_tables(table, out, "base2new", cfg)
+        write_tables(table, out, "base2new", cfg, plot=plot_base2new)
         echo(table.to_terminal())
         echo(f"tables: {out}/base2new.{{md,csv,json,png}}")
     return {"records": records, "table": table, "output": out}
 
 
-def write_tables(table, out: Path, stem: str, cfg: DictConfig) -> None:
-    from omegaconf import OmegaConf
+def demo(cfg: DictConfig, echo=print, note=print) -> dict:
+    """`dra demo`: base-to-new on the embedded dataset; without downloadable weights, random ones (said so)."""
+    from dra.backbones import BackboneError, load_backbone
 
-    from dra.report import plot_base2new, write
-
-    out.mkdir(parents=True, exist_ok=True)
-    write(table, out, stem)
-    (out / "settings.yaml").write_text(OmegaConf.to_yaml(cfg))
-    if stem == "base2new":
-        plot_base2new(table, out / f"{stem}.png")
+    try:
+        backbone = load_backbone(cfg.model, cfg.pretrained)
+    except BackboneError as e:
+        if cfg.pretrained is None or Path(str(cfg.pretrained)).suffix:
+            raise
+        note(f"NOTE: no '{cfg.pretrained}' weights for {cfg.model} here ({e}).\n"
+             f"NOTE: running with a RANDOMLY INITIALISED {cfg.model}: the accuracies below are chance-level "
+             "and only show that the pipeline runs. For a real experiment run `dra demo` on a machine that "
+             "can download the weights, or pass --pretrained /path/to/weights.pt.")
+        cfg.pretrained = None
+        backbone = load_backbone(cfg.model, None)
+    if cfg.pretrained is None:
+        cfg.output = str(Path(cfg.output) / "random-weights")
+    return run(cfg, backbone=backbone, echo=echo)

@@ -1,8 +1,14 @@
-"""What every protocol shares: one backbone per process, run folders, train-or-reuse, evaluation.
+"""What every protocol shares: one backbone per process, run folders, train-or-reuse, evaluation, tables.
 
 A run folder is `<output>/<protocol>/<method>-<hash>/<dataset>/seed<k>`, where the hash covers every
-setting that changes the result (model, weights, method config, training settings, shots, template).
-A run whose `result.json` exists is reused; a run with `last.pt` resumes.
+setting that changes the trained model (model, weights, method config, training settings, shots,
+template). Evaluation results are files of that folder named by the evaluation settings
+(`result.json` for the full test set, `result-test_per_class8.json` for 8 images per class), so a
+finished run is reused for another evaluation without training again, and a result is only reused
+for the evaluation that produced it. A run with `last.safetensors` resumes.
+
+`Experiment` holds what one invocation shares (device, output, backbone); every method takes the
+settings it works with (`for_dataset` merges per-dataset overrides), never a copy of its own.
 """
 from __future__ import annotations
 
@@ -14,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dra import settings as S
 from dra.backbones import CLIPBackbone, load_backbone
-from dra.data import clip_transforms
+from dra.data import build_dataset, clip_transforms, fewshot
 from dra.data.core import Datum
 from dra.engine import distributed
-from dra.io import atomic_write_text
 from dra.engine.evaluate import evaluate
 from dra.engine.trainer import fit
+from dra.io import atomic_write_text, ensure_writable
 from dra.methods import build_method
 
 log = logging.getLogger("dra")
@@ -43,26 +49,51 @@ def limit_per_class(items: list[Datum], n: int | None) -> list[Datum]:
 
 
 def read_json(path: Path) -> Any | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A saved result, or None when absent or unreadable (then it is computed again)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2))
+    """Valid JSON only: a NaN or infinity is an error, never written."""
+    atomic_write_text(path, json.dumps(value, indent=2, allow_nan=False))
+
+
+def eval_suffix(cfg: DictConfig) -> str:
+    """The part of a result file's name that names the evaluation settings ("" = the full test set)."""
+    n = cfg.get("test_per_class")
+    return f"-test_per_class{int(n)}" if n else ""
+
+
+def write_tables(table, out: Path, stem: str, cfg: DictConfig, plot=None) -> None:
+    """`stem`.md/.csv/.json and settings.yaml in `out`; `plot(table, path)` adds `stem`.png."""
+    from dra.report import write
+
+    write(table, out, stem)
+    atomic_write_text(out / "settings.yaml", OmegaConf.to_yaml(cfg))
+    if plot is not None:
+        plot(table, out / f"{stem}.png")
 
 
 class Experiment:
-    """Holds the settings, the device and the (frozen, shared) backbone of one protocol invocation."""
+    """The device, the output folder and the (frozen, shared) backbone of one protocol invocation."""
 
-    def __init__(self, cfg: DictConfig, backbone: CLIPBackbone | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: DictConfig, backbone: CLIPBackbone | None = None, writes: bool = True) -> None:
         self.dist, self.device = distributed.setup(cfg.get("device"))
-        self._backbone = backbone
         self.output = Path(cfg.output)
+        if writes and self.dist.is_main:
+            ensure_writable(self.output)  # before any work: a read-only or full-path output fails first
+        self._model, self._pretrained = cfg.model, cfg.pretrained
+        self._backbone = backbone
 
     @property
     def backbone(self) -> CLIPBackbone:
         if self._backbone is None:
-            self._backbone = load_backbone(self.cfg.model, self.cfg.pretrained)
+            self._backbone = load_backbone(self._model, self._pretrained)
         return self._backbone
 
     def transforms(self):
@@ -76,6 +107,21 @@ class Experiment:
                            if k not in ("seed", "num_workers", "log_every")}}
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
         return f"{cfg.method}-{digest}"
+
+    def draw(self, cfg: DictConfig, dataset: str, seed: int):
+        """The few-shot splits of `dataset` for `seed`; warns when a class has fewer images than `shots`."""
+        splits = build_dataset(dataset, cfg.data_root)
+        k = S.shots(cfg)
+        if k is not None:
+            counts: dict[int, int] = {}
+            for d in splits.train:
+                counts[d.label] = counts.get(d.label, 0) + 1
+            short = {label: n for label, n in counts.items() if n < k}
+            if short and self.dist.is_main:
+                log.warning("warning: shots=%d but %d of %d %s classes have fewer training images (smallest: %d); "
+                            "those classes use all their images", k, len(short), len(counts), dataset,
+                            min(short.values()))
+        return fewshot(splits, k, seed)
 
     def build(self, cfg: DictConfig, classnames: list[str], seed: int):
         torch.manual_seed(seed)  # adapter initialisation

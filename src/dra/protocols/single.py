@@ -4,17 +4,18 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from dra import settings as S
-from dra.api import load_model
-from dra.engine.checkpoint import load_adapters
-from dra.data import build_dataset, fewshot, subsample_classes
+from dra.data import subsample_classes
+from dra.engine.checkpoint import load_adapters, load_model
 from dra.protocols.experiment import Experiment
 
 
 def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
     """Train the adapters; returns where the checkpoint is and the training history."""
     cfg = S.for_dataset(cfg, dataset)
+    if cfg.method == "zeroshot":
+        raise ValueError(f"method {cfg.method} has nothing to train; use `dra eval --method {cfg.method}`")
     exp = Experiment(cfg)
-    splits = subsample_classes(fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed), subsample)
+    splits = subsample_classes(exp.draw(cfg, dataset, seed), subsample)
     run_dir = exp.output / "train" / exp.run_key(cfg) / f"{dataset}-{subsample}" / f"seed{seed}"
     model = exp.build(cfg, splits.classnames, seed)
     if not model.trainable_parameters():
@@ -25,17 +26,25 @@ def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
             "train_images": len(splits.train), "classes": len(splits.classnames), "history": history}
 
 
+def names_a_model(method: str | None, model: str | None, config=None, overrides: list[str] | None = None) -> bool:
+    """Whether the user named the model to evaluate (a method, a model, a settings file or a dra.* setting):
+    then `evaluate` builds it from the settings and a checkpoint must fit it."""
+    return bool(method or model or config or any(str(o).startswith("dra.") for o in overrides or []))
+
+
 def evaluate(cfg: DictConfig, dataset: str, subsample: str, seed: int, checkpoint: str | None,
              weights: str | None = None, explicit_model: bool = False) -> dict:
     """Accuracy on the test split.
 
     With a checkpoint alone, the model is rebuilt from what the checkpoint records (method, backbone,
     config); its backbone weights are the recorded ones unless `weights` names others ("" = random).
-    With `explicit_model` (the user named a method, model or dra setting) the model is built from the
-    settings and the checkpoint must fit it: a checkpoint of another config is refused.
+    With `explicit_model` (see `names_a_model`) the model is built from the settings and the checkpoint
+    must fit it: a checkpoint of another config is refused.
     """
-    exp = Experiment(cfg)
-    splits = subsample_classes(fewshot(build_dataset(dataset, cfg.data_root), cfg.shots, seed), subsample)
+    if checkpoint is None and cfg.method != "zeroshot":
+        raise ValueError("give --checkpoint (from `dra train`), or --method zeroshot")
+    exp = Experiment(cfg, writes=False)  # evaluation writes nothing
+    splits = subsample_classes(exp.draw(cfg, dataset, seed), subsample)
     if checkpoint and explicit_model:
         model = exp.build(cfg, splits.classnames, seed)
         load_adapters(model, checkpoint)

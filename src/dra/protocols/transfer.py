@@ -2,17 +2,17 @@
 (ImageNet, all classes, 16 shots), then test on each target with the target's own class names.
 
 Both protocols share the source run folder when their training settings agree (they do by default),
-so running both trains once per seed.
+so running both trains once per seed. Each target's result is a file named by the evaluation
+settings (`eval_<target>.json`, `eval_<target>-test_per_class2.json`), reused only for those.
 """
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
 from dra import settings as S
-from dra.data import build_dataset, fewshot
+from dra.data import build_dataset
 from dra.engine import distributed
-from dra.protocols.base2new import write_tables
-from dra.protocols.experiment import Experiment, read_json, write_json
+from dra.protocols.experiment import Experiment, eval_suffix, read_json, write_json, write_tables
 from dra.report import cross_dataset_table, domain_gen_table
 
 
@@ -24,10 +24,11 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
     for seed in [int(s) for s in cfg.seeds]:
         run_dir = exp.output / "transfer" / exp.run_key(src_cfg) / source / f"seed{seed}"
         wanted = [source, *cfg.targets]
-        cached = {t: read_json(run_dir / f"eval_{t}.json") for t in wanted}
+        paths = {t: run_dir / f"eval_{t}{eval_suffix(cfg)}.json" for t in wanted}
+        cached = {t: read_json(p) for t, p in paths.items()}
         missing = [t for t, r in cached.items() if r is None]
         if missing:
-            splits = fewshot(build_dataset(source, cfg.data_root), cfg.shots, seed)
+            splits = exp.draw(src_cfg, source, seed)
             model = exp.build(src_cfg, splits.classnames, seed)
             try:
                 exp.train(src_cfg, model, splits.train, seed, run_dir, protocol="transfer", dataset=source)
@@ -36,9 +37,9 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
                     model.set_classnames(data.classnames)
                     acc = exp.accuracy(cfg, model, data.test, target)
                     cached[target] = {"dataset": target, "seed": seed, "accuracy": acc["accuracy"],
-                                      "test": acc["total"]}
+                                      "test": acc["total"], "test_per_class": cfg.get("test_per_class")}
                     if exp.dist.is_main:
-                        write_json(run_dir / f"eval_{target}.json", cached[target])
+                        write_json(paths[target], cached[target])
                     distributed.barrier()
             finally:
                 exp.release(model)
