@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 BRANCHES = ("image", "text", "both")
 PLACEMENTS = ("attention", "block")
 REDUCTIONS = ("mean", "sum")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # autocast dtype of training and evaluation ("auto": per device)
 
 
 @dataclass

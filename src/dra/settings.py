@@ -24,11 +24,11 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dra.config import DRAConfig, check_fields
+from dra.config import PRECISIONS, DRAConfig, check_fields
+from dra.data.registry import BASE_TO_NEW_DATASETS
 
 PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo")
 METHODS = ("dra", "adapter", "zeroshot")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ALL_SHOTS = "all"
 
 
@@ -83,8 +83,6 @@ def _section(cls, name: str, exclude: tuple[str, ...] = ()) -> type:
 
 DRASection = _section(DRAConfig, "DRASection")
 TrainSection = _section(TrainSettings, "TrainSection", exclude=("seed",))
-ALL_DATASETS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-                "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101"]
 
 
 @dataclass
@@ -95,7 +93,7 @@ class Settings:
     pretrained: Optional[str] = "openai"
     template: str = "a photo of a {}."
     data_root: Optional[str] = None
-    datasets: List[str] = field(default_factory=lambda: list(ALL_DATASETS))
+    datasets: List[str] = field(default_factory=lambda: list(BASE_TO_NEW_DATASETS))
     source: str = "imagenet"
     targets: List[str] = field(default_factory=list)
     seeds: List[int] = field(default_factory=lambda: [1, 2, 3])

@@ -5,7 +5,8 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from dra.config import PRECISIONS
+
 
 
 def resolve(precision: str, device: torch.device) -> str:
