@@ -54,18 +54,17 @@ def info(
     import json
 
     from dra.backbones import load_backbone
-    from dra.config import DRAConfig
     from dra.methods import build_method
 
     overrides = {k: v for k, v in {"start_layer": start_layer, "rank": rank, "branches": branches}.items()
                  if v is not None}
     with _errors():
-        config = DRAConfig(**overrides)
-        net = build_method(method, load_backbone(model, pretrained=None), ["class"], config)
+        net = build_method(method, load_backbone(model, pretrained=None), ["class"], overrides or None)
     out = {**net.parameter_counts(), "method": method, "model": model}
-    if method != "zeroshot":
+    if hasattr(net, "adapters"):
         out["adapted_blocks"] = {t: sorted(int(k) for k in b) for t, b in net.adapters.items()}
-        out["config"] = config.to_dict()
+    if net.method_config():
+        out["config"] = net.method_config()
     typer.echo(json.dumps(out, indent=2))
 
 

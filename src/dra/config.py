@@ -17,6 +17,47 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # autocast dtype of training and 
 
 
 @dataclass
+class CoOpConfig:
+    """CoOp's context: M vectors shared by all classes, before the class name (class token at the end)."""
+    ctx_init: str = "a photo of a"
+    """Words whose token embeddings initialise the context (M = their token count); "" = N(0, 0.02^2)."""
+    n_ctx: int = 4
+    """M when `ctx_init` is empty."""
+
+    def __post_init__(self) -> None:
+        if self.n_ctx < 1:
+            raise ValueError(f"n_ctx must be >= 1, got {self.n_ctx}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        check_fields([f.name for f in dataclasses.fields(cls)], d, f"{cls.section}.")
+        return cls(**d)
+
+    section = "coop"
+
+
+@dataclass
+class KgCoOpConfig(CoOpConfig):
+    """CoOp plus the knowledge-guided term lambda * (1 - mean_c cos(t_c, t_c^clip))."""
+    kg_weight: float = 8.0
+    """lambda (KgCoOp's TRAINER.COOP.W, 8.0 for every dataset)."""
+
+    section = "kgcoop"
+
+
+@dataclass
+class CoCoOpConfig(CoOpConfig):
+    """CoOp plus a Meta-Net d -> d/reduction -> D whose output is added to every context vector, per image."""
+    meta_reduction: int = 16
+    """The Meta-Net's hidden width is the image feature width divided by this (512 / 16 = 32)."""
+
+    section = "cocoop"
+
+
+@dataclass
 class DRAConfig:
     # -- shape of the adapter ------------------------------------------------------------------
     rank: int = 32

@@ -124,6 +124,18 @@ class CLIPBackbone(nn.Module):
         return x if batch_first else x.transpose(0, 1)
 
     @torch.no_grad()
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(C, L, D) frozen token embeddings, without the positional embedding (prompt methods replace some)."""
+        return self.clip.token_embedding(tokens).to(self.clip.transformer.get_cast_dtype())
+
+    def encode_text_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Normalised text features of token embeddings in which a method put its own vectors.
+
+        `tokens` are the ids the embeddings stand for: pooling takes the EOT position from them.
+        """
+        return self.encode_text_from(embeddings + self.clip.positional_embedding.to(embeddings.dtype), tokens, 0)
+
+    @torch.no_grad()
     def text_prefix(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         """Hidden states entering text block `start` (0-based): embedding + the frozen blocks before it."""
         clip = self.clip

@@ -17,6 +17,7 @@ from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 
 class AdaptedCLIP(ClassifierModel):
     method = "adapted"
+    config_class = DRAConfig
     adapter_class: type[nn.Module]
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: DRAConfig | None = None,

@@ -1,0 +1,84 @@
+"""CoOp (Zhou et al., IJCV 2022): learned context vectors in place of the prompt's words.
+
+    prompt_c = [SOS][ctx_1 .. ctx_M][tokens of class c]["."][EOT]       (ctx shared by all classes)
+    t_c      = normalize(TextEncoder(prompt_c)),   logits = 100 * normalize(f(x)) @ t^T
+
+The context is initialised from the token embeddings of "a photo of a" (M = 4), so that before
+training CoOp equals zero-shot CLIP with that prompt.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dra.backbones import CLIPBackbone
+from dra.config import CoOpConfig
+from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
+
+
+class PromptContext(nn.Module):
+    """The M learned context vectors (M, D) and the words they start from."""
+
+    def __init__(self, backbone: CLIPBackbone, config: CoOpConfig) -> None:
+        super().__init__()
+        width = backbone.text_width
+        if config.ctx_init:
+            tokens = backbone.tokenizer([config.ctx_init])  # on the CPU: its EOT position is read here
+            n = int(tokens[0].argmax()) - 1  # the words between SOS and EOT
+            device = backbone.clip.positional_embedding.device
+            init = backbone.token_embeddings(tokens.to(device))[0, 1:1 + n].float().clone()
+            self.words = config.ctx_init
+        else:
+            n = config.n_ctx
+            init = torch.randn(n, width) * 0.02  # N(0, 0.02^2), CoOp's random init
+            self.words = " ".join(["X"] * n)
+        self.ctx = nn.Parameter(init.to(backbone.clip.positional_embedding.device))
+
+    def __len__(self) -> int:
+        return self.ctx.shape[0]
+
+    def insert(self, embeddings: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings (C, L, D) with positions 1..M replaced by the context (M, D) or (C, M, D)."""
+        ctx = self.ctx if ctx is None else ctx
+        ctx = ctx.to(embeddings.dtype).expand(embeddings.shape[0], -1, -1)
+        return torch.cat([embeddings[:, :1], ctx, embeddings[:, 1 + len(self):]], dim=1)
+
+
+class CoOp(ClassifierModel):
+    method = "coop"
+    config_class = CoOpConfig
+
+    def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: CoOpConfig | None = None,
+                 template: str = DEFAULT_TEMPLATE) -> None:
+        self.config = config or self.config_class()
+        super().__init__(backbone, classnames, template)
+        self.context = PromptContext(backbone, self.config)
+        self._frozen_tokens: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def prompts(self) -> list[str]:
+        """What the prompts read before the context replaces its words: "<ctx words> <class name>."."""
+        return [f"{self.context.words} {c.replace('_', ' ')}." for c in self.classnames]
+
+    @property
+    def text_trainable(self) -> bool:
+        return True
+
+    def prompt_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and frozen token embeddings of the current prompts (cached per class set)."""
+        key = tuple(self.prompts)
+        device = self.backbone.clip.positional_embedding.device
+        if self._frozen_tokens is None or self._frozen_tokens[0] != key or self._frozen_tokens[1].device != device:
+            tokens = self.backbone.tokenize(list(key))
+            self._frozen_tokens = (key, tokens, self.backbone.token_embeddings(tokens))
+        return self._frozen_tokens[1], self._frozen_tokens[2]
+
+    def compute_text_features(self) -> torch.Tensor:
+        tokens, embeddings = self.prompt_tokens()
+        return self.backbone.encode_text_embeddings(self.context.insert(embeddings), tokens)
+
+    def learned_modules(self) -> dict[str, nn.Module]:
+        return {"context": self.context}
+
+    def method_config(self) -> dict:
+        return self.config.to_dict()
