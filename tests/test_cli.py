@@ -54,7 +54,7 @@ def test_info_prints_the_paper_counts_as_json():
     (["base2new", "--dataset", "eurosat"], "no data root given"),
     (["base2new", "--dataset", "eurosat", "dra.rnak=3"], "unknown dra setting"),
     (["base2new", "--dataset", "shapes", "--model", "ViT-Q-99"], "unknown model"),
-    (["info", "--method", "coop"], "unknown method 'coop'"),
+    (["info", "--method", "coopp"], "unknown method 'coopp'"),
     (["eval", "--dataset", "eurosat"], "give --checkpoint"),
 ])
 def test_bad_arguments_end_with_one_clear_line_and_write_nothing(tmp_path, args, needle):
