@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from dra.backbones.wrapping import original
 from dra.config import CoCoOpConfig, CoOpConfig
 from dra.methods import build_method
 
@@ -87,7 +88,7 @@ def test_exact_counts_on_vit_b16(method, count):
     assert sum(t.numel() for t in model.adapter_state_dict().values()) == count
 
 
-@pytest.mark.parametrize("method, config", [("coop", None), ("kgcoop", None),
+@pytest.mark.parametrize("method, config", [("coop", None), ("kgcoop", None), ("maple", {"depth": 4}), ("tcp", {"inject_layer": 3}),
                                             ("cocoop", CoCoOpConfig(meta_reduction=2))])
 def test_gradients_reach_exactly_the_learned_tensors(tiny_backbone, method, config):
     # (the random tiny CLIP gives nearly equal image features: with CoCoOp's 4 hidden units at 64 / 16
@@ -98,3 +99,87 @@ def test_gradients_reach_exactly_the_learned_tensors(tiny_backbone, method, conf
     learned = {id(p) for m in model.learned_modules().values() for p in m.parameters()}
     for p in model.parameters():
         assert (p.grad is not None and p.grad.abs().sum() > 0) == (id(p) in learned)
+
+
+def _image_reference(backbone, images, append, replace_last):
+    """open_clip's image tower written out: `append` (n, D) joins before ln_pre; block i's input has its
+    last n tokens replaced by `replace_last[i]` where given."""
+    v = backbone.clip.visual
+    x = v.conv1(images).flatten(2).transpose(1, 2)
+    x = torch.cat([v.class_embedding.expand(x.shape[0], 1, -1), x], dim=1) + v.positional_embedding
+    x = original(v.ln_pre)(torch.cat([x, append.expand(x.shape[0], -1, -1)], dim=1))
+    for i, block in enumerate(backbone.image_blocks):
+        block = getattr(block, "base", block)
+        if i in replace_last:
+            p = replace_last[i]
+            x = torch.cat([x[:, :-p.shape[0]], p.expand(x.shape[0], -1, -1)], dim=1)
+        x = block(x)
+    return F.normalize(v.ln_post(x[:, 0]) @ v.proj, dim=-1)
+
+
+def _text_reference(backbone, prompts, ctx, replace_at):
+    """The text tower written out: tokens 1..n = ctx; at block i's input tokens 1..n = replace_at[i]
+    ((n, D) shared or (C, n, D) per class)."""
+    clip = backbone.clip
+    tokens = backbone.tokenize(prompts)
+    x = clip.token_embedding(tokens)
+    n = ctx.shape[0]
+    x = torch.cat([x[:, :1], ctx.expand(len(prompts), -1, -1), x[:, 1 + n:]], dim=1) + clip.positional_embedding
+    for i, block in enumerate(backbone.text_blocks):
+        block = getattr(block, "base", block)
+        if i in replace_at:
+            p = replace_at[i].expand(len(prompts), -1, -1)
+            x = torch.cat([x[:, :1], p, x[:, 1 + p.shape[1]:]], dim=1)
+        x = block(x, attn_mask=clip.attn_mask)
+    x = clip.ln_final(x)
+    return F.normalize(x[torch.arange(len(prompts)), tokens.argmax(-1)] @ clip.text_projection, dim=-1)
+
+
+def test_maple_deep_prompts_enter_both_towers_as_written(tiny_backbone):
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="depth 9 exceeds the 6 blocks"):  # the default, on the tiny CLIP
+        build_method("maple", tiny_backbone, CLASSES)
+    model = build_method("maple", tiny_backbone, CLASSES, {"depth": 5})
+    assert model.prompts[0] == "a photo of a red circle." and len(model.context) == 2
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    deep, couple = model.prompts_deep.deep_text, model.prompts_deep.couplings
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        image = _image_reference(tiny_backbone, images, couple[0](model.context.ctx),
+                                 {i: couple[i](deep[i - 1]) for i in range(1, 5)})
+        text = _text_reference(tiny_backbone, model.prompts, model.context.ctx, {i: deep[i - 1] for i in range(1, 5)})
+        want = tiny_backbone.clip.logit_scale.exp() * image @ text.t()
+        torch.testing.assert_close(model.eval()(images), want, rtol=1e-4, atol=1e-4)
+    model.unload()
+    assert not any(type(b).__name__ == "ReplaceTokens" for b in tiny_backbone.text_blocks)
+    assert type(tiny_backbone.clip.visual.ln_pre).__name__ == "LayerNorm"
+
+
+def test_tcp_injects_class_aware_prompts_from_the_tke(tiny_backbone):
+    hand = F.normalize(tiny_backbone.clip.encode_text(tiny_backbone.tokenize(  # CLIP before TCP enters it
+        [f"a photo of a {c.replace('_', ' ')}." for c in CLASSES])), dim=-1)
+    torch.manual_seed(0)
+    model = build_method("tcp", tiny_backbone, CLASSES, {"inject_layer": 4}).train()
+    assert model.prompts[0] == "X X X X red circle."
+    tke = model.tke
+    class_aware = (tke[2](tke[1](tke[0](hand)))).view(3, 4, -1)
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
+    logits = model(images)
+    loss, parts = model.loss(logits, labels)
+    text = _text_reference(tiny_backbone, model.prompts, model.context.ctx, {4: class_aware})
+    image = F.normalize(tiny_backbone.clip.encode_image(images), dim=-1)
+    torch.testing.assert_close(logits, tiny_backbone.clip.logit_scale.exp() * image @ text.t(), rtol=1e-4, atol=1e-4)
+    want = F.cross_entropy(logits, labels) + 8.0 * (1 - (text * hand).sum(-1).mean())
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in model.tke.parameters()) and model.context.ctx.grad is not None
+
+
+@pytest.mark.parametrize("method, count", [("maple", 3_555_072), ("tcp", 331_904)])
+def test_exact_deep_prompt_counts_on_vit_b16(method, count):
+    """MaPLe: ctx 2x512 + F_0 (512*768 + 768) + 8 x (2x512 + 512*768 + 768) = 3,555,072.
+    TCP: ctx 4x512 + TKE (512*128 + 128) + (128*2048 + 2048) = 331,904."""
+    model = build_method(method, meta_backbone("ViT-B-16"), ["a"])
+    assert model.parameter_counts()["trainable"] == count

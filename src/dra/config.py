@@ -58,6 +58,36 @@ class CoCoOpConfig(CoOpConfig):
 
 
 @dataclass
+class MaPLeConfig(CoOpConfig):
+    """Deep multi-modal prompts: n_ctx text tokens per layer for `depth` layers, each coupled to the
+    image tower by its own Linear(text width -> image width)."""
+    n_ctx: int = 2
+    """Tokens per layer; the first n_ctx words of `ctx_init` start layer 0, the prompt reads all of them."""
+    depth: int = 9
+    """J: layers 0..J-1 carry prompts (layer 0 = the input tokens)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+
+    section = "maple"
+
+
+@dataclass
+class TCPConfig(KgCoOpConfig):
+    """CoOp with random context + class-aware prompts from a Textual Knowledge Embedding (TKE) MLP,
+    injected at one text block; trained with KgCoOp's term (lambda 8)."""
+    ctx_init: str = ""
+    inject_layer: int = 8
+    """0-based text block at whose input the class-aware prompts replace tokens 1..n_ctx."""
+    tke_reduction: int = 4
+    """The TKE's hidden width is the text feature width divided by this (512 / 4 = 128)."""
+
+    section = "tcp"
+
+
+@dataclass
 class DRAConfig:
     # -- shape of the adapter ------------------------------------------------------------------
     rank: int = 32

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from dra.backbones.loading import BackboneError, create_clip, open_clip_quietly
-from dra.backbones.wrapping import ModuleWrapper, WrapError, unwrap, wrap, wrappers
+from dra.backbones.wrapping import ModuleWrapper, WrapError, original, unwrap, wrap, wrappers
 
 TOWERS = ("image", "text")
 
@@ -143,10 +143,13 @@ class CLIPBackbone(nn.Module):
         x = clip.token_embedding(tokens).to(dtype) + clip.positional_embedding.to(dtype)
         return self._run_blocks(x, self.text_blocks[:start])
 
-    def encode_text_from(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int) -> torch.Tensor:
-        """Normalised text features from the hidden states entering block `start`."""
+    def encode_text_from(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int,
+                         frozen: bool = False) -> torch.Tensor:
+        """Normalised text features from the hidden states entering block `start`; `frozen` runs CLIP's
+        own blocks, past any wrapper a method put in their place."""
         clip = self.clip
-        x = clip.ln_final(self._run_blocks(hidden, self.text_blocks[start:]))
+        blocks = [original(b) for b in self.text_blocks[start:]] if frozen else self.text_blocks[start:]
+        x = clip.ln_final(self._run_blocks(hidden, blocks))
         x = open_clip.transformer.text_global_pool(
             x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
         proj = clip.text_projection
@@ -154,8 +157,9 @@ class CLIPBackbone(nn.Module):
             x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
         return F.normalize(x, dim=-1)
 
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.encode_text_from(self.text_prefix(tokens, 0), tokens, 0)
+    def encode_text(self, tokens: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """Normalised text features; `frozen`: of CLIP alone (methods' reference features, e.g. KgCoOp's)."""
+        return self.encode_text_from(self.text_prefix(tokens, 0), tokens, 0, frozen)
 
 
 def load_backbone(model_name: str = "ViT-B-16", pretrained: str | None = None,

@@ -57,6 +57,13 @@ def unwrap(parent: nn.Module, name: str) -> nn.Module:
     return current.base
 
 
+def original(module: nn.Module) -> nn.Module:
+    """The module a (possibly nested) wrapper stands in for."""
+    while isinstance(module, ModuleWrapper):
+        module = module.base
+    return module
+
+
 def wrappers(root: nn.Module) -> list[ModuleWrapper]:
     """Every wrapper inside `root`, outermost first."""
     return [m for m in root.modules() if isinstance(m, ModuleWrapper)]

@@ -11,6 +11,8 @@ from dra.methods.cocoop import CoCoOp
 from dra.methods.coop import CoOp
 from dra.methods.dra import DRA
 from dra.methods.kgcoop import KgCoOp
+from dra.methods.maple import MaPLe
+from dra.methods.tcp import TCP
 from dra.methods.zeroshot import ZeroShotCLIP
 
 METHODS: dict[str, type[ClassifierModel]] = {
@@ -20,6 +22,8 @@ METHODS: dict[str, type[ClassifierModel]] = {
     "coop": CoOp,
     "cocoop": CoCoOp,
     "kgcoop": KgCoOp,
+    "maple": MaPLe,
+    "tcp": TCP,
 }
 
 
@@ -40,5 +44,5 @@ def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], confi
     return cls(backbone, classnames, config or config_class(), template)
 
 
-__all__ = ["METHODS", "DRA", "PlainAdapterCLIP", "ZeroShotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ClassifierModel",
+__all__ = ["METHODS", "DRA", "PlainAdapterCLIP", "ZeroShotCLIP", "CoOp", "CoCoOp", "KgCoOp", "MaPLe", "TCP", "ClassifierModel",
            "build_method", "DEFAULT_TEMPLATE"]

@@ -17,22 +17,24 @@ from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 
 
 class PromptContext(nn.Module):
-    """The M learned context vectors (M, D) and the words they start from."""
+    """The M learned context vectors (M, D) that replace token positions 1..M of every prompt.
 
-    def __init__(self, backbone: CLIPBackbone, config: CoOpConfig) -> None:
+    With `init_words` they start as those words' token embeddings (the first `n_ctx` of them, or all
+    when `n_ctx` is None) and the prompts read the words; without, N(0, 0.02^2) behind "X" placeholders.
+    """
+
+    def __init__(self, backbone: CLIPBackbone, init_words: str, n_ctx: int | None) -> None:
         super().__init__()
-        width = backbone.text_width
-        if config.ctx_init:
-            tokens = backbone.tokenizer([config.ctx_init])  # on the CPU: its EOT position is read here
-            n = int(tokens[0].argmax()) - 1  # the words between SOS and EOT
-            device = backbone.clip.positional_embedding.device
+        device = backbone.clip.positional_embedding.device
+        if init_words:
+            tokens = backbone.tokenizer([init_words])  # on the CPU: its EOT position is read here
+            n = int(tokens[0].argmax()) - 1 if n_ctx is None else n_ctx  # the words between SOS and EOT
             init = backbone.token_embeddings(tokens.to(device))[0, 1:1 + n].float().clone()
-            self.words = config.ctx_init
+            self.words = init_words
         else:
-            n = config.n_ctx
-            init = torch.randn(n, width) * 0.02  # N(0, 0.02^2), CoOp's random init
-            self.words = " ".join(["X"] * n)
-        self.ctx = nn.Parameter(init.to(backbone.clip.positional_embedding.device))
+            init = torch.randn(n_ctx, backbone.text_width) * 0.02  # N(0, 0.02^2), CoOp's random init
+            self.words = " ".join(["X"] * n_ctx)
+        self.ctx = nn.Parameter(init.to(device))
 
     def __len__(self) -> int:
         return self.ctx.shape[0]
@@ -52,8 +54,12 @@ class CoOp(ClassifierModel):
                  template: str = DEFAULT_TEMPLATE) -> None:
         self.config = config or self.config_class()
         super().__init__(backbone, classnames, template)
-        self.context = PromptContext(backbone, self.config)
+        self.context = PromptContext(backbone, *self._context_words())
         self._frozen_tokens: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None
+
+    def _context_words(self) -> tuple[str, int | None]:
+        """CoOp: all of `ctx_init`'s words become the context; without words, `n_ctx` placeholders."""
+        return self.config.ctx_init, None if self.config.ctx_init else self.config.n_ctx
 
     @property
     def prompts(self) -> list[str]:

@@ -24,7 +24,7 @@ class KgCoOp(CoOp):
         if cached is None or cached[0] != key:
             with torch.no_grad():
                 tokens = self.backbone.tokenize([self.template.format(c) for c in key])
-                cached = (key, self.backbone.encode_text(tokens))
+                cached = (key, self.backbone.encode_text(tokens, frozen=True))
             self._hand_crafted = cached
         return cached[1]
 

@@ -1,0 +1,77 @@
+"""MaPLe (Khattak et al., CVPR 2023): deep prompts in both towers, the image's made from the text's.
+
+    layer 0:     text tokens 1..n = ctx (from "a photo"),      image += F_0(ctx) appended before ln_pre
+    layer i<J:   text block i input tokens 1..n = P_i,          image block i input last n tokens = F_i(P_i)
+    layers >= J: whatever the previous block produced at those positions
+
+F_i: Linear(text width -> image width), one per layer; P_i ~ N(0, 0.02^2). The text reads the full
+"a photo of a {class}." with its first n tokens replaced. Loss: cross-entropy.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dra.backbones import CLIPBackbone
+from dra.backbones.tokens import AppendTokens, ReplaceTokens
+from dra.backbones.wrapping import unwrap, wrap
+from dra.config import MaPLeConfig
+from dra.methods.base import DEFAULT_TEMPLATE
+from dra.methods.coop import CoOp
+
+
+class MultiModalPrompts(nn.Module):
+    """P_1..P_{J-1} (text, (n, D_t) each) and F_0..F_{J-1} (Linear D_t -> D_v)."""
+
+    def __init__(self, backbone: CLIPBackbone, config: MaPLeConfig) -> None:
+        super().__init__()
+        n, text, image = config.n_ctx, backbone.text_width, backbone.image_width
+        device = backbone.clip.positional_embedding.device
+        self.deep_text = nn.ParameterList(
+            [nn.Parameter(torch.randn(n, text, device=device) * 0.02) for _ in range(config.depth - 1)])
+        self.couplings = nn.ModuleList([nn.Linear(text, image, device=device) for _ in range(config.depth)])
+
+
+class MaPLe(CoOp):
+    method = "maple"
+    config_class = MaPLeConfig
+
+    def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: MaPLeConfig | None = None,
+                 template: str = DEFAULT_TEMPLATE) -> None:
+        super().__init__(backbone, classnames, config, template)
+        cfg = self.config
+        if cfg.depth > min(len(backbone.text_blocks), len(backbone.image_blocks)):
+            raise ValueError(f"maple.depth {cfg.depth} exceeds the {len(backbone.text_blocks)} blocks of {backbone.name}")
+        self.prompts_deep = MultiModalPrompts(backbone, cfg)
+        visual = backbone.clip.visual
+        self._wrapped = [(visual, "ln_pre")]
+        wrap(visual, "ln_pre", lambda base: AppendTokens(base, self.image_prompt(0)))
+        for i in range(1, cfg.depth):
+            backbone.wrap_block("text", i, lambda base, i=i: ReplaceTokens(base, self.text_prompt(i), start=1))
+            backbone.wrap_block("image", i, lambda base, i=i: ReplaceTokens(base, self.image_prompt(i), start=None))
+            self._wrapped += [(backbone.text_blocks, str(i)), (backbone.image_blocks, str(i))]
+
+    def _context_words(self) -> tuple[str, int | None]:
+        return self.config.ctx_init, self.config.n_ctx
+
+    def text_prompt(self, i: int):
+        return lambda: self.prompts_deep.deep_text[i - 1]
+
+    def image_prompt(self, i: int):
+        """F_i(P_i), with P_0 the input context."""
+        def tokens() -> torch.Tensor:
+            p = self.context.ctx if i == 0 else self.prompts_deep.deep_text[i - 1]
+            return self.prompts_deep.couplings[i](p)
+        return tokens
+
+    @property
+    def text_trainable(self) -> bool:
+        return True
+
+    def unload(self) -> None:
+        for parent, name in self._wrapped:
+            unwrap(parent, name)
+        self._wrapped = []
+
+    def learned_modules(self) -> dict[str, nn.Module]:
+        return {"context": self.context, "deep": self.prompts_deep}
