@@ -1,8 +1,11 @@
-"""One file per method; `build_method` makes any of them from a name."""
+"""One file per method; `build_method` makes any of them from a name.
+
+`METHODS` is the registry; the packaged settings files `configs/methods/<name>.yaml` hold each
+method's published hyper-parameters, and a test checks that the two name the same methods.
+"""
 from __future__ import annotations
 
 from dra.backbones import CLIPBackbone
-from dra.config import DRAConfig
 from dra.methods.adapter import PlainAdapterCLIP
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 from dra.methods.dra import DRA
@@ -15,16 +18,20 @@ METHODS: dict[str, type[ClassifierModel]] = {
 }
 
 
-def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], config: DRAConfig | dict | None = None,
+def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], config=None,
                  template: str = DEFAULT_TEMPLATE) -> ClassifierModel:
+    """`config`: the method's config object (e.g. `DRAConfig`, `MMAConfig`), a dict of its fields, or None
+    for the published defaults; methods without a config ignore it."""
     if name not in METHODS:
         raise ValueError(f"unknown method '{name}'; choose one of {sorted(METHODS)}")
     cls = METHODS[name]
-    if name == "zeroshot":
+    if cls.config_class is None:
         return cls(backbone, classnames, template)
     if isinstance(config, dict):
-        config = DRAConfig.from_dict(config)
-    return cls(backbone, classnames, config or DRAConfig(), template)
+        config = cls.config_class.from_dict(config)
+    elif config is not None and not isinstance(config, cls.config_class):
+        raise TypeError(f"method {name} takes a {cls.config_class.__name__}, got a {type(config).__name__}")
+    return cls(backbone, classnames, config or cls.config_class(), template)
 
 
 __all__ = ["METHODS", "DRA", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",

@@ -18,6 +18,8 @@ from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 class AdaptedCLIP(ClassifierModel):
     method = "adapted"
     adapter_class: type[nn.Module]
+    config_class = DRAConfig
+    config_section = "dra"
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: DRAConfig | None = None,
                  template: str = DEFAULT_TEMPLATE) -> None:
@@ -107,5 +109,3 @@ class AdaptedCLIP(ClassifierModel):
                          if p.requires_grad) for t in TOWERS}
         return {"trainable": counts["image"] + counts["text"], **counts}
 
-    def method_config(self) -> dict:
-        return self.config.to_dict()
