@@ -40,6 +40,9 @@ SPECS: dict[str, Spec] = {
     # plain adapter: 8 x 51,008 image + 8 x 34,368 text
     "adapter": Spec({"start_layer": 5}, {"trainable": 683_008, "image": 408_064, "text": 274_944}),
     "zeroshot": Spec({}, {"trainable": 0, "image": 0, "text": 0}, trainable=False),
+    # MMA: per block 768*32+32 + 32*768+768 = 49,952 (image), 512*32+32 + 32*512+512 = 33,312 (text),
+    # shared 32*32+32 = 1,056; blocks 5..12 = 8 -> 399,616 + 266,496 + 8,448 = 674,560
+    "mma": Spec({"start_layer": 5}, {"trainable": 674_560, "image": 399_616, "text": 266_496, "shared": 8_448}),
 }
 
 

@@ -9,12 +9,14 @@ from dra.backbones import CLIPBackbone
 from dra.methods.adapter import PlainAdapterCLIP
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 from dra.methods.dra import DRA
+from dra.methods.mma import MMA
 from dra.methods.zeroshot import ZeroShotCLIP
 
 METHODS: dict[str, type[ClassifierModel]] = {
     "dra": DRA,
     "adapter": PlainAdapterCLIP,
     "zeroshot": ZeroShotCLIP,
+    "mma": MMA,
 }
 
 
@@ -34,5 +36,5 @@ def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], confi
     return cls(backbone, classnames, config or cls.config_class(), template)
 
 
-__all__ = ["METHODS", "DRA", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
+__all__ = ["METHODS", "DRA", "MMA", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
            "DEFAULT_TEMPLATE"]
