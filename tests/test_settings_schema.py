@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dra.settings import SettingsError, load_settings, shots
+from dra.settings import SettingsError, load_settings, method_names, shots
 
 from conftest import TINY
 from safety_helpers import files_under, invoke, one_error_line
@@ -29,7 +29,7 @@ from safety_helpers import files_under, invoke, one_error_line
     ("train.precision=fp8", "train.precision must be one of ('auto', 'fp32', 'bf16', 'fp16'), got 'fp8'"),
     ("dra.rank=abc", "bad value for dra.rank: Value 'abc' of type 'str' could not be converted to Integer"),
     ("dra.branches=all", "dra settings: branches must be one of ('image', 'text', 'both'), got 'all'"),
-    ("method=coop", "method must be one of ('dra', 'adapter', 'zeroshot'), got 'coop'"),
+    ("method=coopp", f"method must be one of {method_names()}, got 'coopp'"),
     ("shots=0", "shots must be an integer >= 1 or 'all' (every training image), got 0"),
     ("shots=-1", "shots must be an integer >= 1 or 'all' (every training image), got -1"),
     ("shots=many", "shots must be an integer >= 1 or 'all' (every training image), got 'many'"),

@@ -45,25 +45,34 @@ def _errors():
 @app.command()
 def info(
     model: str = typer.Option("ViT-B-16", help="open_clip model name (ViT-B-16, ViT-B-32, ViT-L-14, ...)."),
-    method: str = typer.Option("dra", help="dra, adapter or zeroshot."),
+    method: str = typer.Option("dra", help="Any method of `dra.methods.METHODS` (dra, adapter, mma, clip_lora, ...)."),
     start_layer: int = typer.Option(None, "--start-layer", help="h: first adapted block (1-based)."),
-    rank: int = typer.Option(None, help="r: adapter rank."),
+    rank: int = typer.Option(None, help="r: adapter / LoRA rank."),
     branches: str = typer.Option(None, help="image, text or both."),
 ) -> None:
     """Print the trainable parameter counts as JSON (random weights: nothing is downloaded)."""
+    import dataclasses
     import json
 
     from dra.backbones import load_backbone
-    from dra.methods import build_method
+    from dra.methods import METHODS, build_method
 
-    overrides = {k: v for k, v in {"start_layer": start_layer, "rank": rank, "branches": branches}.items()
-                 if v is not None}
     with _errors():
-        net = build_method(method, load_backbone(model, pretrained=None), ["class"], overrides or None)
+        if method not in METHODS:
+            raise ValueError(f"unknown method '{method}'; choose one of {sorted(METHODS)}")
+        config_class = METHODS[method].config_class
+        given = {k: v for k, v in {"start_layer": start_layer, "rank": rank, "branches": branches}.items()
+                 if v is not None}
+        fields = {f.name for f in dataclasses.fields(config_class)} if config_class else set()
+        unused = sorted(set(given) - fields)
+        if unused:
+            raise ValueError(f"method {method} has no setting {unused[0]}")
+        config = config_class(**given) if config_class else None
+        net = build_method(method, load_backbone(model, pretrained=None), ["class"], config)
     out = {**net.parameter_counts(), "method": method, "model": model}
     if hasattr(net, "adapters"):
         out["adapted_blocks"] = {t: sorted(int(k) for k in b) for t, b in net.adapters.items()}
-    if net.method_config():
+    if config is not None:
         out["config"] = net.method_config()
     typer.echo(json.dumps(out, indent=2))
 
@@ -97,7 +106,8 @@ def efficiency(
 VARIADIC = ("--seeds", "--datasets", "--dataset", "--methods", "--targets")
 
 OVERRIDES = typer.Argument(None, help="Setting overrides as key=value, e.g. train.epochs=1 dra.rank=16.")
-METHOD = typer.Option(None, help="dra, adapter or zeroshot (default: the settings file's).")
+METHOD = typer.Option(None, help="dra, adapter, zeroshot, mma, clip_lora, clip_adapter, tip_adapter, tip_adapter_f "
+                                 "(default: the settings file's); picks configs/methods/<method>.yaml.")
 MODEL = typer.Option(None, help="open_clip model name, e.g. ViT-B-16.")
 PRETRAINED = typer.Option(None, help="'openai' (or another open_clip tag), a checkpoint file, or 'none'.")
 DATA_ROOT = typer.Option(None, "--data-root", help="Folder holding the datasets in CoOp's layout.")

@@ -1,6 +1,9 @@
-"""`DRAConfig`: every switch of the DRA adapter, with the paper's values as defaults.
+"""Method configs: `DRAConfig` (every switch of the DRA adapter, the paper's values as defaults) and one
+dataclass per baseline with its published values (`MMAConfig`, `LoRAConfig`, `CLIPAdapterConfig`,
+`TipAdapterConfig`). Each is a section of the settings schema (`METHOD_SECTIONS`: section name -> class).
 
-Each field maps to a line of docs/design.md section 1 or an ablation of the paper (Tables 4, 5, Fig. 3).
+Each DRAConfig field maps to a line of docs/design.md section 1 or an ablation of the paper (Tables 4, 5,
+Fig. 3); the baselines' fields are described in docs/baselines.md.
 """
 from __future__ import annotations
 
@@ -14,77 +17,6 @@ BRANCHES = ("image", "text", "both")
 PLACEMENTS = ("attention", "block")
 REDUCTIONS = ("mean", "sum")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # autocast dtype of training and evaluation ("auto": per device)
-
-
-@dataclass
-class CoOpConfig:
-    """CoOp's context: M vectors shared by all classes, before the class name (class token at the end)."""
-    ctx_init: str = "a photo of a"
-    """Words whose token embeddings initialise the context (M = their token count); "" = N(0, 0.02^2)."""
-    n_ctx: int = 4
-    """M when `ctx_init` is empty."""
-
-    def __post_init__(self) -> None:
-        if self.n_ctx < 1:
-            raise ValueError(f"n_ctx must be >= 1, got {self.n_ctx}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        check_fields([f.name for f in dataclasses.fields(cls)], d, f"{cls.section}.")
-        return cls(**d)
-
-    section = "coop"
-
-
-@dataclass
-class KgCoOpConfig(CoOpConfig):
-    """CoOp plus the knowledge-guided term lambda * (1 - mean_c cos(t_c, t_c^clip))."""
-    kg_weight: float = 8.0
-    """lambda (KgCoOp's TRAINER.COOP.W, 8.0 for every dataset)."""
-
-    section = "kgcoop"
-
-
-@dataclass
-class CoCoOpConfig(CoOpConfig):
-    """CoOp plus a Meta-Net d -> d/reduction -> D whose output is added to every context vector, per image."""
-    meta_reduction: int = 16
-    """The Meta-Net's hidden width is the image feature width divided by this (512 / 16 = 32)."""
-
-    section = "cocoop"
-
-
-@dataclass
-class MaPLeConfig(CoOpConfig):
-    """Deep multi-modal prompts: n_ctx text tokens per layer for `depth` layers, each coupled to the
-    image tower by its own Linear(text width -> image width)."""
-    n_ctx: int = 2
-    """Tokens per layer; the first n_ctx words of `ctx_init` start layer 0, the prompt reads all of them."""
-    depth: int = 9
-    """J: layers 0..J-1 carry prompts (layer 0 = the input tokens)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.depth < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth}")
-
-    section = "maple"
-
-
-@dataclass
-class TCPConfig(KgCoOpConfig):
-    """CoOp with random context + class-aware prompts from a Textual Knowledge Embedding (TKE) MLP,
-    injected at one text block; trained with KgCoOp's term (lambda 8)."""
-    ctx_init: str = ""
-    inject_layer: int = 8
-    """0-based text block at whose input the class-aware prompts replace tokens 1..n_ctx."""
-    tke_reduction: int = 4
-    """The TKE's hidden width is the text feature width divided by this (512 / 4 = 128)."""
-
-    section = "tcp"
 
 
 @dataclass
@@ -208,4 +140,191 @@ def check_fields(known: Iterable[str], keys: Iterable[str], prefix: str = "",
         raise UnknownFieldError(f"{what} '{prefix}{key}'; {tail}")
 
 
-__all__ = ["DRAConfig", "BRANCHES", "PLACEMENTS", "UnknownFieldError", "check_fields"]
+class _MethodConfig:
+    """to_dict / from_dict (unknown keys name the nearest valid one) for the baselines' configs."""
+    section = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        check_fields([f.name for f in dataclasses.fields(cls)], d, f"{cls.section}.")
+        return cls(**d)
+
+
+def _check_branches(branches: str) -> None:
+    if branches not in BRANCHES:
+        raise ValueError(f"branches must be one of {BRANCHES}, got {branches!r}")
+
+
+@dataclass
+class MMAConfig(_MethodConfig):
+    """Multi-Modal Adapter (ZjjConan/Multi-Modal-Adapter): adapters in blocks start..end of both towers."""
+    section = "mma"
+    dim: int = 32
+    """ADAPTER_DIM: the bottleneck width, and the size of the shared dim x dim layer."""
+    start_layer: int = 5
+    """ADAPTER_START (1-based)."""
+    end_layer: int = 0
+    """ADAPTER_END (1-based, inclusive); 0 = the last block (12 on ViT-B/16, as published)."""
+    scale: float = 0.001
+    """ADAPTER_SCALE s: the branch adds s * up(relu(shared(relu(down(LN1 x)))))."""
+    gradient_scaling: bool = True
+    """MMA's gradient-scale layers (forward x s, the adapter's parameters get unshrunk gradients)."""
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
+        if self.start_layer < 1:
+            raise ValueError(f"start_layer is 1-based and must be >= 1, got {self.start_layer}")
+        if self.end_layer and self.end_layer < self.start_layer:
+            raise ValueError(f"end_layer ({self.end_layer}) must be >= start_layer ({self.start_layer}) or 0 (last)")
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise ValueError(f"scale must be > 0, got {self.scale}")
+
+
+@dataclass
+class LoRAConfig(_MethodConfig):
+    """CLIP-LoRA (MaxZanella/CLIP-LoRA): low-rank updates of q, k, v in every block of both towers."""
+    section = "lora"
+    rank: int = 2
+    alpha: float = 1.0
+    """The update is scaled by alpha / sqrt(rank), as CLIP-LoRA's loralib computes it."""
+    dropout: float = 0.25
+    """Dropout on the LoRA input (training only)."""
+    branches: str = "both"
+    """Which towers get LoRA: image, text or both."""
+    start_layer: int = 1
+    """First block with LoRA (1-based); 1 = all blocks (CLIP-LoRA's position 'all')."""
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ValueError(f"rank must be >= 1, got {self.rank}")
+        if not (0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not math.isfinite(self.alpha):
+            raise ValueError(f"alpha must be finite, got {self.alpha}")
+        if self.start_layer < 1:
+            raise ValueError(f"start_layer is 1-based and must be >= 1, got {self.start_layer}")
+        _check_branches(self.branches)
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / math.sqrt(self.rank)
+
+
+@dataclass
+class CLIPAdapterConfig(_MethodConfig):
+    """CLIP-Adapter (gaopengcuhk/CLIP-Adapter): f' = alpha * A(f) + (1 - alpha) * f on the image feature."""
+    section = "clip_adapter"
+    alpha: float = 0.2
+    """The residual ratio (hard-coded 0.2 in the released code)."""
+    reduction: int = 4
+    """A = relu(W2 relu(W1 f)), W1: d -> d / reduction, no biases."""
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.alpha <= 1):
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.reduction < 1:
+            raise ValueError(f"reduction must be >= 1, got {self.reduction}")
+
+
+@dataclass
+class TipAdapterConfig(_MethodConfig):
+    """Tip-Adapter / Tip-Adapter-F (gaopengcuhk/Tip-Adapter): a cache of few-shot image features."""
+    section = "tip_adapter"
+    alpha: float = 1.0
+    """init_alpha: weight of the cache logits."""
+    beta: float = 1.0
+    """init_beta: sharpness of exp(-beta (1 - f . key))."""
+    augment_views: int = 10
+    """Augmented views averaged per training image for the cache keys (augment_epoch)."""
+    search: bool = True
+    """Grid-search alpha and beta on the few-shot val set (as the official code does)."""
+    search_scale_beta: float = 7.0
+    search_scale_alpha: float = 3.0
+    search_steps_beta: int = 200
+    search_steps_alpha: int = 20
+
+    def __post_init__(self) -> None:
+        if self.augment_views < 1:
+            raise ValueError(f"augment_views must be >= 1, got {self.augment_views}")
+        if min(self.search_steps_beta, self.search_steps_alpha) < 1:
+            raise ValueError("search_steps_beta and search_steps_alpha must be >= 1")
+        if self.beta < 0 or not math.isfinite(self.alpha):
+            raise ValueError(f"beta must be >= 0 and alpha finite, got beta={self.beta}, alpha={self.alpha}")
+
+
+@dataclass
+class CoOpConfig(_MethodConfig):
+    """CoOp's context: M vectors shared by all classes, before the class name (class token at the end)."""
+    ctx_init: str = "a photo of a"
+    """Words whose token embeddings initialise the context (M = their token count); "" = N(0, 0.02^2)."""
+    n_ctx: int = 4
+    """M when `ctx_init` is empty."""
+
+    def __post_init__(self) -> None:
+        if self.n_ctx < 1:
+            raise ValueError(f"n_ctx must be >= 1, got {self.n_ctx}")
+
+    section = "coop"
+
+
+@dataclass
+class KgCoOpConfig(CoOpConfig):
+    """CoOp plus the knowledge-guided term lambda * (1 - mean_c cos(t_c, t_c^clip))."""
+    kg_weight: float = 8.0
+    """lambda (KgCoOp's TRAINER.COOP.W, 8.0 for every dataset)."""
+
+    section = "kgcoop"
+
+
+@dataclass
+class CoCoOpConfig(CoOpConfig):
+    """CoOp plus a Meta-Net d -> d/reduction -> D whose output is added to every context vector, per image."""
+    meta_reduction: int = 16
+    """The Meta-Net's hidden width is the image feature width divided by this (512 / 16 = 32)."""
+
+    section = "cocoop"
+
+
+@dataclass
+class MaPLeConfig(CoOpConfig):
+    """Deep multi-modal prompts: n_ctx text tokens per layer for `depth` layers, each coupled to the
+    image tower by its own Linear(text width -> image width)."""
+    n_ctx: int = 2
+    """Tokens per layer; the first n_ctx words of `ctx_init` start layer 0, the prompt reads all of them."""
+    depth: int = 9
+    """J: layers 0..J-1 carry prompts (layer 0 = the input tokens)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+
+    section = "maple"
+
+
+@dataclass
+class TCPConfig(KgCoOpConfig):
+    """CoOp with random context + class-aware prompts from a Textual Knowledge Embedding (TKE) MLP,
+    injected at one text block; trained with KgCoOp's term (lambda 8)."""
+    ctx_init: str = ""
+    inject_layer: int = 8
+    """0-based text block at whose input the class-aware prompts replace tokens 1..n_ctx."""
+    tke_reduction: int = 4
+    """The TKE's hidden width is the text feature width divided by this (512 / 4 = 128)."""
+
+    section = "tcp"
+
+
+# settings section -> config class: the typed method sections of the settings schema
+METHOD_SECTIONS = {"dra": DRAConfig, "mma": MMAConfig, "lora": LoRAConfig, "clip_adapter": CLIPAdapterConfig,
+                   "tip_adapter": TipAdapterConfig, "coop": CoOpConfig, "kgcoop": KgCoOpConfig,
+                   "cocoop": CoCoOpConfig, "maple": MaPLeConfig, "tcp": TCPConfig}
+
+
+__all__ = ["DRAConfig", "MMAConfig", "LoRAConfig", "CLIPAdapterConfig", "TipAdapterConfig", "CoOpConfig",
+           "KgCoOpConfig", "CoCoOpConfig", "MaPLeConfig", "TCPConfig", "METHOD_SECTIONS",
+           "BRANCHES", "PLACEMENTS", "UnknownFieldError", "check_fields"]

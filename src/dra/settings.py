@@ -3,10 +3,13 @@
     settings = load_settings("base2new", {"datasets": ["eurosat"]}, ["train.epochs=1", "dra.rank=16"])
 
 The schema below holds every setting with its type and default (the paper's values); a packaged
-protocol file (`configs/<name>.yaml`) or a user's YAML holds only what differs. `load_settings`
-merges schema <- YAML <- explicit values (CLI options) <- `key=value` overrides and checks the result
-before anything is written: unknown keys at any level (with the nearest valid key), types, ranges and
-choices. Errors are `SettingsError`s with a one-line message that names the key.
+protocol file (`configs/<name>.yaml`) or a user's YAML holds only what differs, and each method's
+published hyper-parameters live in `configs/methods/<method>.yaml` (an `all:` block, then one block per
+protocol: `base2new:`, `cross_dataset:`, `domain_gen:`). `load_settings` merges schema <- protocol
+YAML <- method YAML (`all`, then the protocol's block) <- explicit values (CLI options) <- `key=value`
+overrides and checks the result before anything is written: unknown keys at any level (with the
+nearest valid key), types, ranges and choices. Errors are `SettingsError`s with a one-line message
+that names the key. The packaged method files are the one list of method names (`method_names()`).
 
 This is the configuration layer: it imports only `dra.config`; the engine takes its plain
 `TrainSettings` from here.
@@ -24,11 +27,11 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dra.config import PRECISIONS, DRAConfig, check_fields
+from dra.config import METHOD_SECTIONS, PRECISIONS, DRAConfig, check_fields
 from dra.data.registry import BASE_TO_NEW_DATASETS
 
 PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo")
-METHODS = ("dra", "adapter", "zeroshot")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 ALL_SHOTS = "all"
 
 
@@ -43,6 +46,10 @@ class TrainSettings:
     batch_size: int = 16
     """Global batch: split evenly over torchrun processes."""
     lr: float = 0.0015
+    optimizer: str = "sgd"
+    """sgd (Dassl's, the paper's), adam or adamw (betas 0.9, 0.999)."""
+    adam_eps: float = 1e-8
+    """eps of adam / adamw (TCP: 1e-3, Tip-Adapter-F: 1e-4)."""
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: int = 0
@@ -82,6 +89,7 @@ def _section(cls, name: str, exclude: tuple[str, ...] = ()) -> type:
 
 
 DRASection = _section(DRAConfig, "DRASection")
+METHOD_SCHEMAS = {name: _section(cls, f"{cls.__name__}Section") for name, cls in METHOD_SECTIONS.items()}
 TrainSection = _section(TrainSettings, "TrainSection", exclude=("seed",))
 
 
@@ -102,15 +110,18 @@ class Settings:
     output: str = "runs"
     device: Optional[str] = None
     test_per_class: Optional[int] = None
-    dra: Any = field(default_factory=DRASection)
+    # + one typed section per method config (`dra`, `mma`, `coop`, ...: METHOD_SECTIONS), added by _schema
     train: Any = field(default_factory=TrainSection)
     eval: Any = field(default_factory=EvalSettings)
     dataset_overrides: Dict[str, Any] = field(default_factory=dict)
 
 
-SECTIONS = {"dra": DRASection, "train": TrainSection, "eval": EvalSettings}
-_TOP = [f.name for f in dataclasses.fields(Settings)]
-_LEAVES = {f.name: f"{s}.{f.name}" for s, c in SECTIONS.items() for f in dataclasses.fields(c)}
+SECTIONS = {**METHOD_SCHEMAS, "train": TrainSection, "eval": EvalSettings}
+_TOP = [f.name for f in dataclasses.fields(Settings)] + list(METHOD_SCHEMAS)
+_LEAVES: dict[str, str] = {}
+for _s, _c in SECTIONS.items():  # a leaf name of several sections suggests the first (dra's, train's)
+    for _f in dataclasses.fields(_c):
+        _LEAVES.setdefault(_f.name, f"{_s}.{_f.name}")
 
 
 def _schema() -> DictConfig:
@@ -141,6 +152,44 @@ def check_keys(data: dict, prefix: str = "") -> None:
             if "dataset_overrides" in extra:
                 raise SettingsError(f"dataset_overrides.{dataset} cannot hold dataset_overrides")
             check_keys(extra, f"{prefix}dataset_overrides.{dataset}.")
+
+
+def _methods_dir():
+    return resources.files("dra") / "configs" / "methods"
+
+
+def method_names() -> tuple[str, ...]:
+    """The valid `method` values: one packaged `configs/methods/<name>.yaml` per method (the one list;
+    a test checks it equals `dra.methods.METHODS`)."""
+    return tuple(sorted(p.name[:-5] for p in _methods_dir().iterdir() if p.name.endswith(".yaml")))
+
+
+METHOD_BLOCKS = ("all", "base2new", "cross_dataset", "domain_gen")
+
+
+def method_layers(method: str, protocol: str) -> list[dict]:
+    """The settings a method's packaged YAML gives for `protocol`: its `all:` block, then the protocol's."""
+    names = method_names()
+    if method not in names:
+        raise SettingsError(f"method must be one of {names}, got {method!r}")
+    path = Path(str(_methods_dir() / f"{method}.yaml"))
+    data = read_yaml(path)
+    try:
+        check_fields(METHOD_BLOCKS, data)
+    except ValueError as e:
+        raise SettingsError(f"{path}: {e} (a method file holds the blocks {METHOD_BLOCKS})") from None
+    layers = []
+    for block in ("all", protocol):
+        value = data.get(block)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise SettingsError(f"{path}: {block} must be a mapping of settings, got {value!r}")
+        fixed = [k for k in ("method", "protocol") if k in value]
+        if fixed:
+            raise SettingsError(f"{path}: {block} cannot set {fixed[0]} (the method file is chosen by it)")
+        layers.append(value)
+    return layers
 
 
 def settings_path(name: str) -> Path:
@@ -194,12 +243,15 @@ def _merge(cfg: DictConfig, data: dict) -> DictConfig:
 
 
 def load_settings(name: str, values: dict[str, Any] | None = None, overrides: list[str] | None = None) -> DictConfig:
-    layers = [read_yaml(settings_path(name))]
+    protocol_file = read_yaml(settings_path(name))
     explicit = {k: v for k, v in (values or {}).items() if v is not None}
-    if explicit:
-        layers.append(explicit)
+    late = [explicit] if explicit else []
     if overrides:
-        layers.append(parse_overrides(overrides))
+        late.append(parse_overrides(overrides))
+    chosen = {k: v for layer in (protocol_file, *late) for k, v in layer.items() if k in ("method", "protocol")}
+    method = str(chosen.get("method", Settings.method))
+    protocol = str(chosen.get("protocol", Settings.protocol))
+    layers = [protocol_file, *method_layers(method, protocol), *late]
     cfg = _schema()
     try:
         for data in layers:
@@ -222,7 +274,7 @@ def _need(ok: bool, key: str, rule: str, value: Any) -> None:
 
 def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
     t, e = cfg.train, cfg.eval
-    _need(cfg.method in METHODS, f"{prefix}method", f"one of {METHODS}", cfg.method)
+    _need(cfg.method in method_names(), f"{prefix}method", f"one of {method_names()}", cfg.method)
     _need(cfg.protocol in PROTOCOLS, f"{prefix}protocol", f"one of {PROTOCOLS}", cfg.protocol)
     _need("{}" in cfg.template, f"{prefix}template", "a text with {} for the class name", cfg.template)
     _need(t.epochs >= 1, f"{prefix}train.epochs", ">= 1", t.epochs)
@@ -235,6 +287,8 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
           t.warmup_epochs)
     _need(math.isfinite(t.warmup_lr) and t.warmup_lr > 0, f"{prefix}train.warmup_lr", "a finite number > 0",
           t.warmup_lr)
+    _need(t.optimizer in OPTIMIZERS, f"{prefix}train.optimizer", f"one of {OPTIMIZERS}", t.optimizer)
+    _need(math.isfinite(t.adam_eps) and t.adam_eps > 0, f"{prefix}train.adam_eps", "a finite number > 0", t.adam_eps)
     _need(t.precision in PRECISIONS, f"{prefix}train.precision", f"one of {PRECISIONS}", t.precision)
     _need(t.num_workers >= 0, f"{prefix}train.num_workers", ">= 0", t.num_workers)
     _need(t.log_every >= 1, f"{prefix}train.log_every", ">= 1", t.log_every)
@@ -249,10 +303,11 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
     repeated = sorted({s for s in cfg.seeds if list(cfg.seeds).count(s) > 1})
     _need(not repeated, f"{prefix}seeds", f"distinct (repeated: {repeated})", list(cfg.seeds))
     _need(len(cfg.datasets) >= 1, f"{prefix}datasets", "at least one dataset", list(cfg.datasets))
-    try:
-        dra_config(cfg)
-    except (TypeError, ValueError) as err:
-        raise SettingsError(f"{prefix}dra settings: {err}") from None
+    for section in METHOD_SECTIONS:
+        try:
+            section_config(cfg, section)
+        except (TypeError, ValueError) as err:
+            raise SettingsError(f"{prefix}{section} settings: {err}") from None
 
 
 def check(cfg: DictConfig) -> None:
@@ -273,8 +328,13 @@ def shots(cfg: DictConfig) -> int | None:
     return None if cfg.shots == ALL_SHOTS else int(cfg.shots)
 
 
+def section_config(cfg: DictConfig, section: str):
+    """The typed config of a method section (`dra`, `mma`, `lora`, ...), built and checked."""
+    return METHOD_SECTIONS[section](**OmegaConf.to_container(cfg.get(section) or {}, resolve=True))
+
+
 def dra_config(cfg: DictConfig) -> DRAConfig:
-    return DRAConfig(**OmegaConf.to_container(cfg.get("dra") or {}, resolve=True))
+    return section_config(cfg, "dra")
 
 
 def train_settings(cfg: DictConfig, seed: int) -> TrainSettings:

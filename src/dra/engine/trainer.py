@@ -57,10 +57,22 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; nothing of the epoch was saved."""
 
 
+def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
+    """`train.optimizer`: sgd (Dassl: momentum, dampening 0, no Nesterov), adam or adamw (betas 0.9, 0.999,
+    eps `train.adam_eps`); weight decay `train.weight_decay` for all three."""
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    if s.optimizer in ("adam", "adamw"):
+        cls = torch.optim.Adam if s.optimizer == "adam" else torch.optim.AdamW
+        return cls(params, lr=s.lr, betas=(0.9, 0.999), eps=s.adam_eps, weight_decay=s.weight_decay)
+    raise ValueError(f"train.optimizer must be one of sgd, adam, adamw, got {s.optimizer!r}")
+
+
 def build_optimizer(params, s: TrainSettings):
-    """SGD + cosine annealing stepped once per epoch (Dassl), after an optional constant warm-up."""
-    opt = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(s.epochs - s.warmup_epochs, 1))
+    """The optimiser + cosine annealing stepped once per epoch (Dassl), after an optional constant warm-up."""
+    opt = make_optimizer(params, s)
+    # Dassl: T_max = the epoch count even after a warm-up (the cosine restarts after it and never reaches 0)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs)
     if s.warmup_epochs <= 0:
         return opt, cosine
     warm = torch.optim.lr_scheduler.ConstantLR(opt, factor=s.warmup_lr / s.lr, total_iters=s.warmup_epochs)

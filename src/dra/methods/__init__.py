@@ -1,10 +1,13 @@
-"""One file per method; `build_method` makes any of them from a name."""
+"""One file per method; `build_method` makes any of them from a name.
+
+`METHODS` is the registry; the packaged settings files `configs/methods/<name>.yaml` hold each
+method's published hyper-parameters, and a test checks that the two name the same methods.
+"""
 from __future__ import annotations
 
 from typing import Any
 
 from dra.backbones import CLIPBackbone
-from dra.config import DRAConfig
 from dra.methods.adapter import PlainAdapterCLIP
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 from dra.methods.cocoop import CoCoOp
@@ -13,6 +16,7 @@ from dra.methods.dra import DRA
 from dra.methods.kgcoop import KgCoOp
 from dra.methods.maple import MaPLe
 from dra.methods.tcp import TCP
+from dra.methods.mma import MMA
 from dra.methods.zeroshot import ZeroShotCLIP
 
 METHODS: dict[str, type[ClassifierModel]] = {
@@ -24,25 +28,25 @@ METHODS: dict[str, type[ClassifierModel]] = {
     "kgcoop": KgCoOp,
     "maple": MaPLe,
     "tcp": TCP,
+    "mma": MMA,
 }
 
 
-def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], config: Any = None,
+def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], config=None,
                  template: str = DEFAULT_TEMPLATE) -> ClassifierModel:
-    """The method `name` over `backbone`; `config` is its config object, a dict of its fields, or None
-    (defaults). Zero-shot CLIP takes none."""
+    """`config`: the method's config object (e.g. `DRAConfig`, `MMAConfig`), a dict of its fields, or None
+    for the published defaults; methods without a config ignore it."""
     if name not in METHODS:
         raise ValueError(f"unknown method '{name}'; choose one of {sorted(METHODS)}")
     cls = METHODS[name]
-    config_class = getattr(cls, "config_class", None)
-    if config_class is None:
+    if cls.config_class is None:
         return cls(backbone, classnames, template)
     if isinstance(config, dict):
-        config = config_class.from_dict(config)
-    if config is not None and not isinstance(config, config_class):
-        raise ValueError(f"method '{name}' takes a {config_class.__name__}, got a {type(config).__name__}")
-    return cls(backbone, classnames, config or config_class(), template)
+        config = cls.config_class.from_dict(config)
+    elif config is not None and not isinstance(config, cls.config_class):
+        raise TypeError(f"method {name} takes a {cls.config_class.__name__}, got a {type(config).__name__}")
+    return cls(backbone, classnames, config or cls.config_class(), template)
 
 
-__all__ = ["METHODS", "DRA", "PlainAdapterCLIP", "ZeroShotCLIP", "CoOp", "CoCoOp", "KgCoOp", "MaPLe", "TCP", "ClassifierModel",
-           "build_method", "DEFAULT_TEMPLATE"]
+__all__ = ["METHODS", "DRA", "MMA", "CoOp", "CoCoOp", "KgCoOp", "MaPLe", "TCP", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
+           "DEFAULT_TEMPLATE"]

@@ -19,31 +19,50 @@ class AdaptedCLIP(ClassifierModel):
     method = "adapted"
     config_class = DRAConfig
     adapter_class: type[nn.Module]
+    config_class = DRAConfig
+    config_section = "dra"
 
-    def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: DRAConfig | None = None,
+    def __init__(self, backbone: CLIPBackbone, classnames: list[str], config=None,
                  template: str = DEFAULT_TEMPLATE) -> None:
         super().__init__(backbone, classnames, template)
-        self.config = config = config or DRAConfig()
+        self.config = config = config or self.config_class()
         # tower -> {block (1-based): branch}; the branches themselves live in the wrapped blocks.
-        self._branches: dict[str, dict[int, AdapterBranch]] = {}
-        towers = [t for t, on in zip(TOWERS, (config.adapts_image, config.adapts_text)) if on]
+        self._branches: dict[str, dict[int, nn.Module]] = {}
+        towers = self.adapted_towers()
+        start = config.start_layer
         for tower in towers:
             blocks = backbone.blocks(tower)
-            if config.start_layer > len(blocks):
+            if start > len(blocks):
                 raise BackboneError(
-                    f"start_layer {config.start_layer} is past the last of the {len(blocks)} {tower} blocks "
+                    f"start_layer {start} is past the last of the {len(blocks)} {tower} blocks "
                     f"of {backbone.name}; choose h in 1..{len(blocks)}"
                 )
         for tower in towers:
             self._branches[tower] = {}
-            for index in range(config.start_layer - 1, len(backbone.blocks(tower))):
-                branch = AdapterBranch(self.adapter_class(backbone.width(tower), config), config)
+            for index in range(start - 1, self.last_block(tower)):
+                branch = self.make_branch(tower, index + 1)
                 backbone.wrap_block(tower, index,
-                                    lambda block, b=branch: ParallelBranchBlock(block, b, config.placement))
+                                    lambda block, b=branch: ParallelBranchBlock(block, b, self.placement))
                 self._branches[tower][index + 1] = branch
         # Text blocks before the first adapted one are frozen: their output is cached per class set.
-        self.text_start = config.start_layer - 1 if config.adapts_text else len(backbone.text_blocks)
+        self.text_start = start - 1 if "text" in towers else len(backbone.text_blocks)
         self._prefix: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None
+
+    # -- what a subclass decides: which towers and blocks, which branch, where ------------------------
+    def adapted_towers(self) -> list[str]:
+        return [t for t, on in zip(TOWERS, (self.config.adapts_image, self.config.adapts_text)) if on]
+
+    def last_block(self, tower: str) -> int:
+        """The last adapted block (1-based, inclusive) of `tower`."""
+        return len(self.backbone.blocks(tower))
+
+    def make_branch(self, tower: str, block: int) -> nn.Module:
+        """The module added beside block `block` (1-based) of `tower`; it returns what the block adds."""
+        return AdapterBranch(self.adapter_class(self.backbone.width(tower), self.config), self.config)
+
+    @property
+    def placement(self) -> str:
+        return self.config.placement
 
     def set_classnames(self, classnames: list[str]) -> None:
         super().set_classnames(classnames)
@@ -71,14 +90,14 @@ class AdaptedCLIP(ClassifierModel):
 
     @property
     def text_trainable(self) -> bool:
-        return self.config.adapts_text
+        return "text" in self._branches
 
     # -- loss ---------------------------------------------------------------------------------------
     def regularization(self) -> dict[str, torch.Tensor | None]:
         """Sum of the branches' L1 terms from the last forward, per tower (None where absent)."""
         out: dict[str, torch.Tensor | None] = {"image": None, "text": None}
         for tower, branches in self._branches.items():
-            terms = [b.reg for b in branches.values() if b.reg is not None]
+            terms = [b.reg for b in branches.values() if getattr(b, "reg", None) is not None]
             out[tower] = torch.stack(terms).sum() if terms else None
         return out
 
@@ -108,5 +127,3 @@ class AdaptedCLIP(ClassifierModel):
                          if p.requires_grad) for t in TOWERS}
         return {"trainable": counts["image"] + counts["text"], **counts}
 
-    def method_config(self) -> dict:
-        return self.config.to_dict()

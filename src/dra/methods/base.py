@@ -18,6 +18,10 @@ DEFAULT_TEMPLATE = "a photo of a {}."
 
 class ClassifierModel(nn.Module):
     method: str = "base"
+    config_class: type | None = None
+    """The method's config dataclass (a section of the settings schema), or None (nothing to configure)."""
+    config_section: str | None = None
+    """The settings section it reads (`dra`, `mma`, `lora`, ...)."""
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], template: str = DEFAULT_TEMPLATE) -> None:
         super().__init__()
@@ -117,4 +121,15 @@ class ClassifierModel(nn.Module):
         self.clear_text_cache()
 
     def method_config(self) -> dict:
-        return {}
+        """What the checkpoint JSON records as `config`: the method's config, enough to rebuild it."""
+        config = getattr(self, "config", None)
+        return config.to_dict() if config is not None and hasattr(config, "to_dict") else {}
+
+    def fit_cache(self, train_items, transforms, device, val_items=None, echo=None) -> None:
+        """Build what the method takes from the training set before (or instead of) SGD; most methods
+        build nothing. Called by the protocols before training (Tip-Adapter's cache of image features)."""
+
+    @property
+    def needs_cache(self) -> bool:
+        """Whether `fit_cache` builds something (the protocol then calls it, even with nothing to train)."""
+        return False

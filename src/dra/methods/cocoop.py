@@ -27,6 +27,7 @@ class MetaNet(nn.Sequential):
 class CoCoOp(CoOp):
     method = "cocoop"
     config_class = CoCoOpConfig
+    config_section = "cocoop"
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: CoCoOpConfig | None = None,
                  template: str = DEFAULT_TEMPLATE) -> None:

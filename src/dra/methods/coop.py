@@ -49,6 +49,7 @@ class PromptContext(nn.Module):
 class CoOp(ClassifierModel):
     method = "coop"
     config_class = CoOpConfig
+    config_section = "coop"
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: CoOpConfig | None = None,
                  template: str = DEFAULT_TEMPLATE) -> None:
@@ -86,5 +87,7 @@ class CoOp(ClassifierModel):
     def learned_modules(self) -> dict[str, nn.Module]:
         return {"context": self.context}
 
-    def method_config(self) -> dict:
-        return self.config.to_dict()
+    def parameter_counts(self) -> dict[str, int]:
+        """Everything a prompt learner learns shapes the text features (MaPLe splits off its couplings)."""
+        n = sum(p.numel() for p in self.trainable_parameters())
+        return {"trainable": n, "image": 0, "text": n}

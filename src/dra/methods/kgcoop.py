@@ -16,6 +16,7 @@ from dra.methods.coop import CoOp
 class KgCoOp(CoOp):
     method = "kgcoop"
     config_class = KgCoOpConfig
+    config_section = "kgcoop"
 
     def hand_crafted_features(self) -> torch.Tensor:
         """(C, D) frozen CLIP text features of the template prompts (cached per class set)."""

@@ -35,6 +35,7 @@ class MultiModalPrompts(nn.Module):
 class MaPLe(CoOp):
     method = "maple"
     config_class = MaPLeConfig
+    config_section = "maple"
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: MaPLeConfig | None = None,
                  template: str = DEFAULT_TEMPLATE) -> None:
@@ -75,3 +76,9 @@ class MaPLe(CoOp):
 
     def learned_modules(self) -> dict[str, nn.Module]:
         return {"context": self.context, "deep": self.prompts_deep}
+
+    def parameter_counts(self) -> dict[str, int]:
+        """text: the prompts P_0..P_{J-1}; image: the couplings F_0..F_{J-1} that make the image's prompts."""
+        image = sum(p.numel() for p in self.prompts_deep.couplings.parameters())
+        text = sum(p.numel() for p in self.trainable_parameters()) - image
+        return {"trainable": text + image, "image": image, "text": text}

@@ -34,6 +34,7 @@ class TextualKnowledgeEmbedding(nn.Sequential):
 class TCP(KgCoOp):
     method = "tcp"
     config_class = TCPConfig
+    config_section = "tcp"
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: TCPConfig | None = None,
                  template: str = DEFAULT_TEMPLATE) -> None:

@@ -30,7 +30,7 @@ from dra.engine import distributed
 from dra.engine.evaluate import evaluate
 from dra.engine.trainer import fit
 from dra.io import atomic_write_text, ensure_writable
-from dra.methods import build_method
+from dra.methods import METHODS, build_method
 
 log = logging.getLogger("dra")
 
@@ -102,7 +102,7 @@ class Experiment:
     def run_key(self, cfg: DictConfig) -> str:
         """Short hash of everything that changes a trained model."""
         ident = {"model": cfg.model, "pretrained": str(cfg.pretrained), "method": cfg.method,
-                 "template": cfg.template, "shots": cfg.shots, "dra": asdict(S.dra_config(cfg)),
+                 "template": cfg.template, "shots": cfg.shots, **self.method_config(cfg),
                  "train": {k: v for k, v in asdict(S.train_settings(cfg, 0)).items()
                            if k not in ("seed", "num_workers", "log_every")}}
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
@@ -123,12 +123,27 @@ class Experiment:
                             min(short.values()))
         return fewshot(splits, k, seed)
 
+    @staticmethod
+    def method_config(cfg: DictConfig) -> dict:
+        """{section: fields} of the method's own settings section (`dra`, `mma`, ...); {} for none."""
+        section = METHODS[cfg.method].config_section
+        return {section: S.section_config(cfg, section).to_dict()} if section else {}
+
     def build(self, cfg: DictConfig, classnames: list[str], seed: int):
         torch.manual_seed(seed)  # adapter initialisation
-        return build_method(cfg.method, self.backbone, classnames, S.dra_config(cfg), cfg.template)
+        section = METHODS[cfg.method].config_section
+        config = S.section_config(cfg, section) if section else None
+        return build_method(cfg.method, self.backbone, classnames, config, cfg.template)
 
-    def train(self, cfg: DictConfig, model, train_items: list[Datum], seed: int, run_dir: Path, **run):
-        """Train (or resume, or reload a finished run); `run` names the run (protocol, dataset, ...)."""
+    def train(self, cfg: DictConfig, model, train_items: list[Datum], seed: int, run_dir: Path,
+              val_items: list[Datum] | None = None, **run):
+        """Train (or resume, or reload a finished run); `run` names the run (protocol, dataset, ...).
+
+        A method that builds something from the training set first (Tip-Adapter's cache) gets its
+        `fit_cache` call here, before SGD; with nothing to train that is all it gets."""
+        if model.needs_cache:
+            torch.manual_seed(seed)  # the cache's augmented views
+            model.fit_cache(train_items, self.transforms(), self.device, val_items)
         if not model.trainable_parameters():
             return []
         identity = {**run, "seed": seed, "classnames": list(model.classnames), "model": cfg.model,

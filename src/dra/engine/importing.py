@@ -1,0 +1,89 @@
+"""Import checkpoints trained with the methods' official code (Dassl's `model.pth.tar-N`) as dra checkpoints.
+
+A Dassl checkpoint is a `torch.save`d dict with `state_dict` (the trainer's learner module) and `epoch`.
+It is read with `torch.load(weights_only=True)`: tensors and plain containers only, never code.
+Each method that can be imported has a key mapping here (`IMPORTERS[method]`): official key -> dra key,
+and the names of the official buffers that are not learned (dropped, but `tokenized_prompts` gives the
+class names when no `--classnames` file is given).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from dra.engine.checkpoint import CheckpointError
+from dra.errors import one_line
+
+
+def mma_key(key: str) -> str | None:
+    """ZjjConan/Multi-Modal-Adapter `adapter_learner` keys -> dra MMA keys (None: not learned)."""
+    m = re.fullmatch(r"(text|visual)_adapter\.(\d+)\.(down\.0|up)\.(weight|bias)", key)
+    if m:
+        tower = "text" if m[1] == "text" else "image"
+        part = "down" if m[3] == "down.0" else "up"
+        return f"adapters.{tower}.{m[2]}.{part}.{m[4]}"
+    m = re.fullmatch(r"shared_adapter\.(\d+)\.0\.(weight|bias)", key)
+    if m:
+        return f"adapters.shared.{m[1]}.{m[2]}"
+    return None
+
+
+IMPORTERS: dict[str, Callable[[str], str | None]] = {"mma": mma_key}
+"""method -> official key mapping. CoOp / MaPLe add theirs with those methods."""
+IGNORED = ("token_embedding", "tokenized_prompts", "token_prefix", "token_suffix")
+"""Buffers of the official learners that hold no learned value (fixed token embeddings, tokenized prompts)."""
+
+
+def convert(method: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official `state_dict` -> dra adapter tensors; an unknown key is an error naming it."""
+    if method not in IMPORTERS:
+        raise ValueError(f"no importer for method '{method}'; importable: {sorted(IMPORTERS)}")
+    mapping = IMPORTERS[method]
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith("module."):  # saved from nn.DataParallel
+            key = key[len("module."):]
+        if key in IGNORED:
+            continue
+        new = mapping(key)
+        if new is None:
+            raise CheckpointError(f"the {method} checkpoint holds '{key}', which dra's {method} has no place for "
+                                  f"(is it a {method} checkpoint?)")
+        out[new] = value.detach().to("cpu").float().contiguous()
+    return out
+
+
+def read_dassl(path: str | os.PathLike) -> dict:
+    """A Dassl checkpoint (`model.pth.tar-N`, or `model-best.pth.tar`) as a dict with `state_dict`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - weights_only refuses anything that is not tensors/containers
+        raise CheckpointError(f"{path} cannot be read as tensors only ({one_line(e)}); dra never unpickles code") from None
+    if isinstance(data, dict) and "state_dict" not in data and all(torch.is_tensor(v) for v in data.values()):
+        data = {"state_dict": data}
+    if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is not a Dassl checkpoint (a dict with 'state_dict' and 'epoch')")
+    return data
+
+
+def classnames_from_tokens(tokens: torch.Tensor, tokenizer_decode: Callable[[list[int]], str], template: str) -> list[str]:
+    """Class names back from the official `tokenized_prompts` ("a photo of a <name>.")."""
+    head, _, tail = template.partition("{}")
+    names = []
+    for row in tokens.tolist():
+        ids = [t for t in row if t not in (0,)]
+        text = tokenizer_decode(ids[1:-1]).strip()  # drop SOT and EOT
+        head_s, tail_s = head.strip().lower(), tail.strip().lower()
+        if head_s and text.lower().startswith(head_s):
+            text = text[len(head_s):]
+        if tail_s and text.rstrip().lower().endswith(tail_s):
+            text = text.rstrip()[: -len(tail_s)]
+        names.append(text.strip())
+    return names

@@ -1,0 +1,73 @@
+"""MMA (Multi-Modal Adapter): adapters in blocks 5..12 of both towers, parallel to the whole block, with
+a dim x dim layer per depth shared by the two towers (docs/baselines.md).
+
+Checkpoint tensors: `adapters.<image|text>.<block>.down|up.*` and `adapters.shared.<block>.*` (the shared
+layer once, not once per tower). Text prompt: the fixed "a photo of a {}." (TEXT_CTX_INIT).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from dra.adapters.mma import MMABranch, mma_init
+from dra.backbones import TOWERS, BackboneError
+from dra.config import MMAConfig
+from dra.methods.adapted import AdaptedCLIP
+from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
+
+
+class MMA(AdaptedCLIP):
+    method = "mma"
+    config_class = MMAConfig
+    config_section = "mma"
+
+    def __init__(self, backbone, classnames, config: MMAConfig | None = None, template: str = DEFAULT_TEMPLATE) -> None:
+        self._shared: dict[int, nn.Linear] = {}
+        config = config or MMAConfig()
+        depth = min(len(backbone.blocks(t)) for t in TOWERS)
+        end = config.end_layer or depth
+        if end > depth:
+            raise BackboneError(f"mma end_layer {end} is past the last block of the shallower tower of "
+                                f"{backbone.name} ({depth} blocks): the shared layer needs block {end} in both")
+        self._end = end
+        super().__init__(backbone, classnames, config, template)
+        self.shared = nn.ModuleDict({str(k): m for k, m in self._shared.items()})  # visible once in print()
+
+    def adapted_towers(self) -> list[str]:
+        return list(TOWERS)
+
+    def last_block(self, tower: str) -> int:
+        return self._end
+
+    @property
+    def placement(self) -> str:
+        return "block"
+
+    def make_branch(self, tower: str, block: int) -> nn.Module:
+        c = self.config
+        if block not in self._shared:
+            self._shared[block] = mma_init(nn.Linear(c.dim, c.dim))
+        return MMABranch(self.backbone.width(tower), c.dim, self._shared[block], c.scale, c.gradient_scaling)
+
+    def loss(self, logits, labels):
+        return ClassifierModel.loss(self, logits, labels)
+
+    def learned_modules(self) -> dict[str, nn.Module]:
+        out: dict[str, nn.Module] = {}
+        for tower, branches in self._branches.items():
+            for k, b in branches.items():
+                out[f"adapters.{tower}.{k}.down"] = b.down
+                out[f"adapters.{tower}.{k}.up"] = b.up
+        for k, shared in self._shared.items():
+            out[f"adapters.shared.{k}"] = shared
+        return out
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {t: sum(p.numel() for b in self._branches.get(t, {}).values() for m in (b.down, b.up)
+                         for p in m.parameters()) for t in TOWERS}
+        shared = sum(p.numel() for m in self._shared.values() for p in m.parameters())
+        return {"trainable": counts["image"] + counts["text"] + shared, **counts, "shared": shared}
+
+    def unload(self) -> None:
+        super().unload()
+        self._shared = {}
+        self.shared = nn.ModuleDict()

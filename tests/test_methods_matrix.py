@@ -1,0 +1,165 @@
+"""Every method through the same checks (as PEFT's testing_common / timm's test_models do):
+
+forward on the tiny config, gradients on exactly `learned_modules()`, exact ViT-B/16 counts, checkpoint
+round trip, `unload()` restoring CLIP, and a short base-to-new run on the embedded shapes set.
+A new method is a new entry of SPECS (the first test fails until it has one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from dra.backbones import load_backbone
+from dra.engine.checkpoint import load_model, save_adapters
+from dra.methods import METHODS, build_method
+from dra.settings import load_settings, method_names
+
+from conftest import TINY, meta_backbone
+
+CLASSES = ["circle", "square", "triangle"]
+
+
+@dataclass
+class Spec:
+    tiny: dict = field(default_factory=dict)
+    """Config for the tiny model (6 blocks per tower)."""
+    vit_b16: dict | None = None
+    """Exact `parameter_counts()` on ViT-B/16 with the published config (None: depends on the data)."""
+    trainable: bool = True
+    zero_grad_ok: tuple[str, ...] = ()
+    """Learned tensors whose gradient may be exactly zero (e.g. a LoRA A while B is still 0)."""
+
+
+# ViT-B/16: text width 512, image width 768, 12 + 12 blocks.
+SPECS: dict[str, Spec] = {
+    # DRA: 8 x 53,120 image + 8 x 36,480 text (tests/test_model.py spells these out)
+    "dra": Spec({"start_layer": 5}, {"trainable": 716_800, "image": 424_960, "text": 291_840},
+                zero_grad_ok=("channel_proj.bias",)),
+    # plain adapter: 8 x 51,008 image + 8 x 34,368 text
+    "adapter": Spec({"start_layer": 5}, {"trainable": 683_008, "image": 408_064, "text": 274_944}),
+    "zeroshot": Spec({}, {"trainable": 0, "image": 0, "text": 0}, trainable=False),
+    # MMA: per block 768*32+32 + 32*768+768 = 49,952 (image), 512*32+32 + 32*512+512 = 33,312 (text),
+    # shared 32*32+32 = 1,056; blocks 5..12 = 8 -> 399,616 + 266,496 + 8,448 = 674,560
+    "mma": Spec({"start_layer": 5}, {"trainable": 674_560, "image": 399_616, "text": 266_496, "shared": 8_448}),
+    # prompt learners (tests/test_prompt_methods.py spells the sums out): context 4 x 512; CoCoOp's Meta-Net
+    # 512 -> 32 -> 512; MaPLe 9 x 2 x 512 prompts (text) + 9 x (512*768 + 768) couplings (image); TCP's TKE
+    "coop": Spec({}, {"trainable": 2_048, "image": 0, "text": 2_048}),
+    "kgcoop": Spec({}, {"trainable": 2_048, "image": 0, "text": 2_048}),
+    # (the random tiny CLIP's image features are nearly equal: 64 / 16 = 4 hidden ReLUs can all be off)
+    "cocoop": Spec({"meta_reduction": 2}, {"trainable": 35_360, "image": 0, "text": 35_360}),
+    "maple": Spec({"depth": 4}, {"trainable": 3_555_072, "image": 3_545_856, "text": 9_216}),
+    "tcp": Spec({"inject_layer": 3}, {"trainable": 331_904, "image": 0, "text": 331_904}),
+}
+
+
+def test_every_method_has_a_settings_file_and_a_spec():
+    assert set(method_names()) == set(METHODS)  # the packaged configs/methods/*.yaml ARE the method list
+    assert set(SPECS) == set(METHODS)
+
+
+def _build(method: str, backbone, classes=CLASSES):
+    return build_method(method, backbone, list(classes), SPECS[method].tiny or None)
+
+
+def _learned(model) -> dict[int, str]:
+    return {id(p): f"{prefix}.{n}" for prefix, m in model.learned_modules().items() for n, p in m.named_parameters()}
+
+
+@pytest.mark.parametrize("method", sorted(SPECS))
+def test_forward_on_the_tiny_model(tiny_backbone, method):
+    torch.manual_seed(0)
+    model = _build(method, tiny_backbone)
+    images = torch.randn(4, 3, 32, 32)
+    for mode in (True, False):
+        model.train(mode)
+        logits = model(images)
+        assert logits.shape == (4, len(CLASSES)) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("method", sorted(m for m, s in SPECS.items() if s.trainable))
+def test_gradients_reach_exactly_the_learned_tensors(tiny_backbone, method):
+    torch.manual_seed(0)
+    model = _build(method, tiny_backbone).train()
+    learned = _learned(model)
+    assert learned, "a trainable method learns something"
+    assert {id(p) for p in model.parameters() if p.requires_grad} == set(learned)
+    loss, _ = model.loss(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    for p in model.parameters():
+        if id(p) not in learned:
+            assert p.grad is None
+            continue
+        name = learned[id(p)]
+        assert p.grad is not None, name
+        if not any(name.endswith(s) for s in SPECS[method].zero_grad_ok):
+            assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("method", sorted(m for m, s in SPECS.items() if s.vit_b16 is not None))
+def test_exact_counts_on_vit_b16(method):
+    backbone = meta_backbone("ViT-B-16")
+    model = build_method(method, backbone, ["a"])
+    try:
+        counts = model.parameter_counts()
+        assert counts == SPECS[method].vit_b16
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == counts["trainable"]
+        assert sum(t.numel() for t in model.adapter_state_dict().values()) >= counts["trainable"]
+    finally:
+        model.unload()
+
+
+@pytest.mark.parametrize("method", sorted(SPECS))
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path, method):
+    torch.manual_seed(0)
+    model = _build(method, load_backbone(TINY)).eval()
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.05 * torch.randn_like(p))  # away from any zero initialisation
+    images = torch.randn(3, 3, 32, 32)
+    want = model(images)
+    path = save_adapters(model, tmp_path / "ckpt")
+    again = load_model(path, pretrained="").eval()  # a fresh model on the same (seeded random) backbone
+    assert again.method == method and again.method_config() == model.method_config()
+    torch.testing.assert_close(again(images), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", sorted(SPECS))
+def test_unload_restores_clip(tiny_backbone, method):
+    modules = {n: m for n, m in tiny_backbone.named_modules()}
+    keys = set(tiny_backbone.state_dict())
+    images = torch.randn(2, 3, 32, 32)
+    zeroshot = build_method("zeroshot", tiny_backbone, CLASSES).eval()
+    want = zeroshot(images)
+    model = _build(method, tiny_backbone)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.5)
+    model.eval()(images)
+    model.unload()
+    assert {n: m for n, m in tiny_backbone.named_modules()} == modules
+    assert set(tiny_backbone.state_dict()) == keys
+    zeroshot.clear_text_cache()
+    torch.testing.assert_close(zeroshot(images), want, rtol=0, atol=0)
+
+
+QUICK = ["train.epochs=1", "train.warmup_epochs=0", "train.batch_size=4", "train.num_workers=0",
+         "eval.num_workers=0", "eval.batch_size=50", "test_per_class=2"]
+
+
+@pytest.mark.parametrize("method", sorted(SPECS))
+def test_short_base2new_on_shapes(tmp_path, method):
+    from dra.protocols import base2new
+
+    values = {"method": method, "model": TINY, "datasets": ["shapes"], "seeds": [1], "shots": 2,
+              "output": str(tmp_path)}
+    section = METHODS[method].config_section
+    extra = [f"{section}.{k}={v}" for k, v in SPECS[method].tiny.items()]
+    cfg = load_settings("base2new", values, [*QUICK, *extra])
+    cfg.pretrained = None
+    out = base2new.run(cfg, echo=lambda *_: None)
+    (record,) = out["records"]
+    assert record["base_classes"] == 5 and record["new_classes"] == 5
+    assert 0 <= record["base"] <= 100 and 0 <= record["new"] <= 100
+    assert (out["output"] / "base2new.md").is_file()
