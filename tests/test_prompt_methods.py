@@ -183,3 +183,38 @@ def test_exact_deep_prompt_counts_on_vit_b16(method, count):
     TCP: ctx 4x512 + TKE (512*128 + 128) + (128*2048 + 2048) = 331,904."""
     model = build_method(method, meta_backbone("ViT-B-16"), ["a"])
     assert model.parameter_counts()["trainable"] == count
+
+
+def test_official_coop_and_maple_checkpoints_convert_to_the_same_model(tiny_backbone, tmp_path):
+    """A Dassl checkpoint written with the official key names (CoOp: the prompt learner alone; MaPLe: the
+    whole CustomCLIP, frozen encoders included) loads into dra's model with identical logits."""
+    from dra.engine.importing import convert, read_dassl
+
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 32, 32)
+    for method, config in (("coop", None), ("maple", {"depth": 3})):
+        model = build_method(method, tiny_backbone, CLASSES, config)
+        with torch.no_grad():
+            for p in model.trainable_parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        want = model.eval()(images)
+        ctx = model.context.ctx.detach()
+        if method == "coop":
+            official = {"ctx": ctx, "token_prefix": torch.zeros(3, 1, 48), "token_suffix": torch.zeros(3, 72, 48)}
+        else:
+            deep = model.prompts_deep
+            official = {"prompt_learner.ctx": ctx, "prompt_learner.token_prefix": torch.zeros(3, 1, 48),
+                        "prompt_learner.proj.weight": deep.couplings[0].weight.detach(),
+                        "prompt_learner.proj.bias": deep.couplings[0].bias.detach(),
+                        "image_encoder.conv1.weight": torch.zeros(64, 3, 16, 16), "logit_scale": torch.ones(())}
+            for i, p in enumerate(deep.deep_text):
+                official[f"prompt_learner.compound_prompts_text.{i}"] = p.detach()
+                official[f"prompt_learner.compound_prompt_projections.{i}.weight"] = deep.couplings[i + 1].weight.detach()
+                official[f"prompt_learner.compound_prompt_projections.{i}.bias"] = deep.couplings[i + 1].bias.detach()
+        torch.save({"state_dict": official, "epoch": 5}, tmp_path / f"{method}.pth.tar-5")
+        tensors = convert(method, read_dassl(tmp_path / f"{method}.pth.tar-5")["state_dict"])
+        model.unload()
+        fresh = build_method(method, tiny_backbone, CLASSES, config)
+        fresh.load_adapter_state_dict(tensors)
+        torch.testing.assert_close(fresh.eval()(images), want, rtol=0, atol=0)
+        fresh.unload()

@@ -32,8 +32,37 @@ def mma_key(key: str) -> str | None:
     return None
 
 
-IMPORTERS: dict[str, Callable[[str], str | None]] = {"mma": mma_key}
-"""method -> official key mapping. CoOp / MaPLe add theirs with those methods."""
+FROZEN = ""
+"""What a key mapping returns for a key of the official checkpoint that holds frozen CLIP weights."""
+
+
+def coop_key(key: str) -> str | None:
+    """KaiyangZhou/CoOp `prompt_learner` keys (Dassl saves the prompt learner alone): the context."""
+    return "context.ctx" if key in ("ctx", "prompt_learner.ctx") else None
+
+
+def maple_key(key: str) -> str | None:
+    """muzairkhattak/multimodal-prompt-learning: Dassl saves the whole CustomCLIP under
+    "MultiModalPromptLearner"; the frozen encoders are skipped, the prompt learner maps to dra's MaPLe."""
+    if key.startswith(("image_encoder.", "text_encoder.")) or key in ("logit_scale", "tokenized_prompts"):
+        return FROZEN
+    key = key.removeprefix("prompt_learner.")
+    if key == "ctx":
+        return "context.ctx"
+    m = re.fullmatch(r"proj\.(weight|bias)", key)
+    if m:
+        return f"deep.couplings.0.{m[1]}"
+    m = re.fullmatch(r"compound_prompts_text\.(\d+)", key)
+    if m:
+        return f"deep.deep_text.{m[1]}"
+    m = re.fullmatch(r"compound_prompt_projections\.(\d+)\.(weight|bias)", key)
+    if m:
+        return f"deep.couplings.{int(m[1]) + 1}.{m[2]}"
+    return None
+
+
+IMPORTERS: dict[str, Callable[[str], str | None]] = {"mma": mma_key, "coop": coop_key, "maple": maple_key}
+"""method -> official key mapping (official key -> dra key; FROZEN: skipped; None: not this method's)."""
 IGNORED = ("token_embedding", "tokenized_prompts", "token_prefix", "token_suffix")
 """Buffers of the official learners that hold no learned value (fixed token embeddings, tokenized prompts)."""
 
@@ -47,9 +76,11 @@ def convert(method: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch
     for key, value in state_dict.items():
         if key.startswith("module."):  # saved from nn.DataParallel
             key = key[len("module."):]
-        if key in IGNORED:
+        if key.split(".")[-1] in IGNORED:
             continue
         new = mapping(key)
+        if new == FROZEN:
+            continue
         if new is None:
             raise CheckpointError(f"the {method} checkpoint holds '{key}', which dra's {method} has no place for "
                                   f"(is it a {method} checkpoint?)")
