@@ -107,6 +107,7 @@ SHOTS = typer.Option(None, help="Images per class in the few-shot training set (
 OUTPUT = typer.Option(None, help="Output folder (default: runs).")
 DEVICE = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 CONFIG = typer.Option(None, "--config", help="A settings YAML to start from instead of the packaged one.")
+SPLIT = typer.Option(None, "--split", help="CoOp split file (JSON) for a folder dataset (default: a seeded 50/20/30 split).")
 
 
 def expand_variadic(argv: list[str]) -> list[str]:
@@ -143,6 +144,7 @@ def base2new(
     data_root: str = DATA_ROOT, datasets: list[str] = typer.Option(None, "--datasets", "--dataset",
                                                                    help="Datasets (default: all 11)."),
     seeds: list[int] = SEEDS, shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    split: str = SPLIT,
 ) -> None:
     """Base-to-new generalisation (paper Table 1): train on base classes, test base and new, print the table."""
     from dra.protocols import base2new as protocol
@@ -150,7 +152,7 @@ def base2new(
     with _errors():
         cfg = _settings("base2new", config, overrides, method=method, model=model, pretrained=_pretrained(pretrained),
                         data_root=data_root, datasets=datasets or None, seeds=seeds or None, shots=shots,
-                        output=output, device=device)
+                        output=output, device=device, split=split)
         protocol.run(cfg, echo=typer.echo)
 
 
@@ -159,10 +161,10 @@ SUBSAMPLE = typer.Option("all", help="Label space: all classes, or the base / ne
 
 @app.command()
 def train(
-    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to train on."),
+    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to train on: a name, or a folder of class sub-folders."),
     subsample: str = SUBSAMPLE, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
     data_root: str = DATA_ROOT, seed: int = typer.Option(1, help="Seed of the few-shot draw and the run."),
-    shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG, split: str = SPLIT,
 ) -> None:
     """Train adapters on one dataset; saves an adapter checkpoint each epoch (a killed run resumes)."""
     import json
@@ -172,18 +174,18 @@ def train(
     with _errors():
         cfg = _settings("base2new", config, overrides, method=method, model=model,
                         pretrained=_pretrained(pretrained), data_root=data_root, shots=shots, output=output,
-                        device=device)
+                        device=device, split=split)
         result = single.train(cfg, dataset, subsample, seed)
     typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
 
 @app.command("eval")
 def evaluate(
-    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to test on."),
+    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to test on: a name, or a folder of class sub-folders."),
     checkpoint: str = typer.Option(None, help="Adapter checkpoint (.safetensors) to evaluate."),
     subsample: str = SUBSAMPLE, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
     data_root: str = DATA_ROOT, seed: int = typer.Option(1, help="Seed (picks the base/new split's draw)."),
-    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG, split: str = SPLIT,
 ) -> None:
     """Test accuracy of a checkpoint (or of zero-shot CLIP) on a dataset's test split, as JSON."""
     import json
@@ -192,7 +194,8 @@ def evaluate(
 
     with _errors():
         cfg = _settings("base2new", config, overrides, method=method, model=model,
-                        pretrained=_pretrained(pretrained), data_root=data_root, output=output, device=device)
+                        pretrained=_pretrained(pretrained), data_root=data_root, output=output, device=device,
+                        split=split)
         result = single.evaluate(cfg, dataset, subsample, seed, checkpoint, _pretrained(pretrained),
                                  single.names_a_model(method, model, config, overrides))
     typer.echo(json.dumps(result, indent=2))
