@@ -21,7 +21,7 @@ from conftest import SHARED_DATA, TINY, shared_eurosat
 
 runner = CliRunner()
 COMMANDS = ["info", "train", "eval", "base2new", "cross-dataset", "domain-gen", "demo", "efficiency", "visualize",
-            "data", "data check", "data fewshot"]
+            "data", "data check", "data fewshot", "predict"]
 
 
 def invoke(*args):

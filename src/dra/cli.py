@@ -223,6 +223,49 @@ def visualize(
     typer.echo(json.dumps(result, indent=2))
 
 
+@app.command()
+def predict(
+    images: list[str] = typer.Argument(..., help="Image files or folders (read recursively)."),
+    checkpoint: str = typer.Option(..., help="Adapter checkpoint (.safetensors) from `dra train`."),
+    top_k: int = typer.Option(5, "--top-k", help="Classes shown per image."),
+    classnames: Path = typer.Option(None, "--classnames", help="A file of class names, one per line: classify "
+                                    "into these instead of the trained classes (zero-shot new classes)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: predictions, errors, classnames."),
+    csv_path: Path = typer.Option(None, "--csv", help="Write image,rank,class,prob rows to this CSV file."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per batch."),
+    workers: int = typer.Option(0, "--workers", help="Image loading processes."),
+    pretrained: str = PRETRAINED, device: str = DEVICE,
+) -> None:
+    """Classify images with a trained checkpoint: top-k classes with probabilities; unreadable files are reported."""
+    import json
+
+    from dra.engine.checkpoint import load_model
+    from dra.engine.predict import predict as run
+    from dra.engine.predict import read_classnames
+    from dra.io import atomic_write_text
+
+    with _errors():
+        if top_k < 1:
+            raise ValueError(f"--top-k must be >= 1, got {top_k}")
+        names = read_classnames(classnames) if classnames else None
+        model = load_model(checkpoint, pretrained=_pretrained(pretrained))
+        out = run(model, images, top_k=top_k, classnames=names, batch_size=batch_size, device=device,
+                  num_workers=workers)
+        if csv_path is not None:
+            atomic_write_text(csv_path, out.to_csv())
+    if as_json:
+        typer.echo(json.dumps(out.to_json(), indent=2))
+    elif csv_path is None:
+        typer.echo(out.to_terminal())
+    for e in out.errors:
+        typer.echo(f"skipped: {e['image']}: {e['error']}", err=True)
+    if csv_path is not None:
+        typer.echo(f"{len(out.rows)} images -> {csv_path}", err=True)
+    if not out.rows:
+        typer.echo("error: no image could be classified", err=True)
+        raise typer.Exit(1)
+
+
 TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
 
 
