@@ -266,6 +266,28 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command()
+def plot(
+    run_dir: Path = typer.Argument(..., help="A run folder (holds metrics.csv), e.g. runs/train/dra-<hash>/eurosat-all/seed1."),
+    output: Path = typer.Option(None, "--output", "-o", help="PNG to write (default: RUN_DIR/curves.png)."),
+) -> None:
+    """Draw a run's training curves (loss parts, learning rate) and its test accuracies as a PNG."""
+    from dra.engine.metrics_log import METRICS_FILE, read_metrics
+    from dra.report.plots import plot_curves, run_accuracies
+
+    with _errors():
+        path = run_dir / METRICS_FILE
+        if not path.is_file():
+            found = sorted(run_dir.rglob(METRICS_FILE)) if run_dir.is_dir() else []
+            hint = f"; runs below it: {', '.join(str(p.parent) for p in found[:3])}" if found else ""
+            raise ValueError(f"no {METRICS_FILE} in {run_dir}: give a run folder written by dra train / base2new"
+                             f"{hint}")
+        rows = read_metrics(path)
+        out = plot_curves(rows, output or run_dir / "curves.png", title=str(run_dir),
+                          accuracies=run_accuracies(run_dir, rows))
+    typer.echo(str(out))
+
+
 TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
 
 

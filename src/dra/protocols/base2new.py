@@ -41,6 +41,10 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
               "train_images": len(base.train), "test_per_class": cfg.get("test_per_class"), "history": history}
     if exp.dist.is_main:
         write_json(result_path, result)
+        from dra.engine.metrics_log import log_evaluation
+
+        log_evaluation(run_dir, len(history), {f"base{eval_suffix(cfg)}": base_acc["accuracy"],
+                                               f"new{eval_suffix(cfg)}": new_acc["accuracy"]})
     distributed.barrier()
     return result
 

@@ -42,6 +42,10 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
                                       "test": acc["total"], "test_per_class": cfg.get("test_per_class")}
                     if exp.dist.is_main:
                         write_json(paths[target], cached[target])
+                        from dra.engine.metrics_log import log_evaluation
+
+                        log_evaluation(run_dir, int(src_cfg.train.epochs),
+                                       {f"{cached[target]['dataset']}{eval_suffix(cfg)}": acc["accuracy"]})
                     distributed.barrier()
             finally:
                 exp.release(model)
