@@ -116,3 +116,83 @@ def test_an_unknown_block_is_refused_with_the_known_families():
 
     with pytest.raises(WrapError, match="timm Block / EvaBlock, Hugging Face CLIPEncoderLayer"):
         ParallelBranchBlock(nn.Linear(3, 3), nn.Identity())
+
+
+# -- Hugging Face transformers -------------------------------------------------------------------------
+
+needs_transformers = pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                                        reason="transformers is not installed (pip install 'dra[hf]')")
+
+
+def tiny_hf(kind: str):
+    import transformers
+
+    common = dict(hidden_size=64, intermediate_size=128, num_attention_heads=2, num_hidden_layers=6)
+    if kind == "clip":
+        config = transformers.CLIPConfig(
+            text_config=dict(common, vocab_size=49408, max_position_embeddings=77, bos_token_id=49406,
+                             eos_token_id=49407, pad_token_id=0),
+            vision_config=dict(common, image_size=32, patch_size=16), projection_dim=48)
+        return transformers.CLIPModel(config)
+    config = transformers.SiglipConfig(
+        text_config=dict(common, vocab_size=1000, max_position_embeddings=16),
+        vision_config=dict(common, image_size=32, patch_size=16))
+    return transformers.SiglipModel(config)
+
+
+@needs_transformers
+@pytest.mark.parametrize("kind, layer", [("clip", "CLIPEncoderLayer"), ("siglip", "SiglipEncoderLayer")])
+def test_hugging_face_clip_and_siglip(kind, layer, tmp_path):
+    from dra.backbones.hf import HFCLIPBackbone
+
+    torch.manual_seed(0)
+    model = tiny_hf(kind).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if kind == "clip":  # through the loader: a local folder, offline, open_clip's BPE without tokenizer files
+        model.save_pretrained(tmp_path / "tiny-clip")
+        backbone = load_backbone(f"hf:{tmp_path / 'tiny-clip'}", pretrained="hf")  # the folder's weights
+        assert backbone.info["pretrained"] == "hf"
+        torch.testing.assert_close(backbone.clip.logit_scale, model.logit_scale)
+    else:
+        backbone = HFCLIPBackbone(model, {"model": "hf:tiny-siglip", "pretrained": "random", "quick_gelu": False},
+                                  tokenizer=lambda prompts: torch.randint(1, 1000, (len(prompts), 16),
+                                                                          generator=torch.Generator().manual_seed(0)))
+    block = backbone.image_blocks[2]
+    assert type(block).__name__ == layer and block_anatomy(block).family == "hf"
+    check_block_equation(block, "hf", torch.randn(2, 5, 64), call=(None,))
+    text_block = backbone.text_blocks[4]
+    check_block_equation(text_block, "hf", torch.randn(2, 7, 64), call=(None,))
+    check_method(backbone, image_blocks=2, text_blocks=2, image_size=32)
+
+
+@needs_transformers
+def test_hugging_face_offline_errors_name_the_fix(tmp_path, monkeypatch):
+    from dra.backbones import BackboneError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackboneError, match="not in the local cache.*huggingface-cli download|offline"):
+        load_backbone("hf:nobody-xyz/clip-that-is-not-cached")
+    with pytest.raises(BackboneError, match="does not exist"):
+        load_backbone(f"hf:{tmp_path / 'missing'}")
+
+
+@needs_transformers
+def test_hugging_face_checkpoint_round_trip(tmp_path):
+    import dra
+
+    torch.manual_seed(0)
+    tiny_hf("clip").save_pretrained(tmp_path / "tiny-clip")
+    name = f"hf:{tmp_path / 'tiny-clip'}"
+    model = dra.create_model(["cat", "dog"], model=name, pretrained="hf")
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.01)
+    path = dra.save_adapters(model, tmp_path / "ck")
+    again = dra.load_model(path)
+    assert again.backbone.name == name and again.backbone.info["pretrained"] == "hf"
+    x = torch.randn(2, 3, 32, 32)
+    model.eval()
+    again.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))

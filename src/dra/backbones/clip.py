@@ -189,5 +189,9 @@ class CLIPBackbone(nn.Module):
 
 def load_backbone(model_name: str = "ViT-B-16", pretrained: str | None = None,
                   quick_gelu: bool | None = None) -> CLIPBackbone:
+    if model_name.startswith("hf:"):  # Hugging Face transformers CLIPModel / SiglipModel
+        from dra.backbones.hf import load_hf_backbone
+
+        return load_hf_backbone(model_name, pretrained)
     clip, info = create_clip(model_name, pretrained, quick_gelu)
     return CLIPBackbone(clip, info)
