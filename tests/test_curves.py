@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import TINY
 from dra.backbones import load_backbone
 from dra.cli import app
 from dra.data import build_dataset, build_transforms, fewshot, subsample_classes
@@ -15,8 +16,6 @@ from dra.engine.trainer import TrainSettings, fit
 from dra.methods import build_method
 from dra.protocols import base2new
 from dra.settings import load_settings
-
-from conftest import TINY
 
 TF = (build_transforms(True, 32), build_transforms(False, 32))
 

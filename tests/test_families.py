@@ -14,7 +14,6 @@ from dra.backbones import ParallelBranchBlock, load_backbone
 from dra.backbones.blocks import block_anatomy
 from dra.config import DRAConfig
 from dra.methods import build_method
-
 from test_model import adapter_params
 
 TIMM_FAMILIES = [("ViT-Tiny-timm-test", "timm", "Block"), ("EVA02-Tiny-timm-test", "timm_eva", "EvaBlock")]

@@ -10,10 +10,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import dra
+from conftest import TINY
 from dra.cli import app, expand_variadic
 from dra.data import build_dataset
-
-from conftest import TINY
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,20 @@ own residual terms, layer scale and (eval-mode) drop path included. Which attrib
 attention, LN2 and the MLP, and how the block is called, differs between CLIP families; a
 `BlockAnatomy` per family says it (`ANATOMIES`):
 
-| family | block class | LN1 / attention / scale | LN2 / MLP / scale |
-|---|---|---|---|
-| open_clip | `ResidualAttentionBlock` | `ln_1` / `attention(q_x=, attn_mask=)` / `ls_1` | `ln_2` / `mlp` / `ls_2` |
-| timm (SigLIP, ViT trunks in open_clip) | `vision_transformer.Block` | `norm1` / `attn` / `ls1`, `drop_path1` | `norm2` / `mlp` / `ls2`, `drop_path2` |
-| timm EVA (EVA02 in open_clip) | `eva.EvaBlock` | `norm1` / `attn(x, rope=, ...)` / `gamma_1`, `drop_path1` | `norm2` / `mlp` / `gamma_2`, `drop_path2` |
-| Hugging Face | `CLIPEncoderLayer`, `SiglipEncoderLayer` | `layer_norm1` / `self_attn(...)[0]` | `layer_norm2` / `mlp` |
+- open_clip `ResidualAttentionBlock`: `ln_1`, `attention(q_x=, attn_mask=)`, `ls_1`; `ln_2`, `mlp`, `ls_2`
+- timm `vision_transformer.Block` (SigLIP trunks in open_clip): `norm1`, `attn`, `ls1`, `drop_path1`;
+  `norm2`, `mlp`, `ls2`, `drop_path2`
+- timm `eva.EvaBlock` (EVA02 in open_clip): `norm1`, `attn(x, rope=, ...)`, `gamma_1`, `drop_path1`;
+  `norm2`, `mlp`, `gamma_2`, `drop_path2`
+- Hugging Face `CLIPEncoderLayer` / `SiglipEncoderLayer`: `layer_norm1`, `self_attn(...)[0]`; `layer_norm2`, `mlp`
 
 The wrapped block is called exactly as the original (same positional and keyword arguments); the
 call's extra arguments (masks, rope) go to the attention as the original block passes them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

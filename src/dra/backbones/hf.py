@@ -105,7 +105,7 @@ class HFCLIPBackbone(CLIPBackbone):
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         tok = self.tokenizer
-        if hasattr(tok, "__call__") and hasattr(tok, "pad_token_id"):  # a transformers tokenizer
+        if hasattr(tok, "pad_token_id"):  # a transformers tokenizer
             ids = tok(prompts, padding="max_length", max_length=self.context_length, truncation=True,
                       return_tensors="pt")["input_ids"]
         else:

@@ -27,7 +27,6 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Optional
 
 from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum
 
@@ -77,7 +76,7 @@ def folder_spec(path: str | os.PathLike, split: str | os.PathLike | None = None)
 
 
 def _split_seed(folder: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{SPLIT_SEED_TEXT}/{folder}".encode("utf-8")).digest()[:8], "big")
+    return int.from_bytes(hashlib.sha256(f"{SPLIT_SEED_TEXT}/{folder}".encode()).digest()[:8], "big")
 
 
 def split_class(files: list[str], folder: str) -> tuple[list[str], list[str], list[str]]:
@@ -131,7 +130,7 @@ def class_folders(root: Path) -> tuple[list[str], list[str]]:
     return folders, [given.get(f, f.replace("_", " ")) for f in folders]
 
 
-def read_image_folder(spec, root: Optional[Path] = None) -> DatasetSplits:
+def read_image_folder(spec, root: Path | None = None) -> DatasetSplits:
     """Read an image folder (its `spec.folder`), with the spec's split file when it has one."""
     ddir = Path(spec.folder)
     if not ddir.is_dir():
@@ -145,9 +144,9 @@ def read_image_folder(spec, root: Optional[Path] = None) -> DatasetSplits:
         raise DataError(f"{ddir} has no class folders: an image-folder dataset holds one sub-folder of images per "
                         f"class ({spec.layout}); {DOCS_HINT}")
     lists: dict[str, list[Datum]] = {"train": [], "val": [], "test": []}
-    for label, (folder, name) in enumerate(zip(folders, names)):
+    for label, (folder, name) in enumerate(zip(folders, names, strict=True)):
         parts = split_class(_class_files(ddir / folder), folder)
-        for key, files in zip(lists, parts):
+        for key, files in zip(lists, parts, strict=True):
             lists[key].extend(Datum(impath=str(ddir / folder / f), label=label, classname=name) for f in files)
     return DatasetSplits(train=lists["train"], val=lists["val"], test=lists["test"], classnames=names,
                          name=spec.name, image_dir=ddir)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -158,9 +159,9 @@ def predict(model, images, top_k: int = 5, classnames: Sequence[str] | None = No
                 logits = model(x)
             probs = logits.float().softmax(-1).cpu()
             values, indices = probs.topk(k, dim=-1)
-            for (i, _), v, idx in zip(good, values.tolist(), indices.tolist()):
+            for (i, _), v, idx in zip(good, values.tolist(), indices.tolist(), strict=True):
                 results[i] = {"image": _label(items[i], i),
-                              "top": [{"class": model.classnames[j], "prob": p} for j, p in zip(idx, v)]}
+                              "top": [{"class": model.classnames[j], "prob": p} for j, p in zip(idx, v, strict=True)]}
     finally:
         model.train(was_training)
     out.rows = [results[i] for i in sorted(results)]
