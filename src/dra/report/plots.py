@@ -160,24 +160,33 @@ def plot_curves(
     fig = new_figure(figsize=(4.2 * panels, 3.6))
     ax = fig.add_subplot(1, panels, 1)
     colors = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860"]
+    small = [p for p in parts if p.startswith("reg")]  # regularisation terms: their own (right) axis
+    twin = ax.twinx() if small and len(small) < len(parts) else None
     for i, part in enumerate(parts):
         color = colors[i % len(colors)]
+        target = twin if twin is not None and part in small else ax
         xs = [r["global_step"] for r in steps if part in r]
         if xs:
-            ax.plot(xs, [r[part] for r in steps if part in r], color=color, alpha=0.5, linewidth=1, label=part)
+            target.plot(xs, [r[part] for r in steps if part in r], color=color, alpha=0.5, linewidth=1, label=part)
         xe = [r["global_step"] for r in epochs if part in r]
         if xe:
-            ax.plot(xe, [r[part] for r in epochs if part in r], "o-", color=color, markersize=4,
-                    label=f"{part} (epoch mean)" if xs else part)
+            target.plot(xe, [r[part] for r in epochs if part in r], "o-", color=color, markersize=4,
+                        label=f"{part} (epoch mean)" if xs else part)
+    if twin is not None:
+        twin.set_ylabel(", ".join(small) + " (right)", fontsize="small")
+        lines = ax.get_legend_handles_labels()
+        extra = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize="x-small")
+    else:
+        ax.legend(fontsize="x-small")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small")
     ax = fig.add_subplot(1, panels, 2)
     lr_rows = steps or epochs
     ax.plot([r["global_step"] for r in lr_rows if "lr" in r], [r["lr"] for r in lr_rows if "lr" in r],
-            color="#4C72B0")
+            color="#4C72B0", drawstyle="steps-post")
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax.set_title("learning rate")
