@@ -42,6 +42,7 @@ def list_datasets() -> None:
     for spec in DATASETS.values():
         where = "generated (no data root needed)" if spec.embedded else f"<data-root>/{spec.folder}/"
         typer.echo(f"{spec.name:16s} {spec.title:18s} {where}")
+    typer.echo(f"{'PATH':16s} {'(your images)':18s} any folder with one sub-folder of images per class")
 
 
 @app.command()
