@@ -20,8 +20,8 @@ from dra.cli import app, expand_variadic
 from conftest import SHARED_DATA, TINY, shared_eurosat
 
 runner = CliRunner()
-COMMANDS = ["info", "train", "eval", "base2new", "cross-dataset", "domain-gen", "demo", "efficiency", "visualize",
-            "data", "data check", "data fewshot"]
+COMMANDS = ["info", "train", "eval", "base2new", "cross-dataset", "domain-gen", "demo", "efficiency", "visualize", "plot",
+            "data", "data check", "data fewshot", "predict"]
 
 
 def invoke(*args):

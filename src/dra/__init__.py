@@ -12,6 +12,7 @@ _EXPORTS = {
     "DRAConfig": "dra.config",
     "create_model": "dra.api",
     "load_model": "dra.api",
+    "predict": "dra.api",
     "CheckpointError": "dra.engine.checkpoint",
     "load_adapters": "dra.engine.checkpoint",
     "save_adapters": "dra.engine.checkpoint",

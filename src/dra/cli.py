@@ -116,6 +116,7 @@ SHOTS = typer.Option(None, help="Images per class in the few-shot training set (
 OUTPUT = typer.Option(None, help="Output folder (default: runs).")
 DEVICE = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 CONFIG = typer.Option(None, "--config", help="A settings YAML to start from instead of the packaged one.")
+SPLIT = typer.Option(None, "--split", help="CoOp split file (JSON) for a folder dataset (default: a seeded 50/20/30 split).")
 
 
 def expand_variadic(argv: list[str]) -> list[str]:
@@ -152,6 +153,7 @@ def base2new(
     data_root: str = DATA_ROOT, datasets: list[str] = typer.Option(None, "--datasets", "--dataset",
                                                                    help="Datasets (default: all 11)."),
     seeds: list[int] = SEEDS, shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    split: str = SPLIT,
 ) -> None:
     """Base-to-new generalisation (paper Table 1): train on base classes, test base and new, print the table."""
     from dra.protocols import base2new as protocol
@@ -159,7 +161,7 @@ def base2new(
     with _errors():
         cfg = _settings("base2new", config, overrides, method=method, model=model, pretrained=_pretrained(pretrained),
                         data_root=data_root, datasets=datasets or None, seeds=seeds or None, shots=shots,
-                        output=output, device=device)
+                        output=output, device=device, split=split)
         protocol.run(cfg, echo=typer.echo)
 
 
@@ -168,10 +170,10 @@ SUBSAMPLE = typer.Option("all", help="Label space: all classes, or the base / ne
 
 @app.command()
 def train(
-    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to train on."),
+    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to train on: a name, or a folder of class sub-folders."),
     subsample: str = SUBSAMPLE, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
     data_root: str = DATA_ROOT, seed: int = typer.Option(1, help="Seed of the few-shot draw and the run."),
-    shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG, split: str = SPLIT,
 ) -> None:
     """Train adapters on one dataset; saves an adapter checkpoint each epoch (a killed run resumes)."""
     import json
@@ -181,18 +183,18 @@ def train(
     with _errors():
         cfg = _settings("base2new", config, overrides, method=method, model=model,
                         pretrained=_pretrained(pretrained), data_root=data_root, shots=shots, output=output,
-                        device=device)
+                        device=device, split=split)
         result = single.train(cfg, dataset, subsample, seed)
     typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
 
 @app.command("eval")
 def evaluate(
-    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to test on."),
+    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to test on: a name, or a folder of class sub-folders."),
     checkpoint: str = typer.Option(None, help="Adapter checkpoint (.safetensors) to evaluate."),
     subsample: str = SUBSAMPLE, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
     data_root: str = DATA_ROOT, seed: int = typer.Option(1, help="Seed (picks the base/new split's draw)."),
-    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG, split: str = SPLIT,
 ) -> None:
     """Test accuracy of a checkpoint (or of zero-shot CLIP) on a dataset's test split, as JSON."""
     import json
@@ -201,7 +203,8 @@ def evaluate(
 
     with _errors():
         cfg = _settings("base2new", config, overrides, method=method, model=model,
-                        pretrained=_pretrained(pretrained), data_root=data_root, output=output, device=device)
+                        pretrained=_pretrained(pretrained), data_root=data_root, output=output, device=device,
+                        split=split)
         result = single.evaluate(cfg, dataset, subsample, seed, checkpoint, _pretrained(pretrained),
                                  single.names_a_model(method, model, config, overrides))
     typer.echo(json.dumps(result, indent=2))
@@ -227,6 +230,71 @@ def visualize(
             raise ValueError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
         result = token_ranks(model, str(image), classname, output, block)
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def predict(
+    images: list[str] = typer.Argument(..., help="Image files or folders (read recursively)."),
+    checkpoint: str = typer.Option(..., help="Adapter checkpoint (.safetensors) from `dra train`."),
+    top_k: int = typer.Option(5, "--top-k", help="Classes shown per image."),
+    classnames: Path = typer.Option(None, "--classnames", help="A file of class names, one per line: classify "
+                                    "into these instead of the trained classes (zero-shot new classes)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: predictions, errors, classnames."),
+    csv_path: Path = typer.Option(None, "--csv", help="Write image,rank,class,prob rows to this CSV file."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per batch."),
+    workers: int = typer.Option(0, "--workers", help="Image loading processes."),
+    pretrained: str = PRETRAINED, device: str = DEVICE,
+) -> None:
+    """Classify images with a trained checkpoint: top-k classes with probabilities; unreadable files are reported."""
+    import json
+
+    from dra.engine.checkpoint import load_model
+    from dra.engine.predict import predict as run
+    from dra.engine.predict import read_classnames
+    from dra.io import atomic_write_text
+
+    with _errors():
+        if top_k < 1:
+            raise ValueError(f"--top-k must be >= 1, got {top_k}")
+        names = read_classnames(classnames) if classnames else None
+        model = load_model(checkpoint, pretrained=_pretrained(pretrained))
+        out = run(model, images, top_k=top_k, classnames=names, batch_size=batch_size, device=device,
+                  num_workers=workers)
+        if csv_path is not None:
+            atomic_write_text(csv_path, out.to_csv())
+    if as_json:
+        typer.echo(json.dumps(out.to_json(), indent=2))
+    elif csv_path is None:
+        typer.echo(out.to_terminal())
+    for e in out.errors:
+        typer.echo(f"skipped: {e['image']}: {e['error']}", err=True)
+    if csv_path is not None:
+        typer.echo(f"{len(out.rows)} images -> {csv_path}", err=True)
+    if not out.rows:
+        typer.echo("error: no image could be classified", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def plot(
+    run_dir: Path = typer.Argument(..., help="A run folder (holds metrics.csv), e.g. runs/train/dra-<hash>/eurosat-all/seed1."),
+    output: Path = typer.Option(None, "--output", "-o", help="PNG to write (default: RUN_DIR/curves.png)."),
+) -> None:
+    """Draw a run's training curves (loss parts, learning rate) and its test accuracies as a PNG."""
+    from dra.engine.metrics_log import METRICS_FILE, read_metrics
+    from dra.report.plots import plot_curves, run_accuracies
+
+    with _errors():
+        path = run_dir / METRICS_FILE
+        if not path.is_file():
+            found = sorted(run_dir.rglob(METRICS_FILE)) if run_dir.is_dir() else []
+            hint = f"; runs below it: {', '.join(str(p.parent) for p in found[:3])}" if found else ""
+            raise ValueError(f"no {METRICS_FILE} in {run_dir}: give a run folder written by dra train / base2new"
+                             f"{hint}")
+        rows = read_metrics(path)
+        out = plot_curves(rows, output or run_dir / "curves.png", title=str(run_dir),
+                          accuracies=run_accuracies(run_dir, rows))
+    typer.echo(str(out))
 
 
 TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")

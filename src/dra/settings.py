@@ -101,6 +101,8 @@ class Settings:
     pretrained: Optional[str] = "openai"
     template: str = "a photo of a {}."
     data_root: Optional[str] = None
+    split: Optional[str] = None
+    """A CoOp split file (JSON) for image-folder datasets (a dataset given as a path)."""
     datasets: List[str] = field(default_factory=lambda: list(BASE_TO_NEW_DATASETS))
     source: str = "imagenet"
     targets: List[str] = field(default_factory=list)

@@ -64,7 +64,7 @@ def token_ranks(model, image_path: str, classname: str | None, out_dir: str | Pa
     out.mkdir(parents=True, exist_ok=True)
     _, test_tf = clip_transforms(model.backbone.preprocess)
     image = test_tf(load_image(image_path)).unsqueeze(0)
-    device = model.backbone.clip.positional_embedding.device
+    device = model.backbone.text_device
     if classname is not None:
         model.set_classnames([classname])
     inputs = branch_inputs(model, image.to(device))

@@ -1,11 +1,27 @@
-"""An open_clip residual block with a learned branch beside it, as a module of its own.
+"""A CLIP residual block with a learned branch beside it, as a module of its own.
 
     "attention" (the paper):  x <- x + Attn(LN1 x) + branch(LN1 x);  x <- x + MLP(LN2 x)
     "block"     (MMA):        x <- x + Attn(LN1 x);  x <- x + MLP(LN2 x) + branch(LN1 x)
 
-`branch` returns what is added (for the adapters: s * A(LN1 x)).
+`branch` returns what is added (for the adapters: s * A(LN1 x)). `Attn` and `MLP` are the block's
+own residual terms, layer scale and (eval-mode) drop path included. Which attributes hold LN1, the
+attention, LN2 and the MLP, and how the block is called, differs between CLIP families; a
+`BlockAnatomy` per family says it (`ANATOMIES`):
+
+- open_clip `ResidualAttentionBlock`: `ln_1`, `attention(q_x=, attn_mask=)`, `ls_1`; `ln_2`, `mlp`, `ls_2`
+- timm `vision_transformer.Block` (SigLIP trunks in open_clip): `norm1`, `attn`, `ls1`, `drop_path1`;
+  `norm2`, `mlp`, `ls2`, `drop_path2`
+- timm `eva.EvaBlock` (EVA02 in open_clip): `norm1`, `attn(x, rope=, ...)`, `gamma_1`, `drop_path1`;
+  `norm2`, `mlp`, `gamma_2`, `drop_path2`
+- Hugging Face `CLIPEncoderLayer` / `SiglipEncoderLayer`: `layer_norm1`, `self_attn(...)[0]`; `layer_norm2`, `mlp`
+
+The wrapped block is called exactly as the original (same positional and keyword arguments); the
+call's extra arguments (masks, rope) go to the attention as the original block passes them.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -14,27 +30,120 @@ from dra.backbones.wrapping import ModuleWrapper, WrapError
 from dra.config import PLACEMENTS
 
 
+def _identity(x):
+    return x
+
+
+def _call(module, x):
+    return x if module is None else module(x)
+
+
+def _scale(gamma, x):
+    return x if gamma is None else gamma * x
+
+
+@dataclass(frozen=True)
+class BlockAnatomy:
+    """Where a family's block keeps its parts and how its residual terms are computed."""
+
+    family: str
+    needs: tuple[str, ...]
+    ln1: Callable[[nn.Module], nn.Module]
+    attention: Callable  # (block, y = LN1 x, extra positional args, keyword args) -> residual attention term
+    mlp: Callable  # (block, x) -> residual MLP term (LN2 inside)
+    returns_tuple: Callable[[], bool] = lambda: False
+
+    def matches(self, block: nn.Module) -> bool:
+        return all(hasattr(block, a) for a in self.needs)
+
+
+def _open_clip_attention(b, y, args, kwargs):
+    mask = kwargs.get("attn_mask", args[2] if len(args) > 2 else None)
+    return b.ls_1(b.attention(q_x=y, attn_mask=mask))
+
+
+def _timm_attention(b, y, args, kwargs):
+    return _call(getattr(b, "drop_path1", None), b.ls1(b.attn(y, *args, **kwargs)))
+
+
+def _timm_mlp(b, x):
+    return _call(getattr(b, "drop_path2", None), b.ls2(b.mlp(b.norm2(x))))
+
+
+def _eva_attention(b, y, args, kwargs):
+    return _call(getattr(b, "drop_path1", None), _scale(b.gamma_1, b.attn(y, *args, **kwargs)))
+
+
+def _eva_mlp(b, x):
+    return _call(getattr(b, "drop_path2", None), _scale(b.gamma_2, b.mlp(b.norm2(x))))
+
+
+def _hf_attention(b, y, args, kwargs):
+    kwargs = dict(kwargs)
+    if args:  # HF layers: (hidden_states, attention_mask, [causal_attention_mask], ...)
+        kwargs.setdefault("attention_mask", args[0])
+        if len(args) > 1 and "causal_attention_mask" not in kwargs:
+            kwargs["causal_attention_mask"] = args[1]
+    out = b.self_attn(hidden_states=y, **kwargs)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _hf_returns_tuple() -> bool:
+    """transformers < 5 layers return `(hidden_states, ...)`; 5.x returns the tensor."""
+    try:
+        import transformers
+    except ImportError:  # pragma: no cover - an HF layer implies transformers
+        return False
+    return int(transformers.__version__.split(".")[0]) < 5
+
+
+ANATOMIES: dict[str, BlockAnatomy] = {
+    "open_clip": BlockAnatomy("open_clip", ("ln_1", "attention", "ls_1", "ln_2", "mlp", "ls_2"),
+                              lambda b: b.ln_1, _open_clip_attention, lambda b, x: b.ls_2(b.mlp(b.ln_2(x)))),
+    "timm": BlockAnatomy("timm", ("norm1", "attn", "ls1", "norm2", "mlp", "ls2"),
+                         lambda b: b.norm1, _timm_attention, _timm_mlp),
+    "timm_eva": BlockAnatomy("timm_eva", ("norm1", "attn", "gamma_1", "norm2", "mlp", "gamma_2"),
+                             lambda b: b.norm1, _eva_attention, _eva_mlp),
+    "hf": BlockAnatomy("hf", ("layer_norm1", "self_attn", "layer_norm2", "mlp"),
+                       lambda b: b.layer_norm1, _hf_attention, lambda b, x: b.mlp(b.layer_norm2(x)),
+                       _hf_returns_tuple),
+}
+
+
+def block_anatomy(block: nn.Module) -> BlockAnatomy:
+    """The anatomy of a CLIP block; `WrapError` naming the known ones for any other module."""
+    for anatomy in ANATOMIES.values():
+        if anatomy.matches(block):
+            return anatomy
+    raise WrapError(
+        f"{type(block).__name__} is not a block dra knows how to adapt (known: open_clip ResidualAttentionBlock, "
+        "timm Block / EvaBlock, Hugging Face CLIPEncoderLayer / SiglipEncoderLayer)"
+    )
+
+
 class ParallelBranchBlock(ModuleWrapper):
     def __init__(self, base: nn.Module, branch: nn.Module, placement: str = "attention") -> None:
-        if not all(hasattr(base, a) for a in ("ln_1", "attention", "ls_1", "ln_2", "mlp", "ls_2")):
-            raise WrapError(f"{type(base).__name__} is not an open_clip residual attention block")
+        anatomy = block_anatomy(base)
         if placement not in PLACEMENTS:
             raise WrapError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         super().__init__(base)
         self.branch = branch
         self.placement = placement
+        self.anatomy = anatomy
 
-    def forward(self, q_x: torch.Tensor, k_x: torch.Tensor | None = None, v_x: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        # open_clip calls blocks as block(x, attn_mask=...) or, under checkpointing, block(x, None, None, mask)
-        b = self.base
-        y = b.ln_1(q_x)
-        attn = b.ls_1(b.attention(q_x=y, attn_mask=attn_mask))
+    def forward(self, q_x: torch.Tensor, *args, **kwargs):
+        # open_clip calls blocks as block(x, attn_mask=...) or, under checkpointing, block(x, None, None, mask);
+        # timm as block(x[, attn_mask=...]) / EVA block(x, rope=...); Hugging Face as layer(x, attention_mask, ...)
+        a, b = self.anatomy, self.base
+        y = a.ln1(b)(q_x)
+        attn = a.attention(b, y, args, kwargs)
         if self.placement == "attention":
             x = q_x + (attn + self.branch(y))
-            return x + b.ls_2(b.mlp(b.ln_2(x)))
-        x = q_x + attn
-        return x + b.ls_2(b.mlp(b.ln_2(x))) + self.branch(y)
+            out = x + a.mlp(b, x)
+        else:
+            x = q_x + attn
+            out = x + a.mlp(b, x) + self.branch(y)
+        return (out,) if a.returns_tuple() else out
 
     def extra_repr(self) -> str:
-        return f"placement={self.placement!r}"
+        return f"placement={self.placement!r}, family={self.anatomy.family!r}"

@@ -35,15 +35,29 @@ class CLIPBackbone(nn.Module):
 
     def __init__(self, clip: nn.Module, info: dict) -> None:
         super().__init__()
-        if not hasattr(clip, "transformer") or not hasattr(clip.visual, "transformer"):
+        # open_clip's CLIP keeps the text tower's parts on the model; CustomTextCLIP (SigLIP, EVA) in `clip.text`
+        text = getattr(clip, "text", clip)
+        visual = getattr(clip, "visual", None)
+        image_ok = visual is not None and (hasattr(visual, "transformer")
+                                           or hasattr(getattr(visual, "trunk", None), "blocks"))
+        if not image_ok or not hasattr(getattr(text, "transformer", None), "resblocks") \
+                or getattr(text, "cls_emb", None) is not None:
             raise BackboneError(
-                f"{info.get('model')} is not a ViT CLIP with an open_clip text transformer; "
-                "DRA needs ViT image and text towers (e.g. ViT-B-16, ViT-B-32, ViT-L-14)"
+                f"{info.get('model')} is not a ViT CLIP with an open_clip text transformer; DRA needs ViT image "
+                "towers (open_clip's own or timm's) and an open_clip text transformer (e.g. ViT-B-16, ViT-B-32, "
+                "ViT-L-14, ViT-B-16-SigLIP, EVA02-B-16)"
             )
         self.clip = clip
         self.info = dict(info)
-        with open_clip_quietly():
-            self.tokenizer = open_clip.get_tokenizer(info["model"])
+        try:
+            with open_clip_quietly():
+                self.tokenizer = open_clip.get_tokenizer(info["model"])
+        except Exception as e:  # noqa: BLE001 - e.g. SigLIP's HF tokenizer offline, a missing package
+            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise BackboneError(
+                f"the tokenizer of {info['model']} cannot be loaded ({type(e).__name__}: {first.strip()[:200]}); "
+                "it comes from the Hugging Face cache: fetch it once on a connected machine"
+            ) from None
         size = clip.visual.image_size
         size = size[0] if isinstance(size, (tuple, list)) else size
         self.preprocess = Preprocess(
@@ -67,11 +81,23 @@ class CLIPBackbone(nn.Module):
     # -- the two stacks of blocks ------------------------------------------------------------------
     @property
     def image_blocks(self) -> nn.ModuleList:
-        return self.clip.visual.transformer.resblocks
+        visual = self.clip.visual
+        if hasattr(visual, "transformer"):
+            return visual.transformer.resblocks
+        return visual.trunk.blocks  # a timm trunk inside open_clip (SigLIP, EVA02 configs)
 
     @property
     def text_blocks(self) -> nn.ModuleList:
-        return self.clip.transformer.resblocks
+        return self._text.transformer.resblocks
+
+    @property
+    def _text(self) -> nn.Module:
+        """The text tower's parts: the model itself (open_clip CLIP) or `clip.text` (CustomTextCLIP)."""
+        return getattr(self.clip, "text", self.clip)
+
+    @property
+    def text_device(self) -> torch.device:
+        return self._text.positional_embedding.device
 
     def blocks(self, tower: str) -> nn.ModuleList:
         if tower not in TOWERS:
@@ -93,11 +119,14 @@ class CLIPBackbone(nn.Module):
 
     @property
     def image_width(self) -> int:
-        return self.clip.visual.transformer.width
+        visual = self.clip.visual
+        if hasattr(visual, "transformer"):
+            return visual.transformer.width
+        return int(visual.trunk.embed_dim)
 
     @property
     def text_width(self) -> int:
-        return self.clip.transformer.width
+        return self._text.transformer.width
 
     @property
     def logit_scale(self) -> torch.Tensor:
@@ -109,50 +138,64 @@ class CLIPBackbone(nn.Module):
 
     # -- text ---------------------------------------------------------------------------------------
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        return self.tokenizer(prompts).to(self.clip.positional_embedding.device)
+        return self.tokenizer(prompts).to(self.text_device)
 
-    def _run_blocks(self, x: torch.Tensor, blocks) -> torch.Tensor:
-        batch_first = getattr(self.clip.transformer, "batch_first", True)
+    def _text_mask(self, tokens: torch.Tensor, x: torch.Tensor):
+        """The attention mask of the text blocks: causal, plus padding where the tower masks padding (SigLIP)."""
+        t = self._text
+        if getattr(t, "use_pad_mask", False):
+            add = t._build_additive_mask(tokens, tokens.shape[1], x.dtype)
+            return add if t.attn_mask is None else t.attn_mask[:tokens.shape[1], :tokens.shape[1]].unsqueeze(0) + add
+        return t.attn_mask
+
+    def _run_blocks(self, x: torch.Tensor, blocks, mask=None) -> torch.Tensor:
+        transformer = self._text.transformer
+        batch_first = getattr(transformer, "batch_first", True)
         if not batch_first:
             x = x.transpose(0, 1)
-        checkpointed = getattr(self.clip.transformer, "grad_checkpointing", False) and torch.is_grad_enabled()
+        checkpointed = getattr(transformer, "grad_checkpointing", False) and torch.is_grad_enabled()
         for block in blocks:
             if checkpointed:  # as open_clip's Transformer does with set_grad_checkpointing(True)
-                x = checkpoint(block, x, None, None, self.clip.attn_mask, use_reentrant=False)
+                x = checkpoint(block, x, None, None, mask, use_reentrant=False)
             else:
-                x = block(x, attn_mask=self.clip.attn_mask)
+                x = block(x, attn_mask=mask)
         return x if batch_first else x.transpose(0, 1)
 
     @torch.no_grad()
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         """(C, L, D) frozen token embeddings, without the positional embedding (prompt methods replace some)."""
-        return self.clip.token_embedding(tokens).to(self.clip.transformer.get_cast_dtype())
+        t = self._text
+        return t.token_embedding(tokens).to(t.transformer.get_cast_dtype())
 
     def encode_text_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Normalised text features of token embeddings in which a method put its own vectors.
 
         `tokens` are the ids the embeddings stand for: pooling takes the EOT position from them.
         """
-        return self.encode_text_from(embeddings + self.clip.positional_embedding.to(embeddings.dtype), tokens, 0)
+        pos = self._text.positional_embedding[:tokens.shape[1]]
+        return self.encode_text_from(embeddings + pos.to(embeddings.dtype), tokens, 0)
 
     @torch.no_grad()
     def text_prefix(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         """Hidden states entering text block `start` (0-based): embedding + the frozen blocks before it."""
-        clip = self.clip
-        dtype = clip.transformer.get_cast_dtype()
-        x = clip.token_embedding(tokens).to(dtype) + clip.positional_embedding.to(dtype)
-        return self._run_blocks(x, self.text_blocks[:start])
+        t = self._text
+        dtype = t.transformer.get_cast_dtype()
+        x = t.token_embedding(tokens).to(dtype) + t.positional_embedding[:tokens.shape[1]].to(dtype)
+        return self._run_blocks(x, self.text_blocks[:start], self._text_mask(tokens, x))
 
     def encode_text_from(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int,
                          frozen: bool = False) -> torch.Tensor:
         """Normalised text features from the hidden states entering block `start`; `frozen` runs CLIP's
         own blocks, past any wrapper a method put in their place."""
-        clip = self.clip
+        t = self._text
         blocks = [original(b) for b in self.text_blocks[start:]] if frozen else self.text_blocks[start:]
-        x = clip.ln_final(self._run_blocks(hidden, blocks))
-        x = open_clip.transformer.text_global_pool(
-            x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
-        proj = clip.text_projection
+        x = t.ln_final(self._run_blocks(hidden, blocks, self._text_mask(tokens, hidden)))
+        if t is self.clip:
+            pool, eos = t.text_pool_type, getattr(t, "text_eos_id", None)
+        else:
+            pool, eos = t.pool_type, getattr(t, "eos_id", None)
+        x = open_clip.transformer.text_global_pool(x, tokens, pool, eos_token_id=eos)
+        proj = t.text_projection
         if proj is not None:
             x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
         return F.normalize(x, dim=-1)
@@ -164,5 +207,9 @@ class CLIPBackbone(nn.Module):
 
 def load_backbone(model_name: str = "ViT-B-16", pretrained: str | None = None,
                   quick_gelu: bool | None = None) -> CLIPBackbone:
+    if model_name.startswith("hf:"):  # Hugging Face transformers CLIPModel / SiglipModel
+        from dra.backbones.hf import load_hf_backbone
+
+        return load_hf_backbone(model_name, pretrained)
     clip, info = create_clip(model_name, pretrained, quick_gelu)
     return CLIPBackbone(clip, info)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from dra.data.core import DataError, DatasetSplits
-from dra.data.registry import DatasetSpec, build_dataset, get_spec
+from dra.data.registry import DatasetSpec, get_spec, resolve_data_root
 
 SPLITS = ("train", "val", "test")
 
@@ -23,6 +23,8 @@ class CheckReport:
     bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of files that do not decode
     decoded: Optional[int] = None  # files opened, when decoding was asked
     warnings: list[str] = field(default_factory=list)
+    shots: Optional[int] = None
+    short: list[tuple[str, int]] = field(default_factory=list)  # (class, train images) below `shots`
 
     @property
     def ok(self) -> bool:
@@ -45,13 +47,17 @@ def check_dataset(
     decode: bool = False,
     workers: int = 4,
     progress: Optional[Callable[[int, int], None]] = None,
+    split=None,
+    shots: Optional[int] = None,
 ) -> CheckReport:
     """Read a dataset through the registry and verify it on disk. Raises `DataError` on layout errors.
 
-    `progress(n, total)` is called after each batch of `n` decoded images.
+    `name` may be a folder of class sub-folders (read with the split file `split` when given).
+    `progress(n, total)` is called after each batch of `n` decoded images. With `shots`, the classes
+    whose training list holds fewer images are listed in `short` (a warning too).
     """
-    spec = get_spec(name)
-    splits = build_dataset(spec.name, data_root)
+    spec = get_spec(name, split)
+    splits = spec.reader(spec, resolve_data_root(spec, data_root))
     lists = {k: getattr(splits, k) for k in SPLITS}
     counts = {k: len(v) for k, v in lists.items()}
     per_class = [{k: 0 for k in SPLITS} for _ in splits.classnames]
@@ -73,9 +79,16 @@ def check_dataset(
     if empty:
         warnings.append(f"{len(empty)} classes have no images, e.g. {empty[0]!r}")
 
+    short = []
+    if shots is not None and shots >= 1:
+        short = [(splits.classnames[i], c["train"]) for i, c in enumerate(per_class) if c["train"] < shots]
+        if short:
+            warnings.append(f"{len(short)} of {len(per_class)} classes have fewer than {shots} training images "
+                            f"(smallest: {min(n for _, n in short)}); they train on all they have")
     paths = list(dict.fromkeys(d.impath for items in lists.values() for d in items))
     missing = [p for p in paths if not os.path.isfile(p)]
-    report = CheckReport(spec, splits, counts, per_class, len(paths), missing=missing, warnings=warnings)
+    report = CheckReport(spec, splits, counts, per_class, len(paths), missing=missing, warnings=warnings,
+                         shots=shots, short=short)
     if decode:
         absent = set(missing)
         present = [p for p in paths if p not in absent]

@@ -13,8 +13,10 @@ from dra.data.core import DataError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
-DATASET_HELP = "Dataset name, e.g. eurosat, oxford_pets, imagenet, shapes (see `dra data list`)."
-ROOT_HELP = "Folder that holds the datasets in CoOp's layout (not needed for `shapes`)."
+DATASET_HELP = ("Dataset name, e.g. eurosat, oxford_pets, imagenet, shapes (see `dra data list`), or a folder "
+                "with one sub-folder of images per class.")
+ROOT_HELP = "Folder that holds the datasets in CoOp's layout (not needed for `shapes` or a folder dataset)."
+SPLIT_HELP = "A CoOp split file (JSON) for a folder dataset (default: a deterministic 50/20/30 split)."
 
 
 def _one_line_errors(fn):
@@ -40,19 +42,31 @@ def list_datasets() -> None:
     for spec in DATASETS.values():
         where = "generated (no data root needed)" if spec.embedded else f"<data-root>/{spec.folder}/"
         typer.echo(f"{spec.name:16s} {spec.title:18s} {where}")
+    typer.echo(f"{'PATH':16s} {'(your images)':18s} any folder with one sub-folder of images per class")
 
 
 @app.command()
 @_one_line_errors
 def check(
-    dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
+    path: Optional[str] = typer.Argument(None, help="A folder of class sub-folders (instead of --dataset)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help=DATASET_HELP),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help=ROOT_HELP),
-    decode: bool = typer.Option(False, "--decode", help="Also open and decode every image."),
+    split: Optional[Path] = typer.Option(None, "--split", help=SPLIT_HELP),
+    shots: Optional[int] = typer.Option(None, "--shots", help="List the classes with fewer training images."),
+    decode: Optional[bool] = typer.Option(None, "--decode/--no-decode",
+                                          help="Also open every image (default: on for folders, off otherwise)."),
     workers: int = typer.Option(4, "--workers", help="Threads used to decode images."),
     max_listed: int = typer.Option(20, "--max-listed", help="Missing or bad files printed at most."),
 ) -> None:
-    """Verify a dataset's layout: counts per split and class, every listed file present."""
+    """Verify a dataset's layout: counts per split and class, every listed file present (and readable)."""
     from dra.data.check import SPLITS, check_dataset
+    from dra.data.registry import get_spec
+
+    if (path is None) == (dataset is None):
+        raise DataError("give a dataset: `dra data check PATH` or `dra data check --dataset NAME`; see docs/datasets.md")
+    dataset = dataset or path
+    if decode is None:
+        decode = get_spec(dataset, split).user_folder
 
     bar = None
 
@@ -65,13 +79,16 @@ def check(
         bar.update(n)
 
     try:
-        report = check_dataset(dataset, data_root, decode=decode, workers=workers, progress=progress)
+        report = check_dataset(dataset, data_root, decode=decode, workers=workers, progress=progress, split=split,
+                               shots=shots)
     finally:
         if bar is not None:
             bar.close()
     spec, splits = report.spec, report.splits
     echo = typer.echo
-    echo(f"dataset     {spec.name} ({spec.title})")
+    echo(f"dataset     {spec.name} ({spec.title})" if not spec.user_folder
+         else f"dataset     {spec.name} (image folder {spec.folder}"
+              + (f", split {spec.split_file})" if spec.split_file else ", CoOp's 50/20/30 split)"))
     echo(f"image dir   {splits.image_dir}")
     echo(f"classes     {len(splits.classnames)}")
     expected = spec.expected_counts or (None, None, None)
@@ -99,6 +116,10 @@ def check(
             echo(f"  bad       {p}")
         if len(report.bad) > max_listed:
             echo(f"  ... and {len(report.bad) - max_listed} more bad")
+    if report.short:
+        echo(f"short       {len(report.short)} classes have fewer than {report.shots} training images:")
+        for name, n in report.short[:max_listed]:
+            echo(f"  short     {name}: {n}")
     for w in report.warnings:
         echo(f"warning     {w}")
     if not report.ok:
@@ -119,6 +140,7 @@ def fewshot(
     shots: int = typer.Option(16, "--shots", help="Images per class in train (val gets min(shots, 4)); 0 = all."),
     seed: int = typer.Option(1, "--seed", help="Seed of the draw (CoOp/Dassl cfg.SEED)."),
     subsample: str = typer.Option("all", "--subsample", help="all | base | new (base-to-new classes)."),
+    split: Optional[Path] = typer.Option(None, "--split", help=SPLIT_HELP),
     indent: Optional[int] = typer.Option(None, "--indent", help="Indent the JSON (default: one line)."),
 ) -> None:
     """Print the few-shot draw as JSON: {"train": [[relpath, label, classname], ...], "val", "test", "classnames"}."""
@@ -129,7 +151,7 @@ def fewshot(
 
     if subsample not in SUBSAMPLES:  # before reading a large dataset
         raise DataError(f"--subsample must be one of {', '.join(SUBSAMPLES)}, not {subsample!r}; see docs/datasets.md")
-    splits = subsample_classes(draw(build_dataset(dataset, data_root), shots, seed), subsample)
+    splits = subsample_classes(draw(build_dataset(dataset, data_root, split), shots, seed), subsample)
     out = {
         k: [[splits.relpath(d), d.label, d.classname] for d in getattr(splits, k)]
         for k in ("train", "val", "test")

@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 from dra.data import DataError, ImageDataset
 from dra.engine import distributed
 from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
+from dra.engine.metrics_log import METRICS_FILE, TB_DIR, MetricsLog
 from dra.errors import one_line as _one_line
 from dra.io import OutputError, atomic_write, remove_orphans
 from dra.engine.precision import autocast, grad_scaler, resolve
@@ -220,7 +221,7 @@ def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str |
     except OSError as e:
         raise OutputError(f"cannot create run folder {run_dir} ({type(e).__name__}: {e.strerror or e})") from None
     lock = FileLock(str(run_dir / LOCK_FILE)) if info.is_main else None
-    handler, owned = None, False
+    handler, owned, metrics = None, False, None
     try:
         if lock is not None:
             try:
@@ -232,8 +233,12 @@ def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str |
             owned = True
             remove_orphans(run_dir)  # temp files of a killed atomic write
         handler = _file_logger(run_dir) if info.is_main else None
-        return _fit(model, params, items, transforms, settings, run_dir, device, identity, precision, info)
+        metrics = MetricsLog(run_dir) if info.is_main else None  # metrics.csv (+ TensorBoard when installed)
+        return _fit(model, params, items, transforms, settings, run_dir, device, identity, precision, info, metrics)
     except BaseException:
+        if metrics is not None:
+            metrics.close()
+            metrics = None
         if handler:
             log.removeHandler(handler)
             handler.close()
@@ -242,6 +247,8 @@ def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str |
             _undo(run_dir, created)  # an early failure leaves nothing behind
         raise
     finally:
+        if metrics is not None:
+            metrics.close()
         if handler:
             log.removeHandler(handler)
             handler.close()
@@ -251,8 +258,12 @@ def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str |
 
 def _undo(run_dir: Path, created: list[Path]) -> None:
     """Remove what `fit` made in a run folder that never saved a checkpoint (log, lock, empty folders)."""
-    for name in ("train.log", LOCK_FILE):
+    for name in ("train.log", METRICS_FILE, LOCK_FILE):
         (run_dir / name).unlink(missing_ok=True)
+    if (run_dir / TB_DIR).is_dir():
+        import shutil
+
+        shutil.rmtree(run_dir / TB_DIR, ignore_errors=True)
     for folder in created:  # deepest first
         try:
             folder.rmdir()
@@ -261,7 +272,7 @@ def _undo(run_dir: Path, created: list[Path]) -> None:
 
 
 def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Path, device, identity: dict,
-         precision: str, info) -> list[dict]:
+         precision: str, info, metrics: MetricsLog | None = None) -> list[dict]:
     local_batch = settings.batch_size // info.world_size
     model.to(device)
     opt, sched = build_optimizer(params, settings)
@@ -303,6 +314,8 @@ def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Pat
     steps_per_epoch = len(dataset) // settings.batch_size if drop_last else math.ceil(len(dataset) / settings.batch_size)
     total_steps = steps_per_epoch * (settings.epochs - start_epoch)
     done_steps, started = 0, time.monotonic()
+    if metrics is not None:  # curves: a resume drops the interrupted epoch's rows, then appends
+        metrics.start(start_epoch, start_epoch * steps_per_epoch)
 
     model.train()
     for epoch in range(start_epoch, settings.epochs):
@@ -349,6 +362,10 @@ def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Pat
                     if info.is_main:
                         log.info("epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs", epoch + 1,
                                  settings.epochs, step + 1, steps_per_epoch, current, lr, rate, eta)
+                        if metrics is not None:
+                            metrics.step(epoch + 1, step + 1, epoch * steps_per_epoch + step + 1,
+                                         {k: float(v) for k, v in parts.items()}, lr, rate,
+                                         time.monotonic() - epoch_start)
         finally:
             bar.close()  # also on an error: the terminal keeps the error line, not a half bar
         guard.check(epoch + 1, settings.epochs, steps_per_epoch, epoch, lr)  # never save a non-finite state
@@ -360,6 +377,8 @@ def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Pat
                   **{k: float(v) / max(seen, 1) for k, v in sums.items()}}
         history.append(record)
         if info.is_main:
+            if metrics is not None:  # before the checkpoint: a kill in between drops this row on resume
+                metrics.epoch(epoch + 1, (epoch + 1) * steps_per_epoch, record)
             _end_of_epoch(model, run_dir, epoch + 1, identity, opt, sched, scaler, history)
             log.info("epoch %d done: %s", epoch + 1, {k: round(v, 5) for k, v in record.items()})
         distributed.barrier()

@@ -78,7 +78,7 @@ class AdaptedCLIP(ClassifierModel):
     # -- text with a cached frozen prefix -----------------------------------------------------------
     def text_prefix(self) -> tuple[torch.Tensor, torch.Tensor]:
         key = tuple(self.prompts)
-        device = self.backbone.clip.positional_embedding.device
+        device = self.backbone.text_device
         if self._prefix is None or self._prefix[0] != key or self._prefix[1].device != device:
             tokens = self.backbone.tokenize(self.prompts)
             self._prefix = (key, tokens, self.backbone.text_prefix(tokens, self.text_start))

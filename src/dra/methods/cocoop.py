@@ -34,7 +34,7 @@ class CoCoOp(CoOp):
         super().__init__(backbone, classnames, config, template)
         image_dim = backbone.clip.visual.output_dim
         self.meta_net = MetaNet(image_dim, backbone.text_width, self.config.meta_reduction).to(
-            backbone.clip.positional_embedding.device)
+            backbone.text_device)
 
     def text_features_for(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D) normalised text features, each image's prompts shifted by its Meta-Net output."""

@@ -25,7 +25,7 @@ class PromptContext(nn.Module):
 
     def __init__(self, backbone: CLIPBackbone, init_words: str, n_ctx: int | None) -> None:
         super().__init__()
-        device = backbone.clip.positional_embedding.device
+        device = backbone.text_device
         if init_words:
             tokens = backbone.tokenizer([init_words])  # on the CPU: its EOT position is read here
             n = int(tokens[0].argmax()) - 1 if n_ctx is None else n_ctx  # the words between SOS and EOT
@@ -74,7 +74,7 @@ class CoOp(ClassifierModel):
     def prompt_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids and frozen token embeddings of the current prompts (cached per class set)."""
         key = tuple(self.prompts)
-        device = self.backbone.clip.positional_embedding.device
+        device = self.backbone.text_device
         if self._frozen_tokens is None or self._frozen_tokens[0] != key or self._frozen_tokens[1].device != device:
             tokens = self.backbone.tokenize(list(key))
             self._frozen_tokens = (key, tokens, self.backbone.token_embeddings(tokens))

@@ -26,7 +26,7 @@ class MultiModalPrompts(nn.Module):
     def __init__(self, backbone: CLIPBackbone, config: MaPLeConfig) -> None:
         super().__init__()
         n, text, image = config.n_ctx, backbone.text_width, backbone.image_width
-        device = backbone.clip.positional_embedding.device
+        device = backbone.text_device
         self.deep_text = nn.ParameterList(
             [nn.Parameter(torch.randn(n, text, device=device) * 0.02) for _ in range(config.depth - 1)])
         self.couplings = nn.ModuleList([nn.Linear(text, image, device=device) for _ in range(config.depth)])

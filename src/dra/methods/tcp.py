@@ -46,7 +46,7 @@ class TCP(KgCoOp):
         feature_dim = backbone.clip.text_projection.shape[-1] if isinstance(
             backbone.clip.text_projection, torch.Tensor) else backbone.clip.text_projection.out_features
         self.tke = TextualKnowledgeEmbedding(feature_dim, len(self.context), backbone.text_width,
-                                             cfg.tke_reduction).to(backbone.clip.positional_embedding.device)
+                                             cfg.tke_reduction).to(backbone.text_device)
         backbone.wrap_block("text", cfg.inject_layer,
                             lambda base: ReplaceTokens(base, self.class_aware_prompts, start=1))
 

@@ -12,13 +12,14 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.data import subsample_classes
 from dra.engine import distributed
-from dra.protocols.experiment import Experiment, eval_suffix, read_json, write_json, write_tables
+from dra.protocols.experiment import Experiment, dataset_key, eval_suffix, read_json, write_json, write_tables
 from dra.report import base2new_table, harmonic_mean
 
 
 def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     cfg = S.for_dataset(cfg, dataset)
-    run_dir = exp.output / "base2new" / exp.run_key(cfg) / dataset / f"seed{seed}"
+    name = dataset_key(cfg, dataset)  # a folder dataset goes by <folder>-<hash>
+    run_dir = exp.output / "base2new" / exp.run_key(cfg) / name / f"seed{seed}"
     result_path = run_dir / f"result{eval_suffix(cfg)}.json"
     done = read_json(result_path)
     if done is not None:
@@ -27,19 +28,23 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
     model = exp.build(cfg, base.classnames, seed)
     try:
-        history = exp.train(cfg, model, base.train, seed, run_dir, protocol="base2new", dataset=dataset)
-        base_acc = exp.accuracy(cfg, model, base.test, f"{dataset} base")
+        history = exp.train(cfg, model, base.train, seed, run_dir, protocol="base2new", dataset=name)
+        base_acc = exp.accuracy(cfg, model, base.test, f"{name} base")
         model.set_classnames(new.classnames)
-        new_acc = exp.accuracy(cfg, model, new.test, f"{dataset} new")
+        new_acc = exp.accuracy(cfg, model, new.test, f"{name} new")
     finally:
         exp.release(model)
-    result = {"dataset": dataset, "seed": seed, "base": base_acc["accuracy"], "new": new_acc["accuracy"],
+    result = {"dataset": name, "seed": seed, "base": base_acc["accuracy"], "new": new_acc["accuracy"],
               "hm": harmonic_mean(base_acc["accuracy"], new_acc["accuracy"]),
               "base_test": base_acc["total"], "new_test": new_acc["total"],
               "base_classes": len(base.classnames), "new_classes": len(new.classnames),
               "train_images": len(base.train), "test_per_class": cfg.get("test_per_class"), "history": history}
     if exp.dist.is_main:
         write_json(result_path, result)
+        from dra.engine.metrics_log import log_evaluation
+
+        log_evaluation(run_dir, len(history), {f"base{eval_suffix(cfg)}": base_acc["accuracy"],
+                                               f"new{eval_suffix(cfg)}": new_acc["accuracy"]})
     distributed.barrier()
     return result
 
@@ -55,7 +60,7 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
             r = run_one(exp, cfg, dataset, int(seed))
             records.append(r)
             if exp.dist.is_main:
-                echo(f"{dataset} seed {seed}: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}")
+                echo(f"{r['dataset']} seed {seed}: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}")
     table = base2new_table([{k: r[k] for k in ("dataset", "seed", "base", "new")} for r in records],
                            title=f"Base-to-new generalisation ({cfg.method}, {cfg.model})")
     out = exp.output / "base2new" / exp.run_key(cfg)

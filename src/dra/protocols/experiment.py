@@ -63,6 +63,13 @@ def write_json(path: Path, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, allow_nan=False))
 
 
+def dataset_key(cfg: DictConfig, dataset: str) -> str:
+    """The name a dataset's runs and results go by: the registry name, or `<folder>-<hash>` for a folder."""
+    from dra.data.registry import dataset_name
+
+    return dataset_name(dataset, cfg.get("split"))
+
+
 def eval_suffix(cfg: DictConfig) -> str:
     """The part of a result file's name that names the evaluation settings ("" = the full test set)."""
     n = cfg.get("test_per_class")
@@ -110,7 +117,7 @@ class Experiment:
 
     def draw(self, cfg: DictConfig, dataset: str, seed: int):
         """The few-shot splits of `dataset` for `seed`; warns when a class has fewer images than `shots`."""
-        splits = build_dataset(dataset, cfg.data_root)
+        splits = build_dataset(dataset, cfg.data_root, cfg.get("split"))
         k = S.shots(cfg)
         if k is not None:
             counts: dict[int, int] = {}

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.data import build_dataset
 from dra.engine import distributed
-from dra.protocols.experiment import Experiment, eval_suffix, read_json, write_json, write_tables
+from dra.protocols.experiment import Experiment, dataset_key, eval_suffix, read_json, write_json, write_tables
 from dra.report import cross_dataset_table, domain_gen_table
 
 
@@ -22,24 +22,30 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
     src_cfg = S.for_dataset(cfg, source)
     records = []
     for seed in [int(s) for s in cfg.seeds]:
-        run_dir = exp.output / "transfer" / exp.run_key(src_cfg) / source / f"seed{seed}"
+        run_dir = exp.output / "transfer" / exp.run_key(src_cfg) / dataset_key(src_cfg, source) / f"seed{seed}"
         wanted = [source, *cfg.targets]
-        paths = {t: run_dir / f"eval_{t}{eval_suffix(cfg)}.json" for t in wanted}
+        paths = {t: run_dir / f"eval_{dataset_key(S.for_dataset(cfg, t), t)}{eval_suffix(cfg)}.json" for t in wanted}
         cached = {t: read_json(p) for t, p in paths.items()}
         missing = [t for t, r in cached.items() if r is None]
         if missing:
             splits = exp.draw(src_cfg, source, seed)
             model = exp.build(src_cfg, splits.classnames, seed)
             try:
-                exp.train(src_cfg, model, splits.train, seed, run_dir, protocol="transfer", dataset=source)
+                exp.train(src_cfg, model, splits.train, seed, run_dir, protocol="transfer",
+                          dataset=dataset_key(src_cfg, source))
                 for target in missing:
-                    data = splits if target == source else build_dataset(target, cfg.data_root)
+                    tcfg = S.for_dataset(cfg, target)
+                    data = splits if target == source else build_dataset(target, cfg.data_root, tcfg.get("split"))
                     model.set_classnames(data.classnames)
                     acc = exp.accuracy(cfg, model, data.test, target)
-                    cached[target] = {"dataset": target, "seed": seed, "accuracy": acc["accuracy"],
+                    cached[target] = {"dataset": dataset_key(tcfg, target), "seed": seed, "accuracy": acc["accuracy"],
                                       "test": acc["total"], "test_per_class": cfg.get("test_per_class")}
                     if exp.dist.is_main:
                         write_json(paths[target], cached[target])
+                        from dra.engine.metrics_log import log_evaluation
+
+                        log_evaluation(run_dir, int(src_cfg.train.epochs),
+                                       {f"{cached[target]['dataset']}{eval_suffix(cfg)}": acc["accuracy"]})
                     distributed.barrier()
             finally:
                 exp.release(model)

@@ -28,6 +28,8 @@ from dra.report.tables import (
 _LAZY = {
     "plot_base2new": "dra.report.plots",
     "plot_ablation": "dra.report.plots",
+    "plot_curves": "dra.report.plots",
+    "run_accuracies": "dra.report.plots",
     "image_rank_map": "dra.report.token_ranks",
     "plot_image_ranks": "dra.report.token_ranks",
     "plot_text_ranks": "dra.report.token_ranks",

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from dra.io import atomic_write
 from dra.report.tables import Table, ablation_table, base2new_table
 
-__all__ = ["new_figure", "save_figure", "plot_base2new", "plot_ablation"]
+__all__ = ["new_figure", "save_figure", "plot_base2new", "plot_ablation", "plot_curves", "run_accuracies"]
 
 _COLORS = {"Base": "#4C72B0", "New": "#DD8452", "HM": "#55A868"}
 
@@ -110,4 +110,101 @@ def plot_ablation(
     ax.set_title(title if title is not None else table.title)
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+_ACC_KEYS = {"base": "base", "new": "new", "hm": "HM", "accuracy": "accuracy"}
+
+
+def run_accuracies(run_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]] = ()) -> dict[str, float]:
+    """Test accuracies of a run: its `kind=eval` metrics rows, else its result files (`result*.json`: base,
+    new, HM; `eval_<target>*.json`: accuracy; `dra eval` output saved as JSON)."""
+    import json
+
+    out = {str(r["name"]): float(r["accuracy"]) for r in rows
+           if r.get("kind") == "eval" and "accuracy" in r and "name" in r}
+    if out:
+        return out
+    for path in sorted(Path(run_dir).glob("*.json")):
+        if not (path.name.startswith("result") or path.name.startswith("eval_")):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        suffix = path.stem[len("result"):] if path.name.startswith("result") else path.stem[len("eval_"):]
+        for key, label in _ACC_KEYS.items():
+            if isinstance(data.get(key), (int, float)):
+                name = label if path.name.startswith("result") else data.get("dataset", suffix)
+                out[f"{name}{suffix}" if path.name.startswith("result") else str(name)] = float(data[key])
+    return out
+
+
+def plot_curves(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    title: str | None = None,
+    accuracies: Mapping[str, float] | None = None,
+) -> Path:
+    """Training curves of one run (rows of its metrics.csv): loss and its parts per logged step (lines) and
+    per epoch (markers), the learning rate, and the test accuracies where the run was evaluated (bars)."""
+    steps = [r for r in rows if r.get("kind") == "step" and "global_step" in r]
+    epochs = [r for r in rows if r.get("kind") == "epoch" and "global_step" in r]
+    if not steps and not epochs:
+        raise ValueError("no training rows to plot (metrics.csv holds no step or epoch row)")
+    skip = {"kind", "epoch", "step", "global_step", "lr", "img_s", "seconds", "name", "accuracy"}
+    parts = [k for k in dict.fromkeys(k for r in (*steps, *epochs) for k in r) if k not in skip]
+    panels = 3 if accuracies else 2
+    fig = new_figure(figsize=(4.2 * panels, 3.6))
+    ax = fig.add_subplot(1, panels, 1)
+    colors = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860"]
+    small = [p for p in parts if p.startswith("reg")]  # regularisation terms: their own (right) axis
+    twin = ax.twinx() if small and len(small) < len(parts) else None
+    for i, part in enumerate(parts):
+        color = colors[i % len(colors)]
+        target = twin if twin is not None and part in small else ax
+        xs = [r["global_step"] for r in steps if part in r]
+        if xs:
+            target.plot(xs, [r[part] for r in steps if part in r], color=color, alpha=0.5, linewidth=1, label=part)
+        xe = [r["global_step"] for r in epochs if part in r]
+        if xe:
+            target.plot(xe, [r[part] for r in epochs if part in r], "o-", color=color, markersize=4,
+                        label=f"{part} (epoch mean)" if xs else part)
+    if twin is not None:
+        twin.set_ylabel(", ".join(small) + " (right)", fontsize="small")
+        lines = ax.get_legend_handles_labels()
+        extra = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize="x-small")
+    else:
+        ax.legend(fontsize="x-small")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("loss")
+    ax.grid(alpha=0.3)
+    ax = fig.add_subplot(1, panels, 2)
+    lr_rows = steps or epochs
+    ax.plot([r["global_step"] for r in lr_rows if "lr" in r], [r["lr"] for r in lr_rows if "lr" in r],
+            color="#4C72B0", drawstyle="steps-post")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title("learning rate")
+    ax.grid(alpha=0.3)
+    if accuracies:
+        ax = fig.add_subplot(1, panels, 3)
+        names = list(accuracies)
+        vals = [float(accuracies[n]) for n in names]
+        bars = ax.bar(np.arange(len(names)), vals, color=[colors[i % len(colors)] for i in range(len(names))])
+        for bar, v in zip(bars, vals):
+            ax.text(bar.get_x() + bar.get_width() / 2, v + 1, f"{v:.1f}", ha="center", fontsize="small")
+        ax.set_xticks(np.arange(len(names)))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize="small")
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title("test accuracy")
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
     return save_figure(fig, path)

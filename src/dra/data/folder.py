@@ -1,0 +1,152 @@
+"""A user's own images: any folder with one sub-folder per class (an "image folder").
+
+    my_pets/
+        cat/           *.jpg, *.png, ... (sub-folders inside a class are read too)
+        golden_retriever/
+        classnames.txt   (optional: "<folder name> <class name>" per line)
+
+`build_dataset("/path/to/my_pets")` reads it like a built-in dataset: the registry resolves a name
+that is an existing directory to a `folder_spec`, whose reader is `read_image_folder`.
+
+- Labels enumerate the sorted class folders; the class name is the folder name with `_` read as a
+  space, or the name `classnames.txt` gives the folder.
+- Train / val / test come from a CoOp split file when one is given (`split=FILE`, the
+  `split_zhou_*.json` format, paths relative to the dataset folder), else from a deterministic split
+  of each class's sorted file list: CoOp's `read_and_split_data` proportions (50 % train, 20 % val,
+  the rest test, `round()` as CoOp), shuffled by a `random.Random` whose seed is derived (SHA-256)
+  from a fixed string and the class folder's name. The split is the same on every machine and does
+  not change when another class is added; nothing is written into the data folder.
+- Files are images by extension (`IMAGE_EXTENSIONS`); other files (notes, the split file) are
+  ignored. Whether each image opens is checked by `dra data check PATH` (and by training with
+  `train.skip_bad_images=true`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+from pathlib import Path
+
+from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+CLASSNAMES_FILE = "classnames.txt"
+SPLIT_PROPORTIONS = (0.5, 0.2)  # CoOp's read_and_split_data(p_trn=0.5, p_val=0.2): test gets the rest
+SPLIT_SEED_TEXT = "dra-image-folder-split-v1"
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def folder_dataset_name(path: str | os.PathLike, split: str | os.PathLike | None = None) -> str:
+    """A safe, stable name for a folder dataset (run folders, tables): `<folder>-<8 hex of the path>`.
+
+    The hash covers the absolute path and the split file, so two folders called `data` (or one folder
+    with two split files) never share a run folder.
+    """
+    p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    key = str(p) if split is None else f"{p}|{os.path.abspath(os.path.expanduser(os.fspath(split)))}"
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", p.name).strip("._") or "folder"
+    return f"{safe[:40]}-{digest}"
+
+
+def is_folder_dataset(name: str | os.PathLike) -> bool:
+    """Whether a dataset name is a path to an existing directory (then it is read as an image folder)."""
+    try:
+        return Path(os.path.expanduser(os.fspath(name))).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def folder_spec(path: str | os.PathLike, split: str | os.PathLike | None = None):
+    """The `DatasetSpec` of an image folder (the registry's mechanism, so every protocol reads it)."""
+    from dra.data.registry import DatasetSpec
+
+    p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    split_path = None if split in (None, "") else Path(os.path.abspath(os.path.expanduser(os.fspath(split))))
+    return DatasetSpec(
+        name=folder_dataset_name(p, split_path), title=p.name or str(p), folder=str(p), image_subdir="",
+        layout=f"{p}/<class folder>/*.jpg|png|... (optional {CLASSNAMES_FILE}: '<folder> <class name>' per line)",
+        reader=read_image_folder, split_file=None if split_path is None else str(split_path),
+        aliases=(), user_folder=True,
+    )
+
+
+def _split_seed(folder: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{SPLIT_SEED_TEXT}/{folder}".encode()).digest()[:8], "big")
+
+
+def split_class(files: list[str], folder: str) -> tuple[list[str], list[str], list[str]]:
+    """CoOp's read_and_split_data for one class, on the sorted list with a seed derived from `folder`.
+
+    n_train = round(0.5 n), n_val = round(0.2 n), test = the rest. Where CoOp would assert (a class
+    too small for three non-empty parts), a class with at least one image keeps one for training.
+    """
+    files = sorted(files)
+    random.Random(_split_seed(folder)).shuffle(files)
+    n = len(files)
+    n_train = round(n * SPLIT_PROPORTIONS[0])
+    n_val = round(n * SPLIT_PROPORTIONS[1])
+    if n and n_train == 0:
+        n_train = 1
+    n_val = min(n_val, n - n_train)
+    return files[:n_train], files[n_train:n_train + n_val], files[n_train + n_val:]
+
+
+def _class_files(class_dir: Path) -> list[str]:
+    """Image files under a class folder (recursively), as sorted '/'-separated paths relative to it."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = Path(dirpath).relative_to(class_dir)
+        out.extend((rel / f).as_posix() for f in filenames if not f.startswith(".") and is_image_file(f))
+    return sorted(out)
+
+
+def read_classnames_file(path: Path) -> dict[str, str]:
+    names = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            folder, _, name = line.partition(" ")
+            if not name.strip():
+                raise DataError(f"{path} line {number}: expected '<folder name> <class name>', got {line!r}; "
+                                f"{DOCS_HINT}")
+            names[folder] = name.strip()
+    return names
+
+
+def class_folders(root: Path) -> tuple[list[str], list[str]]:
+    """(sorted class folders, their class names) of an image folder."""
+    with os.scandir(root) as it:
+        folders = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+    names_file = root / CLASSNAMES_FILE
+    given = read_classnames_file(names_file) if names_file.is_file() else {}
+    return folders, [given.get(f, f.replace("_", " ")) for f in folders]
+
+
+def read_image_folder(spec, root: Path | None = None) -> DatasetSplits:
+    """Read an image folder (its `spec.folder`), with the spec's split file when it has one."""
+    ddir = Path(spec.folder)
+    if not ddir.is_dir():
+        raise DataError(f"dataset folder not found: expected a folder at {ddir}; {DOCS_HINT}")
+    if spec.split_file:
+        from dra.data.registry import read_split_json
+
+        return read_split_json(spec, Path(spec.split_file), ddir)
+    folders, names = class_folders(ddir)
+    if not folders:
+        raise DataError(f"{ddir} has no class folders: an image-folder dataset holds one sub-folder of images per "
+                        f"class ({spec.layout}); {DOCS_HINT}")
+    lists: dict[str, list[Datum]] = {"train": [], "val": [], "test": []}
+    for label, (folder, name) in enumerate(zip(folders, names, strict=True)):
+        parts = split_class(_class_files(ddir / folder), folder)
+        for key, files in zip(lists, parts, strict=True):
+            lists[key].extend(Datum(impath=str(ddir / folder / f), label=label, classname=name) for f in files)
+    return DatasetSplits(train=lists["train"], val=lists["val"], test=lists["test"], classnames=names,
+                         name=spec.name, image_dir=ddir)
