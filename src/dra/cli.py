@@ -21,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data", help="Check dataset layouts and print few-shot draws.")
+pocket_app = typer.Typer(no_args_is_help=True, help="The pocket world (a simulation): a tiny CLIP dra pretrains itself.")
+app.add_typer(pocket_app, name="pocket")
 
 
 def _fail(message: str) -> None:
@@ -289,6 +291,27 @@ def demo(
         if cfg.pretrained is None:
             cfg.output = str(Path(cfg.output) / "random-weights")
         protocol.run(cfg, backbone=backbone, echo=typer.echo)
+
+
+@pocket_app.command("pretrain")
+def pocket_pretrain(
+    steps: int = typer.Option(900, help="Optimizer steps."),
+    batch_size: int = typer.Option(64, help="Image-caption pairs per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(0, help="Seed of the initialisation and of the generated world."),
+    output: str = typer.Option("runs/pocket-pretrain", help="Run folder (checkpoints; a rerun resumes)."),
+    threads: int = typer.Option(2, help="torch CPU threads."),
+    workers: int = typer.Option(1, help="DataLoader workers drawing the world."),
+    ship: bool = typer.Option(False, "--ship", help="Copy the final weights into the package (--pretrained pocket)."),
+) -> None:
+    """Pretrain the pocket world's tiny CLIP contrastively (open_clip's ClipLoss); resumable."""
+    from dra.pocket.pretrain import PretrainSettings, pretrain
+
+    with _clear_errors():
+        settings = PretrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
+                                    workers=workers)
+        command = f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"
+        pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
 
 
 def main(argv: list[str] | None = None) -> None:  # console-script entry point
