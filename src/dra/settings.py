@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dra.config import DRAConfig
 from dra.engine.trainer import TrainSettings
 
-PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo")
+PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo", "pocket")
 
 
 class SettingsError(ValueError):

@@ -110,7 +110,10 @@ def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | No
             f"(all: open_clip.list_models())"
         )
     state, openai_file, source = None, False, "random"
-    if pretrained is not None and str(pretrained) != "":
+    if str(pretrained) == "pocket":  # the pocket world's tiny CLIP (a simulation), shipped in the package
+        from dra.pocket import pocket_weights
+        state, source = load_state_dict(str(pocket_weights(model_name))), "pocket"
+    elif pretrained is not None and str(pretrained) != "":
         path = Path(pretrained).expanduser()
         if path.is_file():
             state, openai_file = _read_state_dict(path)
