@@ -87,7 +87,7 @@ def efficiency(
 
 
 # -- protocol commands --------------------------------------------------------------------------
-VARIADIC = ("--seeds", "--datasets", "--dataset", "--methods", "--targets")
+VARIADIC = ("--seeds", "--datasets", "--dataset", "--methods", "--targets", "--suites", "--suite")
 
 OVERRIDES = typer.Argument(None, help="Setting overrides as key=value, e.g. train.epochs=1 dra.rank=16.")
 METHOD = typer.Option(None, help="dra, adapter or zeroshot (default: the settings file's).")
@@ -267,35 +267,70 @@ def domain_gen(
 @app.command()
 def demo(
     overrides: list[str] = OVERRIDES, model: str = MODEL, pretrained: str = PRETRAINED, output: str = OUTPUT,
-    device: str = DEVICE,
+    device: str = DEVICE, as_json: bool = typer.Option(False, "--json", help="Print one JSON object (averages)."),
 ) -> None:
-    """A short base-to-new run on the embedded shapes dataset: works offline, no data needed."""
+    """A short base-to-new run that works offline: real CLIP on `shapes` when its weights are here,
+    otherwise the pocket world (a simulation: generated datasets, a tiny CLIP dra pretrained itself)."""
     from dra.backbones import BackboneError, load_backbone
+    from dra.pocket import demo as pocket
     from dra.protocols import base2new as protocol
 
+    err = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with _clear_errors():
         cfg = _settings("demo", None, overrides, model=model, pretrained=_pretrained(pretrained), output=output,
                         device=device)
-        try:
-            backbone = load_backbone(cfg.model, cfg.pretrained)
-        except BackboneError as e:
-            if cfg.pretrained is None or Path(str(cfg.pretrained)).suffix:
-                raise
-            typer.echo(
-                f"NOTE: no '{cfg.pretrained}' weights for {cfg.model} here ({e}).\n"
-                f"NOTE: running with a RANDOMLY INITIALISED {cfg.model}: the accuracies below are chance-level "
-                "and only show that the pipeline runs. For a real experiment run `dra demo` on a machine that "
-                "can download the weights, or pass --pretrained /path/to/weights.pt.", err=True)
-            cfg.pretrained = None
-            backbone = load_backbone(cfg.model, None)
-        if cfg.pretrained is None:
-            cfg.output = str(Path(cfg.output) / "random-weights")
-        protocol.run(cfg, backbone=backbone, echo=typer.echo)
+        backbone = None
+        if cfg.pretrained != "pocket":
+            try:
+                backbone = load_backbone(cfg.model, cfg.pretrained)
+            except BackboneError as e:
+                if cfg.pretrained is None or Path(str(cfg.pretrained)).suffix:
+                    raise
+                typer.echo(f"NOTE: no '{cfg.pretrained}' weights for {cfg.model} here ({e}).", err=True)
+                typer.echo(f"NOTE: running the pocket world instead. {pocket.SIMULATION_LINE}", err=True)
+        if backbone is None:
+            summary = pocket.run_pocket_demo(overrides, output, device, echo=err)
+        else:
+            if cfg.pretrained is None:
+                typer.echo("NOTE: --pretrained none: a RANDOMLY INITIALISED backbone, chance-level numbers.", err=True)
+                cfg.output = str(Path(cfg.output) / "random-weights")
+            res = protocol.run(cfg, backbone=backbone, echo=err)
+            summary = pocket.summarise({cfg.method: res["records"]}, f"{cfg.model} ({cfg.pretrained})", False)
+            if not as_json:  # the protocol printed its table already
+                return
+        pocket.print_summary(summary, as_json, typer.echo)
+
+
+@app.command()
+def ablate(
+    overrides: list[str] = OVERRIDES,
+    suites: list[str] = typer.Option(["table4"], "--suites", "--suite",
+                                     help="table4 (branches, CR, reg, baseline), table5 (K, ratios), rank, start "
+                                          "(Fig. 3), design (DESIGN.md's choices)."),
+    protocol: str = typer.Option("base2new", help="base2new, cross_dataset or domain_gen."),
+    config: Path = CONFIG, model: str = MODEL, pretrained: str = PRETRAINED, data_root: str = DATA_ROOT,
+    datasets: list[str] = typer.Option(None, "--datasets", "--dataset", help="Datasets (base2new)."),
+    targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: int = SHOTS, output: str = OUTPUT,
+    device: str = DEVICE,
+) -> None:
+    """The paper's ablations (Tables 4, 5, Fig. 3) and DESIGN.md's choices: a row per setting, mean ± std over seeds."""
+    from dra.protocols import ablate as protocol_ablate
+
+    with _clear_errors():
+        values = dict(model=model, pretrained=_pretrained(pretrained), data_root=data_root, seeds=seeds or None,
+                      shots=shots, output=output, device=device)
+        if protocol == "base2new":
+            values["datasets"] = datasets or None
+        else:
+            values["targets"] = targets or None
+        cfg = _settings(str(config) if config else protocol, None, overrides, **values)
+        cfg.protocol = protocol
+        protocol_ablate.run(cfg, list(suites), echo=typer.echo)
 
 
 @pocket_app.command("pretrain")
 def pocket_pretrain(
-    steps: int = typer.Option(900, help="Optimizer steps."),
+    steps: int = typer.Option(600, help="Optimizer steps."),
     batch_size: int = typer.Option(64, help="Image-caption pairs per step."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
     seed: int = typer.Option(0, help="Seed of the initialisation and of the generated world."),

@@ -34,7 +34,7 @@ META_NAME = "pocket.json"
 
 @dataclass
 class PretrainSettings:
-    steps: int = 900
+    steps: int = 600
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
