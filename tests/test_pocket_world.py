@@ -61,3 +61,19 @@ def test_pocket_datasets_sizes_and_classes(tmp_path, monkeypatch):
     assert base.classnames == expected["pocket_counting"][:3] and len(base.train) == 48
     assert len(new.test) == 150
     assert build_dataset("pocket_counting").train[5] == d.train[5]  # read back, not regenerated
+
+
+def test_pretraining_groups_differ_in_one_named_attribute():
+    group = W.sample_group(0, 11)
+    again = W.sample_group(0, 11)
+    assert [c for _, c, _ in group] == [c for _, c, _ in again]
+    assert np.array_equal(np.asarray(group[2][0]), np.asarray(again[2][0]))
+    scenes = [s for _, _, s in group]
+    fields = ("shape", "colour", "pattern", "count", "background")
+    varying = [f for f in fields if len({getattr(s, f) for s in scenes}) > 1]
+    assert len(varying) == 1 and len({getattr(s, varying[0]) for s in scenes}) == 4
+    words = {"count": lambda s: W.COUNT_WORDS[s.count - 1]}
+    for _, text, s in group:
+        word = words.get(varying[0], lambda s: getattr(s, varying[0]))(s)
+        assert word in text or (varying[0] == "count" and s.count == 2 and "pair" in text) or \
+            (varying[0] == "pattern" and text), text

@@ -330,7 +330,7 @@ def ablate(
 
 @pocket_app.command("pretrain")
 def pocket_pretrain(
-    steps: int = typer.Option(600, help="Optimizer steps."),
+    steps: int = typer.Option(800, help="Optimizer steps."),
     batch_size: int = typer.Option(64, help="Image-caption pairs per step."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
     seed: int = typer.Option(0, help="Seed of the initialisation and of the generated world."),

@@ -1,7 +1,9 @@
 """`dra pocket pretrain`: contrastive pretraining of the pocket world's tiny CLIP (a SIMULATION).
 
-Batch `k` holds world samples `k*B .. k*B+B-1` of `pocket.world.sample(seed, i)`: the data is a pure
-function of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
+Batch `k` holds B/4 groups `world.sample_group(seed, g)`, g = k*B/4 .. (k+1)*B/4-1: four scenes
+equal in everything but one attribute (shape, pattern, count, colour or background), each caption
+naming it; without such groups a tiny CLIP learns background and colour and stops there. The data
+is a pure function of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
 open_clip's `ClipLoss`, AdamW, linear warm-up then cosine decay. Every `checkpoint_every` steps the
 model and the optimizer state go to `checkpoint.safetensors` (+ `checkpoint.json`: step, settings,
 losses); a run started again with the same output folder resumes from there. At the end the weights
@@ -30,11 +32,12 @@ MODEL = "ViT-Pocket"
 PACKAGE_DIR = Path(__file__).resolve().parent
 WEIGHTS_NAME = "pocket.safetensors"
 META_NAME = "pocket.json"
+GROUP = 4  # a batch is made of groups of GROUP scenes that differ in one attribute (world.sample_group)
 
 
 @dataclass
 class PretrainSettings:
-    steps: int = 600
+    steps: int = 800
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -54,7 +57,7 @@ def _to_tensor(image) -> torch.Tensor:
 
 
 class WorldBatches(torch.utils.data.Dataset):
-    """Item `k` = batch `k`: (images, tokens) of world samples k*B .. k*B+B-1."""
+    """Item `k` = batch `k`: (images, tokens) of world groups k*B/4 .. (k+1)*B/4-1 (`world.sample_group`)."""
 
     def __init__(self, seed: int, batch_size: int, model: str) -> None:
         import open_clip
@@ -67,7 +70,12 @@ class WorldBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int):
         images, captions = [], []
-        for i in range(step * self.batch_size, (step + 1) * self.batch_size):
+        groups = self.batch_size // GROUP
+        for g in range(step * groups, (step + 1) * groups):  # groups of scenes differing in one attribute
+            for image, text, _ in world.sample_group(self.seed, g, GROUP):
+                images.append(_to_tensor(image))
+                captions.append(text)
+        for i in range(step * self.batch_size, step * self.batch_size + self.batch_size - groups * GROUP):
             image, text, _ = world.sample(self.seed, i)
             images.append(_to_tensor(image))
             captions.append(text)
@@ -200,7 +208,8 @@ def pretrain(s: PretrainSettings, output: str | os.PathLike, ship: bool = False,
         "model": s.model, "seed": s.seed, "steps": s.steps, "batch_size": s.batch_size, "lr": s.lr,
         "weight_decay": s.weight_decay, "warmup": s.warmup,
         "final_loss": round(final, 4), "first_loss": losses[0] if losses else None,
-        "generator": world.GENERATOR_VERSION, "dtype": "float16",
+        "generator": world.GENERATOR_VERSION, "batches": f"groups of {GROUP} (world.sample_group)",
+        "dtype": "float16",
         "wall_seconds_this_session": round(time.time() - t0, 1),
     }
     model.eval()

@@ -93,18 +93,21 @@ def _plural(noun: str) -> str:
     return noun + "es" if noun.endswith(("s", "x", "sh", "ch")) else noun + "s"
 
 
-def caption(scene: Scene, rng: random.Random) -> str:
-    """One caption of `scene`: a frame around a noun phrase that keeps each attribute with some chance."""
-    if rng.random() < 0.08:  # the background alone
+def caption(scene: Scene, rng: random.Random, keep: str | None = None) -> str:
+    """One caption of `scene`: a frame around a noun phrase that keeps each attribute with some chance.
+
+    `keep` names an attribute the caption must mention (shape, colour, pattern, count, background).
+    """
+    if keep in (None, "background") and rng.random() < 0.08:  # the background alone
         return rng.choice(_FRAMES).format(scene.background)
-    noun = scene.shape if rng.random() < 0.8 else rng.choice(("object", "shape", "thing"))
+    noun = scene.shape if keep == "shape" or rng.random() < 0.8 else rng.choice(("object", "shape", "thing"))
     adjectives = []
     if rng.random() < 0.5:
         adjectives.append(scene.size)
-    if rng.random() < 0.75:
+    if keep == "colour" or rng.random() < 0.75:
         adjectives.append(scene.colour)
     pattern_after = False
-    if rng.random() < 0.65:
+    if keep == "pattern" or rng.random() < 0.65:
         if scene.pattern == "plain" or rng.random() < 0.7:
             adjectives.append(scene.pattern)
         else:
@@ -113,7 +116,7 @@ def caption(scene: Scene, rng: random.Random) -> str:
         rng.shuffle(adjectives)
     plural = scene.count > 1
     head = _plural(noun) if plural else noun
-    say_count = plural or rng.random() < 0.3
+    say_count = plural or keep == "count" or rng.random() < 0.3
     if say_count:
         if scene.count == 2 and rng.random() < 0.3:
             quantity = "a pair of"
@@ -125,7 +128,7 @@ def caption(scene: Scene, rng: random.Random) -> str:
     if pattern_after:
         phrase += {"striped": " with stripes", "dotted": " with dots", "checkered": " with a checkered pattern",
                    "outlined": " drawn in outline", "two-tone": " in two tones"}[scene.pattern]
-    if rng.random() < 0.6:
+    if keep == "background" or rng.random() < 0.6:
         phrase += " " + rng.choice(_BACKGROUND_PREPS).format(scene.background)
     return rng.choice(_FRAMES).format(phrase)
 
@@ -330,5 +333,28 @@ def sample(seed: int, index: int, shift: Shift = Shift()) -> tuple[Image.Image, 
     return render(scene, rng, shift), text, scene
 
 
-__all__ = ["GENERATOR_VERSION", "IMAGE_SIZE", "SHAPES", "COLOURS", "PATTERNS", "SIZES", "SCENES", "COUNT_WORDS",
+GROUP_ATTRIBUTES = {"shape": 0.3, "pattern": 0.25, "count": 0.25, "colour": 0.1, "background": 0.1}
+_VALUES = {"shape": SHAPES, "pattern": PATTERNS, "count": tuple(range(1, MAX_COUNT + 1)), "colour": tuple(COLOURS),
+           "background": SCENES}
+
+
+def sample_group(seed: int, index: int, size: int = 4) -> list[tuple[Image.Image, str, Scene]]:
+    """Group `index`: `size` scenes equal in everything but one attribute (distinct values), each caption
+    naming that attribute. Pretraining batches are made of such groups, so that the contrastive loss
+    cannot be met by background and colour alone (they are the easy cues a tiny CLIP learns first)."""
+    rng = random.Random(f"{GENERATOR_VERSION}/group/{seed}/{index}")
+    attr = rng.choices(list(GROUP_ATTRIBUTES), weights=list(GROUP_ATTRIBUTES.values()))[0]
+    fixed = {"pattern": {"size": "large", "count": rng.randint(1, 2)}, "count": {"size": "small"},
+             "shape": {"count": rng.randint(1, 3)}}.get(attr, {})
+    base = random_scene(rng, **fixed)
+    out = []
+    for value in rng.sample(_VALUES[attr], size):
+        scene = Scene(**{**base.__dict__, attr: value})
+        if attr == "count" or (attr != "pattern" and scene.count > 3):
+            scene = Scene(**{**scene.__dict__, "size": "small"})
+        out.append((render(scene, rng), caption(scene, rng, keep=attr), scene))
+    return out
+
+
+__all__ = ["sample_group", "GROUP_ATTRIBUTES", "GENERATOR_VERSION", "IMAGE_SIZE", "SHAPES", "COLOURS", "PATTERNS", "SIZES", "SCENES", "COUNT_WORDS",
            "Scene", "Shift", "DOWNSTREAM_SHIFT", "random_scene", "caption", "render", "sample"]
