@@ -11,7 +11,7 @@ from dra import pocket
 
 pytestmark = pytest.mark.skipif(not pocket.available(), reason="the pocket CLIP's weights are not installed")
 
-DATASET = "pocket_shapes"
+DATASET = "pocket_dusk"  # the backgrounds at dusk: zero-shot about 62 % on the 4 base classes
 MARGIN = 10.0  # points of base accuracy above zero-shot
 
 
@@ -28,7 +28,7 @@ def base_accuracy(tmp_path_factory):
     os.environ.setdefault("DRA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     out = tmp_path_factory.mktemp("runs")
     cfg = load_settings("pocket", {"output": str(out), "seeds": [1], "datasets": [DATASET], "test_per_class": 30},
-                        ["train.epochs=5"])
+                        None)
     exp = Experiment(cfg)
     acc = {}
     for method in ("zeroshot", "adapter", "dra"):
@@ -37,7 +37,7 @@ def base_accuracy(tmp_path_factory):
 
 
 def test_zero_shot_is_clearly_above_chance(base_accuracy):
-    assert base_accuracy["zeroshot"] > 2 * 100 / 5, base_accuracy  # 5 base classes
+    assert base_accuracy["zeroshot"] > 2 * 100 / 4, base_accuracy  # 4 base classes
 
 
 @pytest.mark.parametrize("method", ["dra", "adapter"])

@@ -39,12 +39,16 @@ def test_pocket_datasets_sizes_and_classes(tmp_path, monkeypatch):
     from dra.data.registry import DATASETS, POCKET_BENCHMARK
 
     monkeypatch.setenv("DRA_CACHE_DIR", str(tmp_path))
-    assert POCKET_BENCHMARK == ("pocket_shapes", "pocket_patterns", "pocket_scenes", "pocket_counting")
+    assert POCKET_BENCHMARK == ("pocket_scenes", "pocket_colours", "pocket_objects", "pocket_dusk")
     expected = {
         "pocket_shapes": list(W.SHAPES),
         "pocket_patterns": ["plain object", "striped object", "dotted object", "checkered object",
                             "outlined object", "two-tone object"],
         "pocket_scenes": list(W.SCENES),
+        "pocket_colours": [f"{c} object" for c in W.COLOURS],
+        "pocket_objects": [f"{c} object on a {b}" for c in ("red", "blue", "yellow", "white")
+                           for b in ("grass field", "brick wall", "night sky", "sandy beach")],
+        "pocket_dusk": list(W.SCENES),
         "pocket_counting": ["one object", "two objects", "three objects", "four objects", "five objects",
                             "six objects"],
     }

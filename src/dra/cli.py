@@ -335,7 +335,7 @@ def pocket_pretrain(
     lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
     seed: int = typer.Option(0, help="Seed of the initialisation and of the generated world."),
     output: str = typer.Option("runs/pocket-pretrain", help="Run folder (checkpoints; a rerun resumes)."),
-    threads: int = typer.Option(2, help="torch CPU threads."),
+    threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared machine)."),
     workers: int = typer.Option(1, help="DataLoader workers drawing the world."),
     ship: bool = typer.Option(False, "--ship", help="Copy the final weights into the package (--pretrained pocket)."),
 ) -> None:

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Sequence
 from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum
 from dra.data.embedded import SHAPES_CLASSES, SHAPES_COUNTS, ensure_shapes
 from dra.data.embedded import SPLIT_FILE as SHAPES_SPLIT_FILE
-from dra.pocket.datasets import POCKET_DATASETS
+from dra.pocket.datasets import POCKET_BENCHMARK, POCKET_DATASETS
 
 Reader = Callable[["DatasetSpec", Path], DatasetSplits]
 
@@ -403,7 +403,7 @@ BASE_TO_NEW_DATASETS = (
     "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
 )
 DOMAIN_SHIFT_DATASETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
-POCKET_BENCHMARK = tuple(POCKET_DATASETS)  # simulation: the pocket world's four tasks
+# POCKET_BENCHMARK (imported above): the pocket world's benchmark tasks (a simulation)
 
 
 def _key(name: str) -> str:

@@ -44,7 +44,7 @@ class PretrainSettings:
     warmup: int = 50
     seed: int = 0
     checkpoint_every: int = 50
-    threads: int = 2
+    threads: int = 1
     workers: int = 1
     model: str = MODEL
 

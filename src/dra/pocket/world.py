@@ -60,13 +60,16 @@ class Shift:
     noise: float = 0.0     # Gaussian pixel noise, sigma = 40 * noise
     blur: float = 0.0      # Gaussian blur radius in pixels
     clutter: int = 0       # up to this many random strokes over the scene
+    dusk: float = 0.0      # darken by this fraction and tint blue (low light)
 
     @property
     def is_identity(self) -> bool:
-        return self.palette == 0 and self.noise == 0 and self.blur == 0 and self.clutter == 0
+        return self.palette == 0 and self.noise == 0 and self.blur == 0 and self.clutter == 0 and self.dusk == 0
 
 
 DOWNSTREAM_SHIFT = Shift(palette=0.5, noise=0.35, blur=0.6, clutter=4)
+STRONG_SHIFT = Shift(palette=1.5, noise=0.8, blur=1.0, clutter=8)
+DUSK_SHIFT = Shift(palette=0.5, noise=0.35, blur=0.6, clutter=4, dusk=0.45)
 
 
 # -- attributes and captions ------------------------------------------------------------------------
@@ -310,6 +313,8 @@ def render(scene: Scene, rng: random.Random, shift: Shift = Shift()) -> Image.Im
     if shift.palette:  # desaturate towards grey
         grey = img.mean(-1, keepdims=True)
         img = img + (grey - img) * (0.45 * shift.palette * rng.random())
+    if shift.dusk:
+        img = img * (1 - shift.dusk * rng.uniform(0.8, 1.0)) + np.array([0, 8, 30], np.float32) * shift.dusk
     if shift.clutter:
         pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
         draw = ImageDraw.Draw(pil)
@@ -357,4 +362,4 @@ def sample_group(seed: int, index: int, size: int = 4) -> list[tuple[Image.Image
 
 
 __all__ = ["sample_group", "GROUP_ATTRIBUTES", "GENERATOR_VERSION", "IMAGE_SIZE", "SHAPES", "COLOURS", "PATTERNS", "SIZES", "SCENES", "COUNT_WORDS",
-           "Scene", "Shift", "DOWNSTREAM_SHIFT", "random_scene", "caption", "render", "sample"]
+           "Scene", "Shift", "DOWNSTREAM_SHIFT", "STRONG_SHIFT", "DUSK_SHIFT", "random_scene", "caption", "render", "sample"]
