@@ -27,8 +27,8 @@ def base_accuracy(tmp_path_factory):
 
     os.environ.setdefault("DRA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     out = tmp_path_factory.mktemp("runs")
-    cfg = load_settings("pocket", {"output": str(out), "seeds": [1], "datasets": [DATASET], "test_per_class": 30},
-                        None)
+    cfg = load_settings("pocket", {"output": str(out), "seeds": [1], "datasets": [DATASET], "test_per_class": 25,
+                                   "shots": 8}, None)  # the pocket settings, 8 shots (32 images) for speed
     exp = Experiment(cfg)
     acc = {}
     for method in ("zeroshot", "adapter", "dra"):
