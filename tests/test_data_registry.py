@@ -224,7 +224,8 @@ def test_names_papers_use_resolve():
         assert get_spec(alias).name == name
     assert set(DATASETS) == {"imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                              "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101", "imagenetv2", "imagenet_sketch",
-                             "imagenet_a", "imagenet_r", "shapes"}
+                             "imagenet_a", "imagenet_r", "shapes", "pocket_scenes", "pocket_colours",
+                             "pocket_objects", "pocket_dusk", "pocket_shapes", "pocket_patterns", "pocket_counting"}
 
 
 def test_read_only_data_root_is_never_written(tmp_path):

@@ -21,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data", help="Check dataset layouts and print few-shot draws.")
+pocket_app = typer.Typer(no_args_is_help=True, help="The pocket world (a simulation): a tiny CLIP dra pretrains itself.")
+app.add_typer(pocket_app, name="pocket")
 
 
 @contextlib.contextmanager
@@ -103,7 +105,7 @@ def efficiency(
 
 
 # -- protocol commands --------------------------------------------------------------------------
-VARIADIC = ("--seeds", "--datasets", "--dataset", "--methods", "--targets")
+VARIADIC = ("--seeds", "--datasets", "--dataset", "--methods", "--targets", "--suites", "--suite")
 
 OVERRIDES = typer.Argument(None, help="Setting overrides as key=value, e.g. train.epochs=1 dra.rank=16.")
 METHOD = typer.Option(None, help="dra, adapter, zeroshot, mma, clip_lora, clip_adapter, tip_adapter, tip_adapter_f "
@@ -330,15 +332,64 @@ app.command("domain-gen")(_transfer_command(
 @app.command()
 def demo(
     overrides: list[str] = OVERRIDES, model: str = MODEL, pretrained: str = PRETRAINED, output: str = OUTPUT,
-    device: str = DEVICE,
+    device: str = DEVICE, as_json: bool = typer.Option(False, "--json", help="Print one JSON object (averages)."),
 ) -> None:
-    """A short base-to-new run on the embedded shapes dataset: works offline, no data needed."""
-    from dra.protocols import base2new as protocol
+    """A short base-to-new run that works offline: real CLIP on `shapes` when its weights are here,
+    otherwise the pocket world (a simulation: generated datasets, a tiny CLIP dra pretrained itself)."""
+    from dra.pocket import demo as pocket
 
     with _errors():
         cfg = _settings("demo", None, overrides, model=model, pretrained=_pretrained(pretrained), output=output,
                         device=device)
-        protocol.demo(cfg, echo=typer.echo, note=lambda text: typer.echo(text, err=True))
+        pocket.demo(cfg, overrides, as_json, echo=typer.echo, note=lambda text: typer.echo(text, err=True))
+
+
+@app.command()
+def ablate(
+    overrides: list[str] = OVERRIDES,
+    suites: list[str] = typer.Option(["table4"], "--suites", "--suite",
+                                     help="table4 (branches, CR, reg, baseline), table5 (K, ratios), rank, start "
+                                          "(Fig. 3), design (docs/design.md's choices)."),
+    protocol: str = typer.Option("base2new", help="base2new, cross_dataset or domain_gen."),
+    config: Path = CONFIG, model: str = MODEL, pretrained: str = PRETRAINED, data_root: str = DATA_ROOT,
+    datasets: list[str] = typer.Option(None, "--datasets", "--dataset", help="Datasets (base2new)."),
+    targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: str = SHOTS, output: str = OUTPUT,
+    device: str = DEVICE,
+) -> None:
+    """The paper's ablations (Tables 4, 5, Fig. 3) and the design choices of docs/design.md: a row per setting, mean ± std over seeds."""
+    from dra.protocols import ablate as protocol_ablate
+
+    with _errors():
+        values = dict(model=model, pretrained=_pretrained(pretrained), data_root=data_root, seeds=seeds or None,
+                      shots=shots, output=output, device=device)
+        if protocol == "base2new":
+            values["datasets"] = datasets or None
+        else:
+            values["targets"] = targets or None
+        cfg = _settings(str(config) if config else protocol, None, overrides, **values)
+        cfg.protocol = protocol
+        protocol_ablate.run(cfg, list(suites), echo=typer.echo)
+
+
+@pocket_app.command("pretrain")
+def pocket_pretrain(
+    steps: int = typer.Option(800, help="Optimizer steps."),
+    batch_size: int = typer.Option(64, help="Image-caption pairs per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(0, help="Seed of the initialisation and of the generated world."),
+    output: str = typer.Option("runs/pocket-pretrain", help="Run folder (checkpoints; a rerun resumes)."),
+    threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared machine)."),
+    workers: int = typer.Option(1, help="DataLoader workers drawing the world."),
+    ship: bool = typer.Option(False, "--ship", help="Copy the final weights into the package (--pretrained pocket)."),
+) -> None:
+    """Pretrain the pocket world's tiny CLIP contrastively (open_clip's ClipLoss); resumable."""
+    from dra.pocket.pretrain import PretrainSettings, pretrain
+
+    with _errors():
+        settings = PretrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
+                                    workers=workers)
+        command = f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"
+        pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
 
 
 def main(argv: list[str] | None = None) -> None:  # console-script entry point

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 BRANCHES = ("image", "text", "both")
 PLACEMENTS = ("attention", "block")
-REDUCTIONS = ("mean", "sum")
+REDUCTIONS = ("mean", "sum", "sample_sum")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # autocast dtype of training and evaluation ("auto": per device)
 
 
@@ -44,7 +44,8 @@ class DRAConfig:
     reg_weight_image: float = 1.0
     """lambda_V (Eq. 20)."""
     reg_reduction: str = "mean"
-    """"mean" over the block output's elements, or "sum" as Eq. 19 writes it."""
+    """"mean" over the block output's elements; "sum" over all of them (batch included); "sample_sum":
+    Eq. 19 read literally, the sum over the N*d elements of each sample, then the mean over the batch."""
     # -- choices docs/design.md makes where the paper is open ------------------------------------------
     output_relu: bool = True
     """The ReLU after `up` (Eqs. 8, 17, 18); False gives the MMA-style linear output."""

@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dra.config import METHOD_SECTIONS, PRECISIONS, DRAConfig, check_fields
 from dra.data.registry import BASE_TO_NEW_DATASETS
 
-PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo")
+PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo", "pocket")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 ALL_SHOTS = "all"
 

@@ -33,7 +33,12 @@ class AdapterBranch(nn.Module):
         if with_reg:
             out, ref = self.adapter.forward_with_reference(y)
             diff = (cfg.scale * self._unscaled(out - ref)).abs()
-            self.reg = diff.mean() if cfg.reg_reduction == "mean" else diff.sum()
+            if cfg.reg_reduction == "mean":
+                self.reg = diff.mean()
+            elif cfg.reg_reduction == "sample_sum":  # (B, N, d), batch first: sum per sample, mean over B
+                self.reg = diff.sum() / diff.shape[0]
+            else:
+                self.reg = diff.sum()
         else:
             out = self.adapter(y)
             self.reg = None

@@ -36,7 +36,7 @@ class BackboneError(RuntimeError):
     """A CLIP model or its weights cannot be loaded; the message names the fix."""
 
 
-def _register_configs() -> None:
+def register_model_configs() -> None:
     """Add the packaged model configs (ViT-Tiny-16-test) to open_clip's registry, at first use only."""
     global _registered
     if not _registered:
@@ -152,14 +152,17 @@ def open_clip_quietly():
 def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | None = None,
                 quick_gelu: bool | None = None) -> tuple[nn.Module, dict]:
     """Build the open_clip model and return it with the weights' description (for checkpoints)."""
-    _register_configs()
+    register_model_configs()
     if model_name not in open_clip.list_models():
         raise BackboneError(
             f"unknown model '{model_name}'; open_clip knows e.g. ViT-B-16, ViT-B-32, ViT-L-14 "
             f"(all: open_clip.list_models())"
         )
     state, openai_file, source = None, False, "random"
-    if pretrained is not None and str(pretrained) != "":
+    if str(pretrained) == "pocket":  # the pocket world's tiny CLIP (a simulation), shipped in the package
+        from dra.pocket import pocket_weights
+        (state, _), source = _read_state_dict(pocket_weights(model_name)), "pocket"
+    elif pretrained is not None and str(pretrained) != "":
         path = Path(pretrained).expanduser()
         if path.is_file():
             state, openai_file = _read_state_dict(path)

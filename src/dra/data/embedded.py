@@ -118,26 +118,32 @@ def class_folder(classname: str) -> str:
 
 
 def _write(dataset_dir: Path) -> None:
+    write_coop_dataset(dataset_dir, [c for c, _, _ in SHAPES_CLASSES], PER_CLASS, render_image, SPLIT_FILE,
+                       GENERATOR_VERSION)
+
+
+def write_coop_dataset(dataset_dir: Path, classnames, per_class: dict, render, split_file: str, version: str) -> None:
+    """Write `images/<class>/<class>_NNN.png` and the CoOp split file; `render(label, index)` draws one image."""
     image_dir = dataset_dir / "images"
     split: dict[str, list] = {"train": [], "val": [], "test": []}
-    for label, (classname, _, _) in enumerate(SHAPES_CLASSES):
+    for label, classname in enumerate(classnames):
         folder = class_folder(classname)
         (image_dir / folder).mkdir(parents=True, exist_ok=True)
         index = 0
-        for key, count in PER_CLASS.items():
+        for key, count in per_class.items():
             for _ in range(count):
                 rel = f"{folder}/{folder}_{index:03d}.png"
-                render_image(label, index).save(image_dir / rel, format="PNG", compress_level=6)
+                render(label, index).save(image_dir / rel, format="PNG", compress_level=6)
                 split[key].append([rel, label, classname])
                 index += 1
-    with open(dataset_dir / SPLIT_FILE, "w", encoding="utf-8") as f:
+    with open(dataset_dir / split_file, "w", encoding="utf-8") as f:
         json.dump(split, f, indent=0)
-    (dataset_dir / MARKER).write_text(GENERATOR_VERSION + "\n")
+    (dataset_dir / MARKER).write_text(version + "\n")
 
 
-def is_complete(dataset_dir: Path) -> bool:
+def is_complete(dataset_dir: Path, version: str = GENERATOR_VERSION) -> bool:
     marker = Path(dataset_dir) / MARKER
-    return marker.is_file() and marker.read_text().strip() == GENERATOR_VERSION
+    return marker.is_file() and marker.read_text().strip() == version
 
 
 def make_shapes(out_root: str | os.PathLike) -> Path:
@@ -146,30 +152,35 @@ def make_shapes(out_root: str | os.PathLike) -> Path:
     Returns `out_root`, the data root to read it from. Safe to call from several processes at
     once: each writes into a private temporary folder that is renamed into place.
     """
+    return make_generated(out_root, "shapes", _write, GENERATOR_VERSION)
+
+
+def make_generated(out_root: str | os.PathLike, folder: str, write, version: str) -> Path:
+    """Write `<out_root>/<folder>` with `write(tmp_dir)` unless a complete copy of `version` is there."""
     root = Path(os.path.abspath(os.path.expanduser(os.fspath(out_root))))
-    target = root / "shapes"
-    if is_complete(target):
+    target = root / folder
+    if is_complete(target, version):
         return root
     try:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".shapes-tmp-", dir=root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder}-tmp-", dir=root))
     except OSError as e:
         raise DataError(
-            f"shapes: cannot write the embedded dataset to {root} ({e.strerror or e}); "
+            f"{folder}: cannot write the generated dataset to {root} ({e.strerror or e}); "
             f"set DRA_CACHE_DIR to a writable folder; {DOCS_HINT}"
         ) from None
     try:
-        _write(tmp)
+        write(tmp)
         if target.exists():  # stale (older generator) or half-written: move it aside first
-            if is_complete(target):
+            if is_complete(target, version):
                 return root
-            old = Path(tempfile.mkdtemp(prefix=".shapes-old-", dir=root))
-            os.replace(target, old / "shapes")
+            old = Path(tempfile.mkdtemp(prefix=f".{folder}-old-", dir=root))
+            os.replace(target, old / folder)
             shutil.rmtree(old, ignore_errors=True)
         try:
             os.replace(tmp, target)
         except OSError:
-            if not is_complete(target):  # another process did not win the race: a real error
+            if not is_complete(target, version):  # another process did not win the race: a real error
                 raise
     finally:
         if tmp.exists():

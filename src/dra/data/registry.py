@@ -29,6 +29,7 @@ from typing import Callable, Optional, Sequence
 from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum
 from dra.data.embedded import SHAPES_CLASSES, SHAPES_COUNTS, ensure_shapes
 from dra.data.embedded import SPLIT_FILE as SHAPES_SPLIT_FILE
+from dra.pocket.datasets import POCKET_BENCHMARK, POCKET_DATASETS
 
 Reader = Callable[["DatasetSpec", Path], DatasetSplits]
 
@@ -390,6 +391,9 @@ _SPECS = [
                   200, 30_000, read_imagenet_wnid_variant, aliases=("imagenet-r", "imagenet-rendition")),
     _split_spec("shapes", "Shapes", "shapes", "images", SHAPES_SPLIT_FILE,
                 len(SHAPES_CLASSES), SHAPES_COUNTS, embedded=True),
+    # The pocket benchmark: generated from the pocket world (a simulation; see docs/pocket.md).
+    *(_split_spec(p.name, p.title, p.name, "images", p.split_file, len(p.classnames), p.counts, embedded=True)
+      for p in POCKET_DATASETS.values()),
 ]
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in _SPECS}
@@ -400,6 +404,7 @@ BASE_TO_NEW_DATASETS = (
     "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
 )
 DOMAIN_SHIFT_DATASETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+# POCKET_BENCHMARK (imported above): the pocket world's benchmark tasks (a simulation)
 
 
 def _key(name: str) -> str:
@@ -452,6 +457,10 @@ def resolve_data_root(spec: DatasetSpec, data_root: str | os.PathLike | None) ->
         return Path(spec.folder)
     if data_root is None:
         if spec.embedded:
+            if spec.name in POCKET_DATASETS:
+                from dra.pocket.datasets import make_pocket_dataset
+
+                return make_pocket_dataset(spec.name, data_cache_dir())
             return ensure_shapes(data_cache_dir())
         raise DataError(
             f"{spec.name}: no data root given: pass --data-root DIR (the folder that contains "

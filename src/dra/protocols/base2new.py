@@ -69,23 +69,3 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
         echo(table.to_terminal())
         echo(f"tables: {out}/base2new.{{md,csv,json,png}}")
     return {"records": records, "table": table, "output": out}
-
-
-def demo(cfg: DictConfig, echo=print, note=print) -> dict:
-    """`dra demo`: base-to-new on the embedded dataset; without downloadable weights, random ones (said so)."""
-    from dra.backbones import BackboneError, load_backbone
-
-    try:
-        backbone = load_backbone(cfg.model, cfg.pretrained)
-    except BackboneError as e:
-        if cfg.pretrained is None or Path(str(cfg.pretrained)).suffix:
-            raise
-        note(f"NOTE: no '{cfg.pretrained}' weights for {cfg.model} here ({e}).\n"
-             f"NOTE: running with a RANDOMLY INITIALISED {cfg.model}: the accuracies below are chance-level "
-             "and only show that the pipeline runs. For a real experiment run `dra demo` on a machine that "
-             "can download the weights, or pass --pretrained /path/to/weights.pt.")
-        cfg.pretrained = None
-        backbone = load_backbone(cfg.model, None)
-    if cfg.pretrained is None:
-        cfg.output = str(Path(cfg.output) / "random-weights")
-    return run(cfg, backbone=backbone, echo=echo)

@@ -1,0 +1,231 @@
+"""`dra pocket pretrain`: contrastive pretraining of the pocket world's tiny CLIP (a SIMULATION).
+
+Batch `k` holds B/4 groups `world.sample_group(seed, g)`, g = k*B/4 .. (k+1)*B/4-1: four scenes
+equal in everything but one attribute (shape, pattern, count, colour or background), each caption
+naming it; without such groups a tiny CLIP learns background and colour and stops there. The data
+is a pure function of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
+open_clip's `ClipLoss`, AdamW, linear warm-up then cosine decay. Every `checkpoint_every` steps the
+model and the optimizer state go to `checkpoint.safetensors` (+ `checkpoint.json`: step, settings,
+losses); a run started again with the same output folder resumes from there. At the end the weights
+are written in fp16 as `pocket.safetensors` with `pocket.json` (command, seed, steps, final loss,
+generator version); `--ship` also copies both into the package (`dra/pocket/`), where
+`--pretrained pocket` finds them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dra.io import atomic_write, atomic_write_text
+from dra.pocket import world
+
+MODEL = "ViT-Pocket"
+PACKAGE_DIR = Path(__file__).resolve().parent
+WEIGHTS_NAME = "pocket.safetensors"
+META_NAME = "pocket.json"
+GROUP = 4  # a batch is made of groups of GROUP scenes that differ in one attribute (world.sample_group)
+
+
+@dataclass
+class PretrainSettings:
+    steps: int = 800
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 50
+    seed: int = 0
+    checkpoint_every: int = 50
+    threads: int = 1
+    workers: int = 1
+    model: str = MODEL
+
+
+def _to_tensor(image) -> torch.Tensor:
+    from dra.data.transforms import CLIP_MEAN, CLIP_STD
+
+    x = torch.from_numpy(np.asarray(image, np.float32) / 255.0).permute(2, 0, 1)
+    return (x - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
+
+
+class WorldBatches(torch.utils.data.Dataset):
+    """Item `k` = batch `k`: (images, tokens) of world groups k*B/4 .. (k+1)*B/4-1 (`world.sample_group`)."""
+
+    def __init__(self, seed: int, batch_size: int, model: str) -> None:
+        import open_clip
+
+        from dra.backbones.loading import open_clip_quietly, register_model_configs
+
+        register_model_configs()
+        self.seed, self.batch_size = seed, batch_size
+        with open_clip_quietly():
+            self.tokenizer = open_clip.get_tokenizer(model)
+
+    def __len__(self) -> int:
+        return 1 << 40
+
+    def __getitem__(self, step: int):
+        images, captions = [], []
+        groups = self.batch_size // GROUP
+        for g in range(step * groups, (step + 1) * groups):  # groups of scenes differing in one attribute
+            for image, text, _ in world.sample_group(self.seed, g, GROUP):
+                images.append(_to_tensor(image))
+                captions.append(text)
+        for i in range(step * self.batch_size, step * self.batch_size + self.batch_size - groups * GROUP):
+            image, text, _ = world.sample(self.seed, i)
+            images.append(_to_tensor(image))
+            captions.append(text)
+        return torch.stack(images), self.tokenizer(captions)
+
+
+def lr_at(step: int, s: PretrainSettings) -> float:
+    if step < s.warmup:
+        return s.lr * (step + 1) / s.warmup
+    t = (step - s.warmup) / max(1, s.steps - s.warmup)
+    return 0.5 * s.lr * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def build_model(s: PretrainSettings):
+    import open_clip
+
+    from dra.backbones.loading import open_clip_quietly, register_model_configs
+
+    register_model_configs()
+    with torch.random.fork_rng(devices=[]), open_clip_quietly():
+        torch.manual_seed(s.seed)
+        return open_clip.create_model(s.model, pretrained=None, output_dict=True)
+
+
+def _optimizer(model, s: PretrainSettings) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                             lr=s.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def _save_checkpoint(out: Path, model, opt, step: int, s: PretrainSettings, losses: list[float]) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    for i, state in opt.state_dict()["state"].items():
+        for name, value in state.items():
+            tensors[f"opt.{i}.{name}"] = torch.as_tensor(value).detach().contiguous()
+    atomic_write(out / "checkpoint.safetensors", lambda tmp: save_file(tensors, tmp))
+    atomic_write_text(out / "checkpoint.json", json.dumps(
+        {"step": step, "settings": asdict(s), "generator": world.GENERATOR_VERSION, "losses": losses}, indent=1))
+
+
+def _load_checkpoint(out: Path, model, opt, s: PretrainSettings) -> tuple[int, list[float]]:
+    from safetensors.torch import load_file
+
+    meta_path, weights_path = out / "checkpoint.json", out / "checkpoint.safetensors"
+    if not (meta_path.is_file() and weights_path.is_file()):
+        return 0, []
+    meta = json.loads(meta_path.read_text())
+    saved = {k: v for k, v in meta["settings"].items() if k not in ("threads", "workers", "checkpoint_every", "steps")}
+    mine = {k: v for k, v in asdict(s).items() if k in saved}
+    if saved != mine or meta.get("generator") != world.GENERATOR_VERSION:
+        raise ValueError(f"{out} holds a pretraining run with other settings ({saved}); use another --output")
+    tensors = load_file(str(weights_path))
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state = opt.state_dict()
+    per_param: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            per_param.setdefault(int(i), {})[name] = v
+    state["state"] = per_param
+    opt.load_state_dict(state)
+    return int(meta["step"]), list(meta["losses"])
+
+
+def export_weights(model, path: Path, meta: dict) -> Path:
+    """The model's weights in fp16 safetensors (about half the fp32 size) and a JSON beside them."""
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(sd, tmp, metadata={"format": "pt", "simulation": "pocket world"}))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def pretrain(s: PretrainSettings, output: str | os.PathLike, ship: bool = False, progress: bool = True,
+             command: str | None = None, echo=print) -> dict:
+    """Run (or resume) pretraining into `output`; returns the summary written to pocket.json."""
+    from open_clip.loss import ClipLoss
+    from tqdm.auto import tqdm
+
+    torch.set_num_threads(max(1, s.threads))
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_model(s)
+    model.train()
+    opt = _optimizer(model, s)
+    start, losses = _load_checkpoint(out, model, opt, s)
+    if start:
+        echo(f"resuming {out} at step {start}/{s.steps}")
+    loss_fn = ClipLoss()
+    data = WorldBatches(s.seed, s.batch_size, s.model)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=range(start, s.steps),
+                                         num_workers=s.workers, prefetch_factor=4 if s.workers else None,
+                                         persistent_workers=False)
+    t0 = time.time()
+    log = open(out / "train.log", "a", encoding="utf-8")
+    bar = tqdm(total=s.steps, initial=start, desc="pocket pretrain", disable=not progress, dynamic_ncols=True)
+    step = start
+    try:
+        for step, (images, tokens) in enumerate(loader, start=start):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, s)
+            o = model(images, tokens)
+            loss = loss_fn(o["image_features"], o["text_features"], o["logit_scale"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(round(loss.item(), 5))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr_at(step, s):.1e}")
+            if (step + 1) % 10 == 0:
+                log.write(f"step {step + 1} loss {np.mean(losses[-10:]):.4f} lr {lr_at(step, s):.2e} "
+                          f"elapsed {time.time() - t0:.0f}s\n")
+                log.flush()
+            if (step + 1) % s.checkpoint_every == 0 or step + 1 == s.steps:
+                _save_checkpoint(out, model, opt, step + 1, s, losses)
+    finally:
+        bar.close()
+        log.close()
+    final = float(np.mean(losses[-50:])) if losses else float("nan")
+    meta = {
+        "simulation": True,
+        "what": "the pocket world's tiny CLIP, pretrained by dra itself on procedurally generated captions",
+        "command": command or f"dra pocket pretrain --steps {s.steps} --batch-size {s.batch_size} --seed {s.seed}",
+        "model": s.model, "seed": s.seed, "steps": s.steps, "batch_size": s.batch_size, "lr": s.lr,
+        "weight_decay": s.weight_decay, "warmup": s.warmup,
+        "final_loss": round(final, 4), "first_loss": losses[0] if losses else None,
+        "generator": world.GENERATOR_VERSION, "batches": f"groups of {GROUP} (world.sample_group)",
+        "dtype": "float16",
+        "wall_seconds_this_session": round(time.time() - t0, 1),
+    }
+    model.eval()
+    path = export_weights(model, out / WEIGHTS_NAME, meta)
+    if ship:
+        shutil.copyfile(path, PACKAGE_DIR / WEIGHTS_NAME)
+        shutil.copyfile(path.with_suffix(".json"), PACKAGE_DIR / META_NAME)
+        echo(f"shipped: {PACKAGE_DIR / WEIGHTS_NAME}")
+    echo(f"final loss {final:.4f} (mean of the last 50 steps); weights: {path}")
+    return meta
+
+
+def packaged_weights() -> Path:
+    return PACKAGE_DIR / WEIGHTS_NAME

@@ -1,0 +1,365 @@
+"""The pocket world: a SIMULATION. Procedurally drawn scenes and their captions, seeded and offline.
+
+A scene is one kind of object, drawn `count` times (1-6) on a textured background: a shape (10), a
+colour (10), a pattern (6), a size (small / large) and a background scene (8). Captions come from a
+small grammar with several frames and word orders, and leave attributes out at random, so that the
+text tower sees partial descriptions ("a photo of a red circle.", "two striped objects on a brick
+wall.", "a photo of a snow field."). The downstream pocket datasets ask for one attribute at a time,
+with class names that are phrases of this grammar ("circle", "striped object", "snow field",
+"three objects").
+
+Everything is a pure function of integers: `sample(seed, index)` gives the same pixels and caption on
+every machine (Python's `random.Random` and numpy's `default_rng` seeded by the pair). Rendering is at
+the model's input size (48 px) with 2x supersampled shape masks: about a millisecond an image.
+
+`Shift` is the downstream distribution shift (palette jitter and desaturation, noise, blur, clutter
+strokes): the pocket datasets are drawn with it, pretraining never sees it.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+GENERATOR_VERSION = "pocket-world-v1"
+IMAGE_SIZE = 48
+_SS = 2  # supersampling of the masks
+
+SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond", "hexagon", "heart", "arrow", "crescent")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 35, 35), "green": (40, 170, 60), "blue": (35, 70, 220), "yellow": (240, 215, 30),
+    "purple": (135, 45, 185), "orange": (250, 135, 25), "white": (245, 245, 245), "black": (20, 20, 20),
+    "pink": (245, 125, 195), "cyan": (30, 205, 215),
+}
+PATTERNS = ("plain", "striped", "dotted", "checkered", "outlined", "two-tone")
+SIZES = ("small", "large")
+SCENES = ("grass field", "sandy beach", "snow field", "blue sky", "brick wall", "wooden floor", "night sky",
+          "ocean water")
+COUNT_WORDS = ("one", "two", "three", "four", "five", "six")
+MAX_COUNT = len(COUNT_WORDS)
+
+
+@dataclass(frozen=True)
+class Scene:
+    shape: str
+    colour: str
+    pattern: str
+    size: str
+    count: int
+    background: str
+
+
+@dataclass(frozen=True)
+class Shift:
+    """The downstream shift; each field is a strength in [0, 1]-ish units (0 = pretraining's look)."""
+
+    palette: float = 0.0   # colour jitter of objects and background, and desaturation
+    noise: float = 0.0     # Gaussian pixel noise, sigma = 40 * noise
+    blur: float = 0.0      # Gaussian blur radius in pixels
+    clutter: int = 0       # up to this many random strokes over the scene
+    dusk: float = 0.0      # darken by this fraction and tint blue (low light)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.palette == 0 and self.noise == 0 and self.blur == 0 and self.clutter == 0 and self.dusk == 0
+
+
+DOWNSTREAM_SHIFT = Shift(palette=0.5, noise=0.35, blur=0.6, clutter=4)
+STRONG_SHIFT = Shift(palette=1.5, noise=0.8, blur=1.0, clutter=8)
+DUSK_SHIFT = Shift(palette=0.5, noise=0.35, blur=0.6, clutter=4, dusk=0.45)
+
+
+# -- attributes and captions ------------------------------------------------------------------------
+
+
+def random_scene(rng: random.Random, **fixed) -> Scene:
+    """A scene with uniformly drawn attributes, except those given in `fixed`."""
+    values = {
+        "shape": rng.choice(SHAPES), "colour": rng.choice(list(COLOURS)), "pattern": rng.choice(PATTERNS),
+        "size": rng.choice(SIZES), "count": rng.randint(1, MAX_COUNT), "background": rng.choice(SCENES),
+    }
+    values.update(fixed)
+    if values["count"] > 3 and "size" not in fixed:
+        values["size"] = "small"  # four to six large objects do not fit in 48 px
+    return Scene(**values)
+
+
+_FRAMES = ("a photo of a {}.", "a photo of {}.", "a picture of {}.", "an image of {}.", "{}.", "there is {}.",
+           "a drawing of {}.", "a rendering of {}.")
+_BACKGROUND_PREPS = ("on a {}", "in front of a {}", "against a {}", "over a {}")
+
+
+def _plural(noun: str) -> str:
+    return noun + "es" if noun.endswith(("s", "x", "sh", "ch")) else noun + "s"
+
+
+def caption(scene: Scene, rng: random.Random, keep: str | None = None) -> str:
+    """One caption of `scene`: a frame around a noun phrase that keeps each attribute with some chance.
+
+    `keep` names an attribute the caption must mention (shape, colour, pattern, count, background).
+    """
+    if keep in (None, "background") and rng.random() < 0.08:  # the background alone
+        return rng.choice(_FRAMES).format(scene.background)
+    noun = scene.shape if keep == "shape" or rng.random() < 0.8 else rng.choice(("object", "shape", "thing"))
+    adjectives = []
+    if rng.random() < 0.5:
+        adjectives.append(scene.size)
+    if keep == "colour" or rng.random() < 0.75:
+        adjectives.append(scene.colour)
+    pattern_after = False
+    if keep == "pattern" or rng.random() < 0.65:
+        if scene.pattern == "plain" or rng.random() < 0.7:
+            adjectives.append(scene.pattern)
+        else:
+            pattern_after = True
+    if rng.random() < 0.2:
+        rng.shuffle(adjectives)
+    plural = scene.count > 1
+    head = _plural(noun) if plural else noun
+    say_count = plural or keep == "count" or rng.random() < 0.3
+    if say_count:
+        if scene.count == 2 and rng.random() < 0.3:
+            quantity = "a pair of"
+        else:
+            quantity = COUNT_WORDS[scene.count - 1]
+    else:
+        quantity = ""
+    phrase = " ".join(w for w in (quantity, *adjectives, head) if w)
+    if pattern_after:
+        phrase += {"striped": " with stripes", "dotted": " with dots", "checkered": " with a checkered pattern",
+                   "outlined": " drawn in outline", "two-tone": " in two tones"}[scene.pattern]
+    if keep == "background" or rng.random() < 0.6:
+        phrase += " " + rng.choice(_BACKGROUND_PREPS).format(scene.background)
+    return rng.choice(_FRAMES).format(phrase)
+
+
+# -- drawing -------------------------------------------------------------------------------------------
+
+
+def _poly(n, cx, cy, r, angle, radii=(1.0,)):
+    m = n * len(radii)
+    return [(cx + r * radii[k % len(radii)] * math.cos(angle + 2 * math.pi * k / m),
+             cy + r * radii[k % len(radii)] * math.sin(angle + 2 * math.pi * k / m)) for k in range(m)]
+
+
+def _rot(points, cx, cy, angle):
+    c, s = math.cos(angle), math.sin(angle)
+    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, tilt: float, spin: float,
+                fill=255) -> None:
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "square":
+        draw.polygon(_poly(4, cx, cy, r * 1.2, math.pi / 4 + tilt), fill=fill)
+    elif shape == "diamond":
+        draw.polygon(_rot([(0, -r * 1.2), (r * 0.7, 0), (0, r * 1.2), (-r * 0.7, 0)], cx, cy, tilt), fill=fill)
+    elif shape == "triangle":
+        draw.polygon(_poly(3, cx, cy + 0.15 * r, r * 1.2, -math.pi / 2 + tilt), fill=fill)
+    elif shape == "star":
+        draw.polygon(_poly(5, cx, cy, r * 1.2, -math.pi / 2 + tilt, radii=(1.0, 0.45)), fill=fill)
+    elif shape == "hexagon":
+        draw.polygon(_poly(6, cx, cy, r * 1.05, spin), fill=fill)
+    elif shape == "cross":
+        w = 0.38 * r
+        pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
+        draw.polygon(_rot(pts, cx, cy, tilt), fill=fill)
+    elif shape == "heart":
+        q = 0.52 * r
+        draw.ellipse([cx - 2 * q, cy - 0.9 * r, cx, cy - 0.9 * r + 2 * q], fill=fill)
+        draw.ellipse([cx, cy - 0.9 * r, cx + 2 * q, cy - 0.9 * r + 2 * q], fill=fill)
+        draw.polygon([(cx - 1.95 * q, cy - 0.9 * r + 1.25 * q), (cx + 1.95 * q, cy - 0.9 * r + 1.25 * q), (cx, cy + r)],
+                     fill=fill)
+    elif shape == "arrow":
+        pts = [(-r, -0.28 * r), (0.1 * r, -0.28 * r), (0.1 * r, -0.7 * r), (r, 0), (0.1 * r, 0.7 * r),
+               (0.1 * r, 0.28 * r), (-r, 0.28 * r)]
+        draw.polygon(_rot(pts, cx, cy, spin), fill=fill)
+    elif shape == "crescent":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+        dx, dy = 0.5 * r * math.cos(spin), 0.5 * r * math.sin(spin)
+        rr = 0.85 * r
+        draw.ellipse([cx + dx - rr, cy + dy - rr, cx + dx + rr, cy + dy + rr], fill=0)
+    else:  # pragma: no cover
+        raise ValueError(shape)
+
+
+def _layout(scene: Scene, rng: random.Random) -> list[tuple[float, float, float]]:
+    """(cx, cy, r) per object, in pixels at the output size, without overlaps (grid cells)."""
+    s = IMAGE_SIZE
+    if scene.count == 1:
+        r = rng.uniform(10.0, 15.0) if scene.size == "large" else rng.uniform(5.0, 7.0)
+        return [(rng.uniform(r + 2, s - r - 2), rng.uniform(r + 2, s - r - 2), r)]
+    grid = 2 if (scene.size == "large" and scene.count <= 4) else 3
+    cell = s / grid
+    cells = rng.sample(range(grid * grid), scene.count)
+    out = []
+    for c in cells:
+        gx, gy = c % grid, c // grid
+        r = (rng.uniform(8.0, 10.0) if grid == 2 else rng.uniform(4.5, 6.2)) if scene.size == "large" or grid == 3 \
+            else rng.uniform(5.0, 6.5)
+        if scene.size == "small" and grid == 2:
+            r = rng.uniform(4.5, 6.0)
+        slack = max(0.0, cell / 2 - r - 1)
+        out.append((gx * cell + cell / 2 + rng.uniform(-slack, slack), gy * cell + cell / 2 + rng.uniform(-slack, slack), r))
+    return out
+
+
+def _background(name: str, rng: np.random.Generator, jitter: np.ndarray) -> np.ndarray:
+    s = IMAGE_SIZE
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    n = rng.standard_normal((s, s)).astype(np.float32)
+
+    def col(rgb):
+        return np.broadcast_to(np.array(rgb, np.float32) + jitter, (s, s, 3)).copy()
+
+    if name == "grass field":
+        img = col((70, 140, 55))
+        streak = np.repeat(rng.standard_normal((1, s)), s, 0) * 0.6 + n * 0.6
+        img += streak[..., None] * np.array([10, 22, 8], np.float32)
+    elif name == "sandy beach":
+        img = col((218, 196, 148)) + (n * 10)[..., None]
+        img[rng.random((s, s)) < 0.05] -= 45
+    elif name == "snow field":
+        img = col((232, 238, 246)) + (n * 6)[..., None] * np.array([1, 1, 0.6], np.float32)
+    elif name == "blue sky":
+        t = (yy / s)[..., None]
+        img = col((95, 150, 225)) * (1 - t) + col((175, 210, 250)) * t
+        for _ in range(rng.integers(1, 4)):
+            cx, cy, rad = rng.uniform(0, s), rng.uniform(0, s * 0.7), rng.uniform(4, 9)
+            cloud = np.exp(-(((xx - cx) / (1.8 * rad)) ** 2 + ((yy - cy) / rad) ** 2))
+            img = img * (1 - cloud[..., None] * 0.8) + 250 * cloud[..., None] * 0.8
+    elif name == "brick wall":
+        img = col((155, 65, 45)) + (n * 8)[..., None]
+        bh = rng.uniform(5, 7)
+        row = np.floor(yy / bh)
+        off = (row % 2) * 6
+        mortar = ((yy % bh) < 1.2) | (((xx + off) % 12) < 1.2)
+        img[mortar] = np.array([205, 200, 190], np.float32) + jitter
+    elif name == "wooden floor":
+        img = col((140, 92, 52))
+        f = rng.uniform(0.5, 0.9)
+        grain = np.sin(yy * f + 2.5 * np.sin(xx * 0.15 + rng.uniform(0, 6))) * 14 + n * 4
+        img += grain[..., None]
+        img[(yy % 12) < 1] -= 40
+    elif name == "night sky":
+        img = col((15, 20, 52)) + (n * 3)[..., None]
+        stars = rng.random((s, s)) < 0.025
+        img[stars] = 235
+    elif name == "ocean water":
+        img = col((30, 85, 160))
+        waves = np.sin(yy * 0.9 + 1.5 * np.sin(xx * 0.25 + rng.uniform(0, 6))) * 16 + n * 5
+        img += waves[..., None] * np.array([0.6, 0.9, 1.0], np.float32)
+    else:  # pragma: no cover
+        raise ValueError(name)
+    return img
+
+
+def _pattern_mask(pattern: str, rng: random.Random) -> np.ndarray | None:
+    """Where the object's second tone goes (bool, at the output size), or None for plain/outlined."""
+    s = IMAGE_SIZE
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    if pattern == "striped":
+        a = rng.uniform(0, math.pi)
+        period = rng.uniform(3.5, 4.5)
+        return ((xx * math.cos(a) + yy * math.sin(a) + rng.uniform(0, period)) % period) < period / 2
+    if pattern == "dotted":
+        period = rng.uniform(4.0, 5.0)
+        ox, oy = rng.uniform(0, period), rng.uniform(0, period)
+        return (((xx + ox) % period - period / 2) ** 2 + ((yy + oy) % period - period / 2) ** 2) < (period * 0.28) ** 2
+    if pattern == "checkered":
+        period = rng.uniform(3.0, 4.0)
+        return ((np.floor((xx + rng.uniform(0, 4)) / period) + np.floor((yy + rng.uniform(0, 4)) / period)) % 2) == 1
+    if pattern == "two-tone":
+        a = rng.uniform(0, 2 * math.pi)
+        return (xx - s / 2) * math.cos(a) + (yy - s / 2) * math.sin(a) > 0
+    return None
+
+
+def render(scene: Scene, rng: random.Random, shift: Shift = Shift()) -> Image.Image:
+    """Draw `scene` (48x48 RGB) with randomness from `rng`, under the downstream `shift`."""
+    s, big = IMAGE_SIZE, IMAGE_SIZE * _SS
+    nrng = np.random.default_rng(rng.getrandbits(63))
+    jitter = np.array([rng.uniform(-12, 12) for _ in range(3)], np.float32)
+    if shift.palette:
+        jitter = jitter + np.array([rng.uniform(-45, 45) * shift.palette for _ in range(3)], np.float32)
+    img = _background(scene.background, nrng, jitter)
+
+    base = np.array(COLOURS[scene.colour], np.float32) + np.array([rng.uniform(-18, 18) for _ in range(3)], np.float32)
+    if shift.palette:
+        base = base + np.array([rng.uniform(-50, 50) * shift.palette for _ in range(3)], np.float32)
+    lum = base.mean()
+    second = base * 0.35 if lum > 110 else base * 0.4 + 150  # a darker (or lighter) tone of the same colour
+    fill_mask = Image.new("L", (big, big), 0)
+    inner_mask = Image.new("L", (big, big), 0)
+    d_fill, d_inner = ImageDraw.Draw(fill_mask), ImageDraw.Draw(inner_mask)
+    tilt, spin = math.radians(rng.uniform(-15, 15)), rng.uniform(0, 2 * math.pi)
+    for cx, cy, r in _layout(scene, rng):
+        _draw_shape(d_fill, scene.shape, cx * _SS, cy * _SS, r * _SS, tilt, spin)
+        if scene.pattern == "outlined":
+            _draw_shape(d_inner, scene.shape, cx * _SS, cy * _SS, max(r - 2.0, r * 0.55) * _SS, tilt, spin)
+    alpha = np.asarray(fill_mask.resize((s, s), Image.BOX), np.float32) / 255.0
+    if scene.pattern == "outlined":
+        alpha = np.clip(alpha - np.asarray(inner_mask.resize((s, s), Image.BOX), np.float32) / 255.0, 0, 1)
+    colour = np.broadcast_to(base, (s, s, 3)).copy()
+    second_mask = _pattern_mask(scene.pattern, rng)
+    if second_mask is not None:
+        colour[second_mask] = second
+    img = img * (1 - alpha[..., None]) + colour * alpha[..., None]
+
+    if shift.palette:  # desaturate towards grey
+        grey = img.mean(-1, keepdims=True)
+        img = img + (grey - img) * (0.45 * shift.palette * rng.random())
+    if shift.dusk:
+        img = img * (1 - shift.dusk * rng.uniform(0.8, 1.0)) + np.array([0, 8, 30], np.float32) * shift.dusk
+    if shift.clutter:
+        pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(pil)
+        for _ in range(rng.randint(1, shift.clutter)):
+            pts = [(rng.uniform(0, s), rng.uniform(0, s)) for _ in range(rng.randint(2, 3))]
+            draw.line(pts, fill=tuple(rng.randint(0, 255) for _ in range(3)), width=1)
+        img = np.asarray(pil, np.float32)
+    if shift.blur:
+        pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        img = np.asarray(pil.filter(ImageFilter.GaussianBlur(shift.blur * rng.uniform(0.5, 1.0))), np.float32)
+    if shift.noise:
+        img = img + nrng.standard_normal(img.shape).astype(np.float32) * (40 * shift.noise * rng.random())
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def sample(seed: int, index: int, shift: Shift = Shift()) -> tuple[Image.Image, str, Scene]:
+    """The `index`-th (image, caption, scene) of the world seeded by `seed`: a pure function of both."""
+    rng = random.Random(f"{GENERATOR_VERSION}/{seed}/{index}")
+    scene = random_scene(rng)
+    text = caption(scene, rng)
+    return render(scene, rng, shift), text, scene
+
+
+GROUP_ATTRIBUTES = {"shape": 0.3, "pattern": 0.25, "count": 0.25, "colour": 0.1, "background": 0.1}
+_VALUES = {"shape": SHAPES, "pattern": PATTERNS, "count": tuple(range(1, MAX_COUNT + 1)), "colour": tuple(COLOURS),
+           "background": SCENES}
+
+
+def sample_group(seed: int, index: int, size: int = 4) -> list[tuple[Image.Image, str, Scene]]:
+    """Group `index`: `size` scenes equal in everything but one attribute (distinct values), each caption
+    naming that attribute. Pretraining batches are made of such groups, so that the contrastive loss
+    cannot be met by background and colour alone (they are the easy cues a tiny CLIP learns first)."""
+    rng = random.Random(f"{GENERATOR_VERSION}/group/{seed}/{index}")
+    attr = rng.choices(list(GROUP_ATTRIBUTES), weights=list(GROUP_ATTRIBUTES.values()))[0]
+    fixed = {"pattern": {"size": "large", "count": rng.randint(1, 2)}, "count": {"size": "small"},
+             "shape": {"count": rng.randint(1, 3)}}.get(attr, {})
+    base = random_scene(rng, **fixed)
+    out = []
+    for value in rng.sample(_VALUES[attr], size):
+        scene = Scene(**{**base.__dict__, attr: value})
+        if attr == "count" or (attr != "pattern" and scene.count > 3):
+            scene = Scene(**{**scene.__dict__, "size": "small"})
+        out.append((render(scene, rng), caption(scene, rng, keep=attr), scene))
+    return out
+
+
+__all__ = ["sample_group", "GROUP_ATTRIBUTES", "GENERATOR_VERSION", "IMAGE_SIZE", "SHAPES", "COLOURS", "PATTERNS", "SIZES", "SCENES", "COUNT_WORDS",
+           "Scene", "Shift", "DOWNSTREAM_SHIFT", "STRONG_SHIFT", "DUSK_SHIFT", "random_scene", "caption", "render", "sample"]

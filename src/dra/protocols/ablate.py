@@ -1,0 +1,192 @@
+"""`dra ablate`: the paper's ablations (Tables 4, 5, Fig. 3) and DESIGN.md's open choices, measured.
+
+A suite is a list of settings (a label, a method and `dra.*` overrides) run through a protocol over
+datasets and seeds; each setting's score per seed is the average over the datasets, and the table
+has one row per setting with the mean ± std over seeds (sample std), like the paper's ablation tables:
+
+    base2new                   Base / New / HM (HM of the mean Base and New)
+    cross_dataset, domain_gen  Source / Target (target = mean over the targets)
+
+Runs are the protocols' own run folders (`<output>/base2new/<method>-<hash>/...`), so a setting
+shared by two suites (the full DRA) trains once, and a finished run is reused. Tables go to
+`<output>/ablate/<protocol>/<suite>.{md,csv,json,png}`. A setting that is not valid for the model at
+hand (a rank ratio that keeps no channel at a small rank, a start layer past the last block) is left
+out with a note, not an error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from dra import settings as S
+from dra.protocols.experiment import Experiment
+from dra.report import Table, harmonic_mean, mean_std, write
+
+Setting = tuple[str, str, dict[str, Any]]  # (label, method, dra overrides)
+
+
+def table4(cfg: DictConfig, blocks: int) -> list[Setting]:
+    """Paper Table 4: the plain-adapter baseline, the branches, channel response and regularisation."""
+    return [
+        ("Baseline (adapter)", "adapter", {}),
+        ("DRA-T", "dra", {"branches": "text"}),
+        ("DRA-V", "dra", {"branches": "image"}),
+        ("DRA-T&V -CR -reg", "dra", {"channel_response": False, "regularization": False}),
+        ("DRA-T&V +CR -reg", "dra", {"regularization": False}),
+        ("DRA-T&V -CR +reg", "dra", {"channel_response": False}),
+        ("DRA-T&V +CR +reg", "dra", {}),
+    ]
+
+
+def table5(cfg: DictConfig, blocks: int) -> list[Setting]:
+    """Paper Table 5: the number of groups K and the rank ratios."""
+    rows = [(1.0, 0.5), (1.0, 0.25), (1.0, 0.7, 0.4), (1.0, 0.6, 0.2), (1.0, 0.8, 0.6, 0.4),
+            (1.0, 0.7, 0.4, 0.1), (1.0, 0.8, 0.6, 0.4, 0.2)]
+    return [(f"K={len(r)} {list(r)}", "dra", {"num_groups": len(r), "rank_ratios": list(r)}) for r in rows]
+
+
+def fig3_rank(cfg: DictConfig, blocks: int) -> list[Setting]:
+    """Paper Fig. 3a: the highest rank r (the paper's 8..128 around its 32; here around the configured r)."""
+    r = int(S.dra_config(cfg).rank)
+    values = sorted({max(1, r // 4), max(1, r // 2), r, 2 * r, 4 * r})
+    return [(f"r={v}", "dra", {"rank": v}) for v in values]
+
+
+def fig3_start(cfg: DictConfig, blocks: int) -> list[Setting]:
+    """Paper Fig. 3b: the first adapted block h (1-based)."""
+    values = range(1, blocks + 1) if blocks <= 6 else range(1, blocks + 1, 2)
+    return [(f"h={h}", "dra", {"start_layer": h}) for h in values]
+
+
+def design(cfg: DictConfig, blocks: int) -> list[Setting]:
+    """DESIGN.md's choices where the paper is silent, each switched against the defaults."""
+    return [
+        ("defaults", "dra", {}),
+        ("noise_temperature=0.1", "dra", {"noise_temperature": 0.1}),
+        ("noise_on_log_scores", "dra", {"noise_on_log_scores": True}),
+        ("reg_reduction=sample_sum", "dra", {"reg_reduction": "sample_sum"}),
+        ("gradient_scaling off", "dra", {"gradient_scaling": False}),
+        ("learnable_scores off", "dra", {"learnable_scores": False}),
+    ]
+
+
+SUITES: dict[str, Callable[[DictConfig, int], list[Setting]]] = {
+    "table4": table4, "table5": table5, "rank": fig3_rank, "start": fig3_start, "design": design,
+}
+PROTOCOLS = ("base2new", "cross_dataset", "domain_gen")
+
+
+def setting_cfg(cfg: DictConfig, method: str, overrides: dict[str, Any]) -> DictConfig:
+    """`cfg` with the method and the `dra.*` overrides of one setting (validated)."""
+    out = OmegaConf.merge(cfg, {"method": method, "dra": overrides})
+    S.dra_config(out)  # ValueError when the setting does not fit
+    return out
+
+
+def _score_base2new(exp: Experiment, cfg: DictConfig, seed: int) -> dict:
+    from dra.protocols.base2new import run_one
+
+    runs = [run_one(exp, cfg, d, seed) for d in cfg.datasets]
+    base = sum(r["base"] for r in runs) / len(runs)
+    new = sum(r["new"] for r in runs) / len(runs)
+    return {"base": base, "new": new}
+
+
+def _score_transfer(exp: Experiment, cfg: DictConfig, seed: int) -> dict:
+    from dra.protocols import transfer
+
+    res = transfer.run(OmegaConf.merge(cfg, {"seeds": [seed]}), backbone=exp.backbone, echo=lambda *_: None)
+    acc = {r["dataset"]: r["accuracy"] for r in res["records"]}
+    targets = [acc[t] for t in cfg.targets]
+    return {"source": acc[cfg.source], "target": sum(targets) / len(targets)}
+
+
+def settings_table(records: list[dict], protocol: str, title: str) -> Table:
+    """One row per setting: mean ± std over seeds; base2new adds the HM of the means."""
+    cols = ["base", "new"] if protocol == "base2new" else ["source", "target"]
+    labels = list(dict.fromkeys(r["setting"] for r in records))
+    rows, stds, n_seeds = [], [], []
+    for label in labels:
+        mine = [r for r in records if r["setting"] == label]
+        stats = [mean_std([r[c] for r in mine]) for c in cols]
+        row, std = [label, *(m for m, _ in stats)], [None, *(s for _, s in stats)]
+        if protocol == "base2new":
+            row.append(harmonic_mean(stats[0][0], stats[1][0]))
+            std.append(None)
+        rows.append(row)
+        stds.append(std)
+        n_seeds.append(len(mine))
+    columns = ["Setting", "Base", "New", "HM"] if protocol == "base2new" else ["Setting", "Source", "Target"]
+    notes = ["Each seed's score is the average over the datasets; mean ± sample std over seeds."]
+    return Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds, notes=notes)
+
+
+def plot_settings(table: Table, path: Path) -> Path:
+    """Grouped bars per setting (Base / New / HM, or Source / Target) with the std over seeds."""
+    import numpy as np
+
+    from dra.report.plots import new_figure, save_figure
+
+    cols = table.columns[1:]
+    x = np.arange(len(table.rows))
+    width = 0.8 / len(cols)
+    fig = new_figure(figsize=(max(6.0, 1.1 * len(table.rows) + 2), 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    for k, col in enumerate(cols):
+        vals = [float(v) for v in table.column(col)]
+        errs = [table.std(label, col) or 0.0 for label in table.labels]
+        ax.bar(x + (k - (len(cols) - 1) / 2) * width, vals, width, yerr=errs, label=col, capsize=2)
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(l) for l in table.labels], rotation=30, ha="right", fontsize="small")
+    values = [float(v) for c in cols for v in table.column(c)]
+    lo = max(0.0, min(values) - 10)
+    ax.set_ylim(lo, min(100.0, max(values) + 5))
+    ax.set_ylabel("Accuracy (%)")
+    ax.set_title(table.title, fontsize="small")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def run(cfg: DictConfig, suites: list[str], backbone=None, echo=print) -> dict[str, Table]:
+    """Every setting of every suite over cfg.datasets (or source/targets) x cfg.seeds; the tables."""
+    protocol = cfg.get("protocol", "base2new")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"dra ablate runs over {PROTOCOLS}, not {protocol!r}")
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown ablation suite(s) {unknown}; choose from {list(SUITES)}")
+    exp = Experiment(cfg, backbone)
+    blocks = min(len(exp.backbone.image_blocks), len(exp.backbone.text_blocks))
+    score = _score_base2new if protocol == "base2new" else _score_transfer
+    out = exp.output / "ablate" / protocol
+    tables = {}
+    for suite in suites:
+        records = []
+        for label, method, overrides in SUITES[suite](cfg, blocks):
+            try:
+                c = setting_cfg(cfg, method, overrides)
+                if S.dra_config(c).start_layer > blocks:
+                    raise ValueError(f"start_layer {S.dra_config(c).start_layer} > {blocks} blocks")
+            except ValueError as e:
+                echo(f"[{suite}] {label}: left out ({str(e).splitlines()[0]})")
+                continue
+            for seed in [int(s) for s in cfg.seeds]:
+                r = {"setting": label, "seed": seed, **score(exp, c, seed)}
+                records.append(r)
+                echo(f"[{suite}] {label} seed {seed}: " + "  ".join(
+                    f"{k} {v:.2f}" for k, v in r.items() if k not in ("setting", "seed")))
+        what = ", ".join(cfg.datasets) if protocol == "base2new" else f"{cfg.source} -> {', '.join(cfg.targets)}"
+        title = f"Ablation '{suite}' ({protocol}, {cfg.model}, {what}; {len(cfg.seeds)} seeds)"
+        table = settings_table(records, protocol, title)
+        tables[suite] = table
+        if exp.dist.is_main:
+            write(table, out, suite)
+            plot_settings(table, out / f"{suite}.png")
+            (out / "settings.yaml").write_text(OmegaConf.to_yaml(cfg))
+            echo(table.to_terminal())
+            echo(f"tables: {out}/{suite}.{{md,csv,json,png}}")
+    return tables
