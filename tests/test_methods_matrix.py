@@ -43,6 +43,9 @@ SPECS: dict[str, Spec] = {
     # MMA: per block 768*32+32 + 32*768+768 = 49,952 (image), 512*32+32 + 32*512+512 = 33,312 (text),
     # shared 32*32+32 = 1,056; blocks 5..12 = 8 -> 399,616 + 266,496 + 8,448 = 674,560
     "mma": Spec({"start_layer": 5}, {"trainable": 674_560, "image": 399_616, "text": 266_496, "shared": 8_448}),
+    # CLIP-LoRA: per block and projection A (2 x d) + B (d x 2) = 4d; q, k, v -> 12d per block, 12 blocks:
+    # image 12 * 12 * 768 = 110,592, text 12 * 12 * 512 = 73,728 -> 184,320. A gets no gradient while B = 0.
+    "clip_lora": Spec({}, {"trainable": 184_320, "image": 110_592, "text": 73_728}, zero_grad_ok=("_A",)),
 }
 
 

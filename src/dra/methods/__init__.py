@@ -9,6 +9,7 @@ from dra.backbones import CLIPBackbone
 from dra.methods.adapter import PlainAdapterCLIP
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 from dra.methods.dra import DRA
+from dra.methods.lora import CLIPLoRA
 from dra.methods.mma import MMA
 from dra.methods.zeroshot import ZeroShotCLIP
 
@@ -17,6 +18,7 @@ METHODS: dict[str, type[ClassifierModel]] = {
     "adapter": PlainAdapterCLIP,
     "zeroshot": ZeroShotCLIP,
     "mma": MMA,
+    "clip_lora": CLIPLoRA,
 }
 
 
@@ -36,5 +38,5 @@ def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], confi
     return cls(backbone, classnames, config or cls.config_class(), template)
 
 
-__all__ = ["METHODS", "DRA", "MMA", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
+__all__ = ["METHODS", "DRA", "MMA", "CLIPLoRA", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
            "DEFAULT_TEMPLATE"]
