@@ -46,6 +46,8 @@ SPECS: dict[str, Spec] = {
     # CLIP-LoRA: per block and projection A (2 x d) + B (d x 2) = 4d; q, k, v -> 12d per block, 12 blocks:
     # image 12 * 12 * 768 = 110,592, text 12 * 12 * 512 = 73,728 -> 184,320. A gets no gradient while B = 0.
     "clip_lora": Spec({}, {"trainable": 184_320, "image": 110_592, "text": 73_728}, zero_grad_ok=("_A",)),
+    # CLIP-Adapter: 512 -> 128 -> 512 without biases: 2 * 512 * 128 = 131,072
+    "clip_adapter": Spec({}, {"trainable": 131_072, "image": 131_072, "text": 0}),
 }
 
 

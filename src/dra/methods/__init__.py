@@ -8,6 +8,7 @@ from __future__ import annotations
 from dra.backbones import CLIPBackbone
 from dra.methods.adapter import PlainAdapterCLIP
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
+from dra.methods.clip_adapter import CLIPAdapter
 from dra.methods.dra import DRA
 from dra.methods.lora import CLIPLoRA
 from dra.methods.mma import MMA
@@ -19,6 +20,7 @@ METHODS: dict[str, type[ClassifierModel]] = {
     "zeroshot": ZeroShotCLIP,
     "mma": MMA,
     "clip_lora": CLIPLoRA,
+    "clip_adapter": CLIPAdapter,
 }
 
 
@@ -38,5 +40,5 @@ def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], confi
     return cls(backbone, classnames, config or cls.config_class(), template)
 
 
-__all__ = ["METHODS", "DRA", "MMA", "CLIPLoRA", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
+__all__ = ["METHODS", "DRA", "MMA", "CLIPLoRA", "CLIPAdapter", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
            "DEFAULT_TEMPLATE"]
