@@ -21,6 +21,7 @@ from conftest import SHARED_DATA, TINY, shared_eurosat
 
 runner = CliRunner()
 COMMANDS = ["info", "train", "eval", "base2new", "cross-dataset", "domain-gen", "demo", "efficiency", "visualize",
+            "import-checkpoint",
             "data", "data check", "data fewshot"]
 
 

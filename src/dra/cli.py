@@ -77,6 +77,29 @@ def info(
     typer.echo(json.dumps(out, indent=2))
 
 
+@app.command("import-checkpoint")
+def import_checkpoint(
+    source: Path = typer.Argument(..., help="The official checkpoint (Dassl's model.pth.tar-N)."),
+    method: str = typer.Option(..., help="The method it was trained with (importable: mma)."),
+    model: str = typer.Option("ViT-B-16", help="open_clip model name of its backbone."),
+    pretrained: str = typer.Option("openai", help="Backbone weights: 'openai', a file, or 'none'."),
+    output: Path = typer.Option(..., help="The dra checkpoint to write (OUT.safetensors + OUT.json)."),
+    classnames: Path = typer.Option(None, help="Class names, one per line (default: read from the "
+                                                "checkpoint's tokenized_prompts)."),
+) -> None:
+    """Import an MMA (later CoOp / MaPLe) checkpoint of the official code as a dra checkpoint; the file is
+    read as tensors only (never unpickled with code)."""
+    import json
+
+    from dra.engine.importing import import_checkpoint as run_import, read_classnames
+
+    with _errors():
+        names = read_classnames(classnames) if classnames else None
+        weights = _pretrained(pretrained)
+        result = run_import(source, method, model, (weights or None), output, names)
+    typer.echo(json.dumps(result, indent=2))
+
+
 @app.command()
 def efficiency(
     model: str = typer.Option("ViT-B-16", help="open_clip model name."),
