@@ -12,6 +12,7 @@ from dra.methods.clip_adapter import CLIPAdapter
 from dra.methods.dra import DRA
 from dra.methods.lora import CLIPLoRA
 from dra.methods.mma import MMA
+from dra.methods.tip_adapter import TipAdapter, TipAdapterF
 from dra.methods.zeroshot import ZeroShotCLIP
 
 METHODS: dict[str, type[ClassifierModel]] = {
@@ -21,6 +22,8 @@ METHODS: dict[str, type[ClassifierModel]] = {
     "mma": MMA,
     "clip_lora": CLIPLoRA,
     "clip_adapter": CLIPAdapter,
+    "tip_adapter": TipAdapter,
+    "tip_adapter_f": TipAdapterF,
 }
 
 
@@ -40,5 +43,5 @@ def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], confi
     return cls(backbone, classnames, config or cls.config_class(), template)
 
 
-__all__ = ["METHODS", "DRA", "MMA", "CLIPLoRA", "CLIPAdapter", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
+__all__ = ["METHODS", "DRA", "MMA", "CLIPLoRA", "CLIPAdapter", "TipAdapter", "TipAdapterF", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
            "DEFAULT_TEMPLATE"]

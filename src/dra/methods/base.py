@@ -129,6 +129,16 @@ class ClassifierModel(nn.Module):
         """Build what the method takes from the training set before (or instead of) SGD; most methods
         build nothing. Called by the protocols before training (Tip-Adapter's cache of image features)."""
 
+    def resize_for(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Before a checkpoint's tensors are loaded: take shapes that depend on the training data."""
+
+    def checkpoint_metadata(self) -> dict:
+        """Extra JSON a checkpoint records for this method (e.g. the classes of Tip-Adapter's cache)."""
+        return {}
+
+    def load_checkpoint_metadata(self, meta: dict) -> None:
+        """Read back what `checkpoint_metadata` recorded."""
+
     @property
     def needs_cache(self) -> bool:
         """Whether `fit_cache` builds something (the protocol then calls it, even with nothing to train)."""

@@ -69,6 +69,12 @@ def eval_suffix(cfg: DictConfig) -> str:
     return f"-test_per_class{int(n)}" if n else ""
 
 
+def selection_set(splits) -> list[Datum] | None:
+    """The few-shot val list a method may select hyper-parameters on (Tip-Adapter's alpha / beta search);
+    None where val is the test set (ImageNet, as in CoOp): selecting there would leak the test set."""
+    return None if getattr(splits, "val_is_test", False) or not splits.val else list(splits.val)
+
+
 def write_tables(table, out: Path, stem: str, cfg: DictConfig, plot=None) -> None:
     """`stem`.md/.csv/.json and settings.yaml in `out`; `plot(table, path)` adds `stem`.png."""
     from dra.report import write
