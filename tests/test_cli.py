@@ -20,7 +20,7 @@ from dra.cli import app, expand_variadic
 from conftest import SHARED_DATA, TINY, shared_eurosat
 
 runner = CliRunner()
-COMMANDS = ["info", "train", "eval", "base2new", "cross-dataset", "domain-gen", "demo", "efficiency", "visualize",
+COMMANDS = ["info", "train", "eval", "base2new", "cross-dataset", "domain-gen", "demo", "efficiency", "visualize", "compare",
             "import-checkpoint",
             "data", "data check", "data fewshot"]
 

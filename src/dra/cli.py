@@ -139,6 +139,7 @@ SHOTS = typer.Option(None, help="Images per class in the few-shot training set (
 OUTPUT = typer.Option(None, help="Output folder (default: runs).")
 DEVICE = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 CONFIG = typer.Option(None, "--config", help="A settings YAML to start from instead of the packaged one.")
+TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
 
 
 def expand_variadic(argv: list[str]) -> list[str]:
@@ -184,6 +185,35 @@ def base2new(
                         data_root=data_root, datasets=datasets or None, seeds=seeds or None, shots=shots,
                         output=output, device=device)
         protocol.run(cfg, echo=typer.echo)
+
+
+@app.command()
+def compare(
+    overrides: list[str] = OVERRIDES,
+    methods: list[str] = typer.Option(..., "--methods", help="Methods, one row each (e.g. zeroshot mma clip_lora dra)."),
+    protocol: str = typer.Option("base2new", help="base2new (Table 1), cross_dataset (Table 2) or domain_gen (Table 3)."),
+    model: str = MODEL, pretrained: str = PRETRAINED, data_root: str = DATA_ROOT,
+    datasets: list[str] = typer.Option(None, "--datasets", "--dataset", help="Datasets (base2new; default: all 11)."),
+    targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: str = SHOTS, output: str = OUTPUT,
+    device: str = DEVICE, config: Path = CONFIG,
+) -> None:
+    """The comparison table with a row per method: runs (or reuses) each method's runs with its published
+    settings; a method that fails is a row "failed: <reason>" and the others go on."""
+    from dra.protocols import compare as protocol_module
+
+    protocol = protocol.replace("-", "_")
+    with _errors():
+        if protocol not in ("base2new", "cross_dataset", "domain_gen"):
+            raise ValueError(f"--protocol must be base2new, cross_dataset or domain_gen, got {protocol!r}")
+
+        def settings_for(method: str):
+            return _settings(protocol, config, overrides, method=method, model=model,
+                             pretrained=_pretrained(pretrained), data_root=data_root,
+                             datasets=(datasets or None) if protocol == "base2new" else None,
+                             targets=(targets or None) if protocol != "base2new" else None,
+                             seeds=seeds or None, shots=shots, output=output, device=device)
+
+        protocol_module.run(methods, settings_for, protocol, echo=typer.echo)
 
 
 SUBSAMPLE = typer.Option("all", help="Label space: all classes, or the base / new half.")
@@ -252,7 +282,6 @@ def visualize(
     typer.echo(json.dumps(result, indent=2))
 
 
-TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
 
 
 def _transfer_command(name: str, doc: str):
