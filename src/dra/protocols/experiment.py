@@ -151,6 +151,11 @@ class Experiment:
             torch.manual_seed(seed)  # the cache's augmented views
             model.fit_cache(train_items, self.transforms(), self.device, val_items)
         if not model.trainable_parameters():
+            if model.needs_cache and self.dist.is_main:  # the built cache is the method's checkpoint
+                from dra.engine.checkpoint import save_adapters
+
+                run_dir.mkdir(parents=True, exist_ok=True)
+                save_adapters(model, run_dir / "adapters")
             return []
         identity = {**run, "seed": seed, "classnames": list(model.classnames), "model": cfg.model,
                     "pretrained": str(cfg.pretrained), "method": cfg.method, "dra": model.method_config()}
