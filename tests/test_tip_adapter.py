@@ -47,3 +47,14 @@ def test_tip_adapter_f_learns_the_keys(tiny_backbone):
     model, _, train = _fitted(tiny_backbone, "tip_adapter_f")
     assert [p is model.cache.keys for p in model.trainable_parameters()] == [True]
     assert model.parameter_counts()["trainable"] == len(train) * tiny_backbone.clip.visual.output_dim
+
+
+def test_tip_adapter_f_searches_after_training(tiny_backbone):
+    from dra.data import build_dataset
+
+    model, _, _ = _fitted(tiny_backbone, "tip_adapter_f", search=True)
+    assert (float(model.cache.alpha), float(model.cache.beta)) == (2.0, 3.0)  # the init values while training
+    val = [d for d in build_dataset("shapes").val if d.label < 3]
+    assert model.finish_training(val, clip_transforms(tiny_backbone.preprocess), "cpu")
+    cfg = model.config
+    assert float(model.cache.beta) in [float(torch.tensor(b)) for b in grid(cfg.search_scale_beta, cfg.search_steps_beta)]

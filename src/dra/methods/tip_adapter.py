@@ -120,10 +120,20 @@ class TipAdapter(ClassifierModel):
         self.cache.values = F.one_hot(labels, len(self.classnames)).float()
         self.cache_classnames = list(self.classnames)
         self.cache.to(device)
-        if cfg.search and val_items:
+        if cfg.search and val_items and not self.learnable_keys:  # Tip-Adapter-F searches after training
             self._search(val_items, transforms[1], device)
         self.clear_text_cache()
         self.train(was)
+
+    def finish_training(self, val_items, transforms, device) -> bool:
+        """Tip-Adapter-F: the official alpha / beta search with the trained keys, on the val set."""
+        if not (self.learnable_keys and self.config.search and val_items and self.cache_active):
+            return False
+        was = self.training
+        self.eval()
+        self._search(val_items, transforms[1], torch.device(device))
+        self.train(was)
+        return True
 
     @torch.no_grad()
     def _search(self, val_items, transform, device) -> None:
@@ -132,7 +142,7 @@ class TipAdapter(ClassifierModel):
         f = self._features(val_items, transform, device, normalize=True)
         labels = torch.tensor([d.label for d in val_items], device=device)
         clip_logits = self.backbone.logit_scale * f @ self.text_features().float().t()
-        affinity = f @ self.cache.keys.float().t()
+        affinity = f @ self.cache.keys.detach().float().t()
         best = (-1.0, float(self.cache.alpha), float(self.cache.beta))
         for beta in grid(cfg.search_scale_beta, cfg.search_steps_beta):
             cache = torch.exp(-beta * (1 - affinity)) @ self.cache.values

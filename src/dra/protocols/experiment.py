@@ -159,8 +159,13 @@ class Experiment:
             return []
         identity = {**run, "seed": seed, "classnames": list(model.classnames), "model": cfg.model,
                     "pretrained": str(cfg.pretrained), "method": cfg.method, "dra": model.method_config()}
-        return fit(model, train_items, self.transforms(), S.train_settings(cfg, seed), run_dir, self.device,
-                   identity)
+        history = fit(model, train_items, self.transforms(), S.train_settings(cfg, seed), run_dir, self.device,
+                      identity)
+        if model.finish_training(val_items, self.transforms(), self.device) and self.dist.is_main:
+            from dra.engine.checkpoint import save_adapters
+
+            save_adapters(model, run_dir / "adapters", extra={"epoch": len(history)})
+        return history
 
     def accuracy(self, cfg: DictConfig, model, items: list[Datum], desc: str) -> dict:
         items = limit_per_class(items, cfg.get("test_per_class"))
