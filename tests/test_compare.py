@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import TINY
+import pytest
+
+from conftest import SHARED_DATA, TINY, shared_eurosat
 from safety_helpers import invoke
 
 QUICK = ["train.epochs=1", "train.warmup_epochs=0", "train.batch_size=4", "train.num_workers=0",
@@ -38,3 +40,15 @@ def test_compare_cross_dataset_protocol(tmp_path):
     data = json.loads((tmp_path / "compare" / "cross_dataset" / "compare.json").read_text())
     assert [r["Method"] for r in data["rows"]] == ["zeroshot", "nosuch"]
     assert data["rows"][0]["Status"] == "ok" and data["rows"][1]["Status"].startswith("failed:")
+
+
+@pytest.mark.shared_data
+def test_compare_on_the_real_eurosat(tmp_path):
+    shared_eurosat()
+    out = invoke("compare", "--methods", "zeroshot", "mma", "clip_adapter", "tip_adapter", "--datasets", "eurosat",
+                 "--data-root", SHARED_DATA, "--seeds", "1", "--model", TINY, "--pretrained", "none", "--shots", "2",
+                 "--output", tmp_path, *QUICK, "tip_adapter.augment_views=1")
+    assert out.exit_code == 0, out.output
+    data = json.loads((tmp_path / "compare" / "base2new" / "compare.json").read_text())
+    assert [r["Status"] for r in data["rows"]] == ["ok"] * 4
+    assert any("zero-shot CLIP" in n for n in data["notes"])  # Tip-Adapter's new classes are zero-shot
