@@ -27,8 +27,11 @@ NOTES = {
 
 
 def _reason(e: BaseException) -> str:
+    """The one-line reason of a failed method; errors that are not user errors (bugs) keep their type."""
+    from dra.data import DataError
+
     text = one_line(e)
-    return text if isinstance(e, USER_ERRORS) else f"{type(e).__name__}: {text}"
+    return text if isinstance(e, (*USER_ERRORS, DataError)) else f"{type(e).__name__}: {text}"
 
 
 def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol: str = "base2new",
