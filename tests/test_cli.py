@@ -21,7 +21,7 @@ from conftest import SHARED_DATA, TINY, shared_eurosat
 
 runner = CliRunner()
 COMMANDS = ["info", "train", "eval", "base2new", "cross-dataset", "domain-gen", "demo", "efficiency", "visualize", "plot",
-            "data", "data check", "data fewshot", "predict"]
+            "compare", "import-checkpoint", "predict", "ablate", "pocket pretrain", "data", "data check", "data fewshot"]
 
 
 def invoke(*args):

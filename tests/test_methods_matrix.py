@@ -30,6 +30,8 @@ class Spec:
     trainable: bool = True
     zero_grad_ok: tuple[str, ...] = ()
     """Learned tensors whose gradient may be exactly zero (e.g. a LoRA A while B is still 0)."""
+    cache: bool = False
+    """Builds a cache from training images first (`fit_cache`, as the protocols call it)."""
 
 
 # ViT-B/16: text width 512, image width 768, 12 + 12 blocks.
@@ -51,6 +53,15 @@ SPECS: dict[str, Spec] = {
     "cocoop": Spec({"meta_reduction": 2}, {"trainable": 35_360, "image": 0, "text": 35_360}),
     "maple": Spec({"depth": 4}, {"trainable": 3_555_072, "image": 3_545_856, "text": 9_216}),
     "tcp": Spec({"inject_layer": 3}, {"trainable": 331_904, "image": 0, "text": 331_904}),
+    # CLIP-LoRA: per block and projection A (2 x d) + B (d x 2) = 4d; q, k, v -> 12d per block, 12 blocks:
+    # image 12 * 12 * 768 = 110,592, text 12 * 12 * 512 = 73,728 -> 184,320. A gets no gradient while B = 0.
+    "clip_lora": Spec({}, {"trainable": 184_320, "image": 110_592, "text": 73_728}, zero_grad_ok=("_A",)),
+    # CLIP-Adapter: 512 -> 128 -> 512 without biases: 2 * 512 * 128 = 131,072
+    "clip_adapter": Spec({}, {"trainable": 131_072, "image": 131_072, "text": 0}),
+    # Tip-Adapter: nothing learned by SGD (the cache is built); Tip-Adapter-F: N*K x 512 keys (data-dependent)
+    "tip_adapter": Spec({"search_steps_beta": 5, "search_steps_alpha": 5, "augment_views": 2},
+                        {"trainable": 0, "image": 0, "text": 0}, trainable=False, cache=True),
+    "tip_adapter_f": Spec({"search_steps_beta": 5, "search_steps_alpha": 5, "augment_views": 2}, None, cache=True),
 }
 
 
@@ -60,7 +71,16 @@ def test_every_method_has_a_settings_file_and_a_spec():
 
 
 def _build(method: str, backbone, classes=CLASSES):
-    return build_method(method, backbone, list(classes), SPECS[method].tiny or None)
+    model = build_method(method, backbone, list(classes), SPECS[method].tiny or None)
+    if SPECS[method].cache:
+        from dra.data import build_dataset, clip_transforms
+
+        items = [d for d in build_dataset("shapes").train if d.label < len(classes)]
+        train = [d for label in range(len(classes)) for d in [x for x in items if x.label == label][:2]]
+        val = [d for label in range(len(classes)) for d in [x for x in items if x.label == label][2:4]]
+        model.fit_cache(train, clip_transforms(backbone.preprocess), "cpu", val)
+        assert model.cache_active
+    return model
 
 
 def _learned(model) -> dict[int, str]:

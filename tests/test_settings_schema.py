@@ -124,3 +124,43 @@ def test_too_many_shots_warns(tmp_path, caplog):
         Experiment(cfg).draw(cfg, "shapes", 1)
     assert any("shots=100000 but 10 of 10 shapes classes have fewer training images" in r.getMessage()
                for r in caplog.records)
+
+
+# -- per-method settings (configs/methods/<method>.yaml) ------------------------------------------------
+
+
+def test_method_files_merge_between_the_protocol_file_and_the_command_line():
+    lora = load_settings("base2new", {"method": "clip_lora"})
+    assert (lora.train.optimizer, lora.train.lr, lora.train.weight_decay, lora.train.batch_size) == ("adamw", 2e-4, 1e-2, 32)
+    assert (lora.lora.rank, lora.lora.alpha, lora.lora.dropout) == (2, 1.0, 0.25)
+    cli = load_settings("base2new", {"method": "clip_lora"}, ["train.lr=0.01", "lora.rank=4"])
+    assert (cli.train.lr, cli.lora.rank) == (0.01, 4)  # the command line wins over the method file
+    by_override = load_settings("base2new", None, ["method=clip_adapter"])  # the method may come from an override
+    assert (by_override.train.epochs, by_override.train.warmup_epochs) == (200, 1)
+    assert by_override.dataset_overrides.dtd.template == "{} texture."
+    tip = load_settings("base2new", {"method": "tip_adapter_f"})
+    assert tip.dataset_overrides.eurosat.train.epochs == 100 and tip.train.adam_eps == 1e-4
+    dra = load_settings("base2new", {"method": "dra"})
+    assert dra.train == load_settings("base2new").train  # dra.yaml is empty: the schema's defaults
+
+
+@pytest.mark.parametrize("override, message", [
+    ("lora.rnak=3", "unknown lora setting 'lora.rnak'; did you mean 'lora.rank'?"),
+    ("mma.scale=0", "mma settings: scale must be > 0, got 0.0"),
+    ("lora.branches=all", "lora settings: branches must be one of ('image', 'text', 'both'), got 'all'"),
+    ("train.optimizer=lion", "train.optimizer must be one of ('sgd', 'adam', 'adamw'), got 'lion'"),
+    ("train.adam_eps=0", "train.adam_eps must be a finite number > 0, got 0.0"),
+])
+def test_method_sections_are_checked(override, message):
+    with pytest.raises(SettingsError) as e:
+        load_settings("base2new", None, [override])
+    assert str(e.value) == message
+
+
+def test_a_method_file_is_checked(tmp_path, monkeypatch):
+    import dra.settings as S
+
+    (tmp_path / "odd.yaml").write_text("all:\n  train: {lr: 0.1}\nbase2nwe:\n  train: {epochs: 2}\n")
+    monkeypatch.setattr(S, "_methods_dir", lambda: tmp_path)
+    with pytest.raises(SettingsError, match="unknown setting 'base2nwe'; did you mean 'base2new'"):
+        load_settings("base2new", {"method": "odd"})

@@ -79,6 +79,29 @@ def info(
     typer.echo(json.dumps(out, indent=2))
 
 
+@app.command("import-checkpoint")
+def import_checkpoint(
+    source: Path = typer.Argument(..., help="The official checkpoint (Dassl's model.pth.tar-N)."),
+    method: str = typer.Option(..., help="The method it was trained with (importable: mma)."),
+    model: str = typer.Option("ViT-B-16", help="open_clip model name of its backbone."),
+    pretrained: str = typer.Option("openai", help="Backbone weights: 'openai', a file, or 'none'."),
+    output: Path = typer.Option(..., help="The dra checkpoint to write (OUT.safetensors + OUT.json)."),
+    classnames: Path = typer.Option(None, help="Class names, one per line (default: read from the "
+                                                "checkpoint's tokenized_prompts)."),
+) -> None:
+    """Import an MMA (later CoOp / MaPLe) checkpoint of the official code as a dra checkpoint; the file is
+    read as tensors only (never unpickled with code)."""
+    import json
+
+    from dra.engine.importing import import_checkpoint as run_import, read_classnames
+
+    with _errors():
+        names = read_classnames(classnames) if classnames else None
+        weights = _pretrained(pretrained)
+        result = run_import(source, method, model, (weights or None), output, names)
+    typer.echo(json.dumps(result, indent=2))
+
+
 @app.command()
 def efficiency(
     model: str = typer.Option("ViT-B-16", help="open_clip model name."),
@@ -119,6 +142,7 @@ OUTPUT = typer.Option(None, help="Output folder (default: runs).")
 DEVICE = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 CONFIG = typer.Option(None, "--config", help="A settings YAML to start from instead of the packaged one.")
 SPLIT = typer.Option(None, "--split", help="CoOp split file (JSON) for a folder dataset (default: a seeded 50/20/30 split).")
+TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
 
 
 def expand_variadic(argv: list[str]) -> list[str]:
@@ -165,6 +189,35 @@ def base2new(
                         data_root=data_root, datasets=datasets or None, seeds=seeds or None, shots=shots,
                         output=output, device=device, split=split)
         protocol.run(cfg, echo=typer.echo)
+
+
+@app.command()
+def compare(
+    overrides: list[str] = OVERRIDES,
+    methods: list[str] = typer.Option(..., "--methods", help="Methods, one row each (e.g. zeroshot mma clip_lora dra)."),
+    protocol: str = typer.Option("base2new", help="base2new (Table 1), cross_dataset (Table 2) or domain_gen (Table 3)."),
+    model: str = MODEL, pretrained: str = PRETRAINED, data_root: str = DATA_ROOT,
+    datasets: list[str] = typer.Option(None, "--datasets", "--dataset", help="Datasets (base2new; default: all 11)."),
+    targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: str = SHOTS, output: str = OUTPUT,
+    device: str = DEVICE, config: Path = CONFIG,
+) -> None:
+    """The comparison table with a row per method: runs (or reuses) each method's runs with its published
+    settings; a method that fails is a row "failed: <reason>" and the others go on."""
+    from dra.protocols import compare as protocol_module
+
+    protocol = protocol.replace("-", "_")
+    with _errors():
+        if protocol not in ("base2new", "cross_dataset", "domain_gen"):
+            raise ValueError(f"--protocol must be base2new, cross_dataset or domain_gen, got {protocol!r}")
+
+        def settings_for(method: str):
+            return _settings(protocol, config, overrides, method=method, model=model,
+                             pretrained=_pretrained(pretrained), data_root=data_root,
+                             datasets=(datasets or None) if protocol == "base2new" else None,
+                             targets=(targets or None) if protocol != "base2new" else None,
+                             seeds=seeds or None, shots=shots, output=output, device=device)
+
+        protocol_module.run(methods, settings_for, protocol, echo=typer.echo)
 
 
 SUBSAMPLE = typer.Option("all", help="Label space: all classes, or the base / new half.")
@@ -298,8 +351,6 @@ def plot(
                           accuracies=run_accuracies(run_dir, rows))
     typer.echo(str(out))
 
-
-TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
 
 
 def _transfer_command(name: str, doc: str):

@@ -117,6 +117,19 @@ class CLIPBackbone(nn.Module):
     def unwrap_block(self, tower: str, index: int) -> nn.Module:
         return unwrap(self.blocks(tower), str(index))
 
+    def wrap_attention(self, tower: str, index: int, make: Callable[[nn.Module], ModuleWrapper]) -> ModuleWrapper:
+        """Put `make(attn)` in place of the attention (`nn.MultiheadAttention`) of block `index` (0-based)."""
+        block = self.blocks(tower)[index]
+        try:
+            if isinstance(block, ModuleWrapper):
+                raise WrapError(f"the block already carries a {type(block).__name__}")
+            return wrap(block, "attn", make)
+        except WrapError as e:
+            raise BackboneError(f"{tower} block {index + 1} attention of {self.name}: {e}") from e
+
+    def unwrap_attention(self, tower: str, index: int) -> nn.Module:
+        return unwrap(self.blocks(tower)[index], "attn")
+
     @property
     def image_width(self) -> int:
         visual = self.clip.visual

@@ -52,7 +52,8 @@ def save_adapters(model, path: str | os.PathLike, extra: dict[str, Any] | None =
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.adapter_state_dict().items()}
     save_id = uuid.uuid4().hex  # both files carry it: a pair from two different saves is refused
     meta = {"format_version": FORMAT_VERSION, **describe(model), "classnames": list(model.classnames),
-            "parameter_counts": model.parameter_counts(), "save_id": save_id, **(extra or {})}
+            "parameter_counts": model.parameter_counts(), "save_id": save_id, **model.checkpoint_metadata(),
+            **(extra or {})}
     atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"dra": "adapters", "save_id": save_id}))
     atomic_write_text(meta_path, json.dumps(meta, indent=2))
     return weights_path
@@ -101,11 +102,13 @@ def load_adapters(model, path: str | os.PathLike) -> dict[str, Any]:
             + ". Build the model with the checkpoint's settings, e.g. dra.load_model(checkpoint)"
         )
     assign_adapters(model, tensors, source=str(_paths(path)[0]))
+    model.load_checkpoint_metadata(meta)
     return meta
 
 
 def assign_adapters(model, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Copy saved adapter tensors into `model` (names and shapes must match exactly)."""
+    model.resize_for(tensors)
     own = model.adapter_state_dict()
     if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
         raise CheckpointError(f"{source} holds other tensors than this model's adapters")

@@ -104,17 +104,87 @@ def read_dassl(path: str | os.PathLike) -> dict:
     return data
 
 
-def classnames_from_tokens(tokens: torch.Tensor, tokenizer_decode: Callable[[list[int]], str], template: str) -> list[str]:
-    """Class names back from the official `tokenized_prompts` ("a photo of a <name>.")."""
-    head, _, tail = template.partition("{}")
+def mma_config(tensors: dict[str, torch.Tensor]) -> dict:
+    """MMA's config from the imported tensors: adapted blocks and adapter width as the checkpoint has them."""
+    blocks = sorted({int(k.split(".")[2]) for k in tensors if k.startswith("adapters.shared.")})
+    if not blocks:
+        raise CheckpointError("the mma checkpoint holds no shared adapter")
+    if blocks != list(range(blocks[0], blocks[-1] + 1)):
+        raise CheckpointError(f"the mma checkpoint's adapted blocks {blocks} are not one contiguous range")
+    dim = tensors[f"adapters.shared.{blocks[0]}.weight"].shape[0]
+    return {"dim": int(dim), "start_layer": blocks[0], "end_layer": blocks[-1]}
+
+
+def coop_config(tensors: dict[str, torch.Tensor]) -> dict:
+    """CoOp's context length from the checkpoint: 4 is the published "a photo of a" init (its words are
+    replaced by the context anyway); another length reads as that many placeholders."""
+    n = int(tensors["context.ctx"].shape[0])
+    return {"ctx_init": "a photo of a"} if n == 4 else {"ctx_init": "", "n_ctx": n}
+
+
+def maple_config(tensors: dict[str, torch.Tensor]) -> dict:
+    """MaPLe's prompt length and depth from the checkpoint; the prompt text is the published "a photo of a"."""
+    depth = 1 + sum(1 for k in tensors if k.startswith("deep.deep_text."))
+    return {"ctx_init": "a photo of a", "n_ctx": int(tensors["context.ctx"].shape[0]), "depth": depth}
+
+
+CONFIGS: dict[str, Callable[[dict[str, torch.Tensor]], dict]] = {"mma": mma_config, "coop": coop_config,
+                                                                   "maple": maple_config}
+"""method -> the method config the imported tensors imply (blocks, widths)."""
+
+
+def classnames_from_tokens(tokens: torch.Tensor, decode: Callable[[list[int]], str], template: str) -> list[str]:
+    """Class names back from the official `tokenized_prompts` ("a photo of a <name>."), as CLIP's
+    tokenizer left them: lower case, punctuation set apart ("st . bernard")."""
+    head, _, tail = (part.strip().lower() for part in template.partition("{}"))
     names = []
     for row in tokens.tolist():
-        ids = [t for t in row if t not in (0,)]
-        text = tokenizer_decode(ids[1:-1]).strip()  # drop SOT and EOT
-        head_s, tail_s = head.strip().lower(), tail.strip().lower()
-        if head_s and text.lower().startswith(head_s):
-            text = text[len(head_s):]
-        if tail_s and text.rstrip().lower().endswith(tail_s):
-            text = text.rstrip()[: -len(tail_s)]
-        names.append(text.strip())
+        ids = [t for t in row if t != 0][1:-1]  # drop padding, SOT and EOT
+        text = decode(ids).strip()
+        if head and text.startswith(head):
+            text = text[len(head):].strip()
+        if tail and text.endswith(tail):
+            text = text[: -len(tail)].strip()
+        names.append(text)
     return names
+
+
+def read_classnames(path: str | os.PathLike) -> list[str]:
+    """A class-name file: one name per line (blank lines ignored)."""
+    try:
+        names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"class-name file {path} cannot be read ({e})") from None
+    if not names:
+        raise ValueError(f"class-name file {path} holds no class name (one per line)")
+    return names
+
+
+def import_checkpoint(source: str | os.PathLike, method: str, model: str, pretrained: str | None,
+                      output: str | os.PathLike, classnames: list[str] | None = None,
+                      template: str | None = None) -> dict:
+    """Write a dra checkpoint (`output` .safetensors + .json) from an official Dassl checkpoint."""
+    from dra.backbones import load_backbone
+    from dra.engine.checkpoint import assign_adapters, save_adapters
+    from dra.methods import DEFAULT_TEMPLATE, build_method
+
+    if method not in IMPORTERS:
+        raise ValueError(f"no importer for method '{method}'; importable: {sorted(IMPORTERS)}")
+    data = read_dassl(source)
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in data["state_dict"].items()}
+    tensors = convert(method, state)
+    template = template or DEFAULT_TEMPLATE
+    backbone = load_backbone(model, pretrained)
+    if classnames is None:
+        tokens = state.get("tokenized_prompts")
+        if tokens is None:
+            raise CheckpointError(f"{source} holds no tokenized_prompts to read the class names from; "
+                                  "give them with --classnames FILE (one per line)")
+        classnames = classnames_from_tokens(tokens, backbone.tokenizer.decode, template)
+    net = build_method(method, backbone, classnames, CONFIGS[method](tensors), template)
+    assign_adapters(net, tensors, source=str(source))
+    epoch = data.get("epoch")
+    extra = {"imported_from": str(source), "epoch": int(epoch) if isinstance(epoch, int) else None}
+    path = save_adapters(net, output, extra=extra)
+    return {"checkpoint": str(path), "method": method, "model": model, "classes": len(classnames),
+            "epoch": extra["epoch"], "config": net.method_config(), "parameter_counts": net.parameter_counts()}

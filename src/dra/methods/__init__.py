@@ -10,13 +10,16 @@ from typing import Any
 from dra.backbones import CLIPBackbone
 from dra.methods.adapter import PlainAdapterCLIP
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
+from dra.methods.clip_adapter import CLIPAdapter
 from dra.methods.cocoop import CoCoOp
 from dra.methods.coop import CoOp
 from dra.methods.dra import DRA
 from dra.methods.kgcoop import KgCoOp
 from dra.methods.maple import MaPLe
 from dra.methods.tcp import TCP
+from dra.methods.lora import CLIPLoRA
 from dra.methods.mma import MMA
+from dra.methods.tip_adapter import TipAdapter, TipAdapterF
 from dra.methods.zeroshot import ZeroShotCLIP
 
 METHODS: dict[str, type[ClassifierModel]] = {
@@ -29,6 +32,10 @@ METHODS: dict[str, type[ClassifierModel]] = {
     "maple": MaPLe,
     "tcp": TCP,
     "mma": MMA,
+    "clip_lora": CLIPLoRA,
+    "clip_adapter": CLIPAdapter,
+    "tip_adapter": TipAdapter,
+    "tip_adapter_f": TipAdapterF,
 }
 
 
@@ -48,5 +55,6 @@ def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], confi
     return cls(backbone, classnames, config or cls.config_class(), template)
 
 
-__all__ = ["METHODS", "DRA", "MMA", "CoOp", "CoCoOp", "KgCoOp", "MaPLe", "TCP", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
+__all__ = ["METHODS", "DRA", "MMA", "CLIPLoRA", "CLIPAdapter", "TipAdapter", "TipAdapterF", "CoOp", "CoCoOp", "KgCoOp",
+           "MaPLe", "TCP", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
            "DEFAULT_TEMPLATE"]

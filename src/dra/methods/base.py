@@ -135,6 +135,21 @@ class ClassifierModel(nn.Module):
         """Build what the method takes from the training set before (or instead of) SGD; most methods
         build nothing. Called by the protocols before training (Tip-Adapter's cache of image features)."""
 
+    def finish_training(self, val_items, transforms, device) -> bool:
+        """After SGD (called by the protocols): a last step that uses the training set's val split, e.g.
+        Tip-Adapter-F's alpha / beta search; returns whether it changed what the checkpoint holds."""
+        return False
+
+    def resize_for(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Before a checkpoint's tensors are loaded: take shapes that depend on the training data."""
+
+    def checkpoint_metadata(self) -> dict:
+        """Extra JSON a checkpoint records for this method (e.g. the classes of Tip-Adapter's cache)."""
+        return {}
+
+    def load_checkpoint_metadata(self, meta: dict) -> None:
+        """Read back what `checkpoint_metadata` recorded."""
+
     @property
     def needs_cache(self) -> bool:
         """Whether `fit_cache` builds something (the protocol then calls it, even with nothing to train)."""

@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.data import subsample_classes
 from dra.engine import distributed
-from dra.protocols.experiment import Experiment, dataset_key, eval_suffix, read_json, write_json, write_tables
+from dra.protocols.experiment import (Experiment, dataset_key, eval_suffix, read_json, selection_set,
+                                      write_json, write_tables)
 from dra.report import base2new_table, harmonic_mean
 
 
@@ -28,7 +29,8 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
     model = exp.build(cfg, base.classnames, seed)
     try:
-        history = exp.train(cfg, model, base.train, seed, run_dir, protocol="base2new", dataset=name)
+        history = exp.train(cfg, model, base.train, seed, run_dir, val_items=selection_set(base),
+                            protocol="base2new", dataset=name)
         base_acc = exp.accuracy(cfg, model, base.test, f"{name} base")
         model.set_classnames(new.classnames)
         new_acc = exp.accuracy(cfg, model, new.test, f"{name} new")

@@ -76,6 +76,12 @@ def eval_suffix(cfg: DictConfig) -> str:
     return f"-test_per_class{int(n)}" if n else ""
 
 
+def selection_set(splits) -> list[Datum] | None:
+    """The few-shot val list a method may select hyper-parameters on (Tip-Adapter's alpha / beta search);
+    None where val is the test set (ImageNet, as in CoOp): selecting there would leak the test set."""
+    return None if getattr(splits, "val_is_test", False) or not splits.val else list(splits.val)
+
+
 def write_tables(table, out: Path, stem: str, cfg: DictConfig, plot=None) -> None:
     """`stem`.md/.csv/.json and settings.yaml in `out`; `plot(table, path)` adds `stem`.png."""
     from dra.report import write
@@ -152,11 +158,21 @@ class Experiment:
             torch.manual_seed(seed)  # the cache's augmented views
             model.fit_cache(train_items, self.transforms(), self.device, val_items)
         if not model.trainable_parameters():
+            if model.needs_cache and self.dist.is_main:  # the built cache is the method's checkpoint
+                from dra.engine.checkpoint import save_adapters
+
+                run_dir.mkdir(parents=True, exist_ok=True)
+                save_adapters(model, run_dir / "adapters")
             return []
         identity = {**run, "seed": seed, "classnames": list(model.classnames), "model": cfg.model,
                     "pretrained": str(cfg.pretrained), "method": cfg.method, "dra": model.method_config()}
-        return fit(model, train_items, self.transforms(), S.train_settings(cfg, seed), run_dir, self.device,
-                   identity)
+        history = fit(model, train_items, self.transforms(), S.train_settings(cfg, seed), run_dir, self.device,
+                      identity)
+        if model.finish_training(val_items, self.transforms(), self.device) and self.dist.is_main:
+            from dra.engine.checkpoint import save_adapters
+
+            save_adapters(model, run_dir / "adapters", extra={"epoch": len(history)})
+        return history
 
     def accuracy(self, cfg: DictConfig, model, items: list[Datum], desc: str) -> dict:
         items = limit_per_class(items, cfg.get("test_per_class"))

@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.data import subsample_classes
 from dra.engine.checkpoint import load_adapters, load_model
-from dra.protocols.experiment import Experiment, dataset_key
+from dra.protocols.experiment import Experiment, dataset_key, selection_set
 
 
 def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
@@ -19,10 +19,10 @@ def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
     name = dataset_key(cfg, dataset)  # a folder dataset goes by <folder>-<hash>
     run_dir = exp.output / "train" / exp.run_key(cfg) / f"{name}-{subsample}" / f"seed{seed}"
     model = exp.build(cfg, splits.classnames, seed)
-    if not model.trainable_parameters():
+    if not model.trainable_parameters() and not model.needs_cache:
         raise ValueError(f"method {cfg.method} has nothing to train; use `dra eval --method {cfg.method}`")
-    history = exp.train(cfg, model, splits.train, seed, run_dir, protocol="train", dataset=name,
-                        subsample=subsample)
+    history = exp.train(cfg, model, splits.train, seed, run_dir, val_items=selection_set(splits), protocol="train",
+                        dataset=name, subsample=subsample)
     return {"run_dir": str(run_dir), "checkpoint": str(run_dir / "adapters.safetensors"),
             "train_images": len(splits.train), "classes": len(splits.classnames), "history": history}
 

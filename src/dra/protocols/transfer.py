@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.data import build_dataset
 from dra.engine import distributed
-from dra.protocols.experiment import Experiment, dataset_key, eval_suffix, read_json, write_json, write_tables
+from dra.protocols.experiment import (Experiment, dataset_key, eval_suffix, read_json, selection_set, write_json,
+                                      write_tables)
 from dra.report import cross_dataset_table, domain_gen_table
 
 
@@ -31,8 +32,8 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
             splits = exp.draw(src_cfg, source, seed)
             model = exp.build(src_cfg, splits.classnames, seed)
             try:
-                exp.train(src_cfg, model, splits.train, seed, run_dir, protocol="transfer",
-                          dataset=dataset_key(src_cfg, source))
+                exp.train(src_cfg, model, splits.train, seed, run_dir, val_items=selection_set(splits),
+                          protocol="transfer", dataset=dataset_key(src_cfg, source))
                 for target in missing:
                     tcfg = S.for_dataset(cfg, target)
                     data = splits if target == source else build_dataset(target, cfg.data_root, tcfg.get("split"))

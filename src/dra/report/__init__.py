@@ -22,6 +22,8 @@ from dra.report.tables import (
     display_name,
     domain_gen_table,
     efficiency_table,
+    method_base2new_table,
+    method_transfer_table,
     write,
 )
 
@@ -39,6 +41,7 @@ _LAZY = {
 __all__ = [
     "harmonic_mean", "mean_std", "DATASET_NAMES", "Table", "display_name", "base2new_table",
     "cross_dataset_table", "domain_gen_table", "efficiency_table", "ablation_table", "write",
+    "method_base2new_table", "method_transfer_table",
     *_LAZY,
 ]
 

@@ -37,6 +37,8 @@ __all__ = [
     "Table",
     "display_name",
     "base2new_table",
+    "method_base2new_table",
+    "method_transfer_table",
     "cross_dataset_table",
     "domain_gen_table",
     "efficiency_table",
@@ -115,6 +117,9 @@ class Table:
     n_seeds: list[int | None] | None = None
     formats: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    best: list[list[bool]] | None = None
+    """Optional grid of the same shape: cells marked best in their column (bold in markdown, a trailing
+    "*" on the terminal, listed under "best" in the JSON file)."""
 
     def __post_init__(self) -> None:
         self.columns = list(self.columns)
@@ -195,6 +200,9 @@ class Table:
                     text += f" ± {float(s):.2f}"
         return text
 
+    def _is_best(self, i: int, j: int) -> bool:
+        return bool(self.best and self.best[i][j])
+
     def _text_grid(self, with_std: bool) -> list[list[str]]:
         return [
             [self._fmt_cell(i, j, with_std) for j in range(len(self.columns))]
@@ -214,8 +222,9 @@ class Table:
             lines += [f"**{esc(self.title)}**", ""]
         lines.append("| " + " | ".join(esc(c) for c in self.columns) + " |")
         lines.append("|" + "|".join([":---"] + ["---:"] * (len(self.columns) - 1)) + "|")
-        for row in self._text_grid(std):
-            lines.append("| " + " | ".join(esc(c) for c in row) + " |")
+        for i, row in enumerate(self._text_grid(std)):
+            lines.append("| " + " | ".join(f"**{esc(c)}**" if self._is_best(i, j) else esc(c)
+                                           for j, c in enumerate(row)) + " |")
         if self.notes:
             lines.append("")
             lines += list(self.notes)
@@ -223,7 +232,8 @@ class Table:
 
     def to_terminal(self, std: bool = True) -> str:
         """Plain fixed-width text: title, header, rule, rows (labels left, numbers right)."""
-        grid = [list(self.columns)] + self._text_grid(std)
+        grid = [list(self.columns)] + [[c + " *" if self._is_best(i, j) else c for j, c in enumerate(row)]
+                                       for i, row in enumerate(self._text_grid(std))]
         widths = [max(len(r[j]) for r in grid) for j in range(len(self.columns))]
 
         def line(cells: list[str]) -> str:
@@ -283,8 +293,12 @@ class Table:
 
     def to_dict(self) -> dict[str, Any]:
         """What :func:`write` stores as ``stem.json``."""
-        return {"title": self.title, "columns": list(self.columns), "rows": self.to_json(),
-                "notes": list(self.notes)}
+        out = {"title": self.title, "columns": list(self.columns), "rows": self.to_json(),
+               "notes": list(self.notes)}
+        if self.best:
+            out["best"] = {str(row[0]): [c for j, c in enumerate(self.columns) if self.best[i][j]]
+                           for i, row in enumerate(self.rows)}
+        return out
 
     def write(self, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
         return write(self, out_dir, stem)
@@ -390,6 +404,112 @@ def base2new_table(
                      "HM = harmonic mean of the averaged Base and New.")
     return Table(title=title, columns=["Dataset", "Base", "New", "HM"], rows=rows,
                  stds=stds, n_seeds=n_seeds, notes=notes)
+
+
+def mark_best(rows: list[list[Any]], columns: Iterable[int]) -> list[list[bool]]:
+    """True at the highest value of each of `columns` (every tie marked; missing values never)."""
+    best = [[False] * len(r) for r in rows]
+    for j in columns:
+        values = [r[j] for r in rows if _is_number(r[j])]
+        if values:
+            top = max(values)
+            for i, r in enumerate(rows):
+                best[i][j] = _is_number(r[j]) and r[j] == top
+    return best
+
+
+def method_base2new_table(
+    records: Mapping[str, Iterable[Mapping[str, Any]]],
+    failed: Mapping[str, str] | None = None,
+    title: str = "Base-to-new generalisation",
+    notes: Iterable[str] = (),
+    order: list[str] | None = None,
+) -> Table:
+    """Paper Table 1 with a row per method: Base / New / HM for each dataset and the average.
+
+    ``records``: ``{method: [{"dataset", "seed", "base", "new"}, ...]}``; each method's cells are
+    :func:`base2new_table`'s (seed means, sample std, HM of the means, the Average row's HM of the
+    averaged Base and New). ``failed``: ``{method: one-line reason}``, rows without values whose
+    Status says why. The best value of every column is marked.
+    """
+    failed = dict(failed or {})
+    per_method = {m: base2new_table(list(r), title=m) for m, r in records.items() if list(r)}
+    datasets: list[str] = []
+    for t in per_method.values():
+        for label in t.labels:
+            if label not in datasets:
+                datasets.append(label)
+    if "Average" in datasets:  # last
+        datasets = [d for d in datasets if d != "Average"] + ["Average"]
+    columns = ["Method"] + [f"{d} {c}" for d in datasets for c in ("Base", "New", "HM")] + ["Status"]
+    rows, stds, n_seeds = [], [], []
+    order = list(dict.fromkeys([*records, *failed])) if order is None else order
+    for method in order:
+        t = per_method.get(method)
+        if t is None or method in failed:
+            reason = failed.get(method, "no results")
+            rows.append([method] + [None] * (len(columns) - 2) + [f"failed: {reason}"])
+            stds.append([None] * len(columns))
+            n_seeds.append(None)
+            continue
+        row, srow = [method], [None]
+        for d in datasets:
+            if d in t.labels:
+                i = t.labels.index(d)
+                row += t.rows[i][1:4]
+                srow += [t.stds[i][1], t.stds[i][2], None]
+            else:
+                row += [None, None, None]
+                srow += [None, None, None]
+        rows.append(row + ["ok"])
+        stds.append(srow + [None])
+        n_seeds.append(min(t.n_seeds) if t.n_seeds else None)
+    table = Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds,
+                  notes=["Average: means over datasets of the seed-mean Base and New; HM = harmonic mean of the "
+                         "averaged Base and New. Best per column marked (bold / *).", *notes])
+    table.best = mark_best(rows, range(1, len(columns) - 1))
+    return table
+
+
+def method_transfer_table(
+    records: Mapping[str, Iterable[Mapping[str, Any]]],
+    failed: Mapping[str, str] | None = None,
+    title: str = "Transfer",
+    notes: Iterable[str] = (),
+    order: list[str] | None = None,
+) -> Table:
+    """Cross-dataset / domain generalisation with a row per method: accuracy per target and the mean
+    over targets other than the source (first dataset of each method's records)."""
+    failed = dict(failed or {})
+    datasets: list[str] = []
+    cells: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for m, recs in records.items():
+        groups = _group_by_seed(list(recs), lambda r: r["dataset"], "dataset")
+        for ds, per_seed in groups.items():
+            if ds not in datasets:
+                datasets.append(ds)
+            mu, sd = mean_std([r["accuracy"] for r in per_seed.values()])
+            cells.setdefault(m, {})[ds] = (mu, sd, len(per_seed))
+    columns = ["Method"] + [display_name(d) for d in datasets] + ["Average", "Status"]
+    rows, stds, n_seeds = [], [], []
+    order = list(dict.fromkeys([*records, *failed])) if order is None else order
+    for method in order:
+        c = cells.get(method)
+        if c is None or method in failed:
+            rows.append([method] + [None] * (len(columns) - 2) + [f"failed: {failed.get(method, 'no results')}"])
+            stds.append([None] * len(columns))
+            n_seeds.append(None)
+            continue
+        values = [c.get(d, (None, None, 0)) for d in datasets]
+        targets = [v[0] for d, v in zip(datasets, values) if d != datasets[0] and v[0] is not None]
+        rows.append([method] + [v[0] for v in values] + [mean(targets) if targets else None, "ok"])
+        stds.append([None] + [v[1] for v in values] + [None, None])
+        n_seeds.append(min(v[2] for v in values if v[0] is not None))
+    table = Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds,
+                  notes=[f"Average: mean over the targets (not {display_name(datasets[0])})." if datasets else "",
+                         "Best per column marked (bold / *).", *notes])
+    table.best = mark_best(rows, range(1, len(columns) - 1))
+    return table
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,96 @@
+"""`dra compare`: the paper's comparison tables with a row per method.
+
+For each method the protocol's own runner runs (or reuses) its runs: `base2new.run` (Table 1: Base /
+New / HM per dataset and the average) or `transfer.run` (cross-dataset, domain generalisation), with that
+method's settings (`settings_for(method)`: the protocol file, the method's packaged YAML, the command
+line). A method that fails, or that is not implemented, becomes a row "failed: <one-line reason>" and
+the others go on. Methods on the same backbone share one loaded CLIP (each run takes its modules out
+again). Tables: `<output>/compare/<protocol>/compare.{md,csv,json}` (+ `.png` for base-to-new).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import DictConfig
+
+from dra.errors import one_line
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
+
+NOTES = {
+    "tip_adapter": "tip_adapter / tip_adapter_f on new classes: the cache holds only base classes, so New is "
+                   "zero-shot CLIP with Tip-Adapter's template.",
+    "clip_adapter": "clip_adapter: no base-to-new protocol by its authors; trained on base, new classes use the "
+                    "frozen text of the new names with the adapted image feature.",
+}
+
+
+def _reason(e: BaseException) -> str:
+    """The one-line reason of a failed method; errors that are not user errors (bugs) keep their type."""
+    from dra.data import DataError
+
+    text = one_line(e)
+    return text if isinstance(e, (*USER_ERRORS, DataError)) else f"{type(e).__name__}: {text}"
+
+
+def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol: str = "base2new",
+        echo=print) -> dict:
+    from dra.backbones import load_backbone
+    from dra.backbones.wrapping import wrappers
+    from dra.protocols import base2new, transfer
+    from dra.report import method_base2new_table, method_transfer_table, plot_base2new, write
+    from dra.report.tables import Table
+    from dra.settings import method_names
+
+    if not methods:
+        raise ValueError("give at least one method (--methods zeroshot mma ...)")
+    records: dict[str, list[dict]] = {}
+    failed: dict[str, str] = {}
+    backbones: dict[tuple, object] = {}
+    output: Path | None = None
+    for method in methods:
+        if method in records or method in failed:
+            continue
+        try:
+            if method not in method_names():
+                raise ValueError(f"not implemented in this dra (methods: {', '.join(method_names())})")
+            cfg = settings_for(method)
+            output = Path(cfg.output)
+            key = (cfg.model, str(cfg.pretrained))
+            if key not in backbones:
+                backbones[key] = load_backbone(cfg.model, cfg.pretrained)
+            runner = base2new.run if protocol == "base2new" else transfer.run
+            result = runner(cfg, backbone=backbones[key], echo=lambda *_: None)
+            fields = ("dataset", "seed", "base", "new") if protocol == "base2new" else ("dataset", "seed", "accuracy")
+            records[method] = [{k: r[k] for k in fields} for r in result["records"]]
+            echo(f"{method}: done ({len(records[method])} runs, tables {result['output']})")
+        except Exception as e:  # noqa: BLE001 - one method's failure must not stop the others
+            failed[method] = _reason(e)
+            echo(f"{method}: failed: {failed[method]}")
+            for k, b in list(backbones.items()):
+                if wrappers(b.clip):  # a build that failed halfway: never reuse a half-wrapped CLIP
+                    del backbones[k]
+    order = list(dict.fromkeys(methods))  # rows in the order asked for, failed ones included
+    records = {m: records[m] for m in order if m in records}
+    failed = {m: failed[m] for m in order if m in failed}
+    notes = [text for m, text in NOTES.items() if any(x.startswith(m) for x in records)]
+    if protocol == "base2new":
+        table = method_base2new_table(records, failed, title="Base-to-new generalisation: methods compared",
+                                      notes=notes, order=order)
+    else:
+        title = "Cross-dataset evaluation" if protocol == "cross_dataset" else "Domain generalisation"
+        table = method_transfer_table(records, failed, title=f"{title}: methods compared", notes=notes,
+                                      order=order)
+    out = (output or Path("runs")) / "compare" / protocol
+    write(table, out, "compare")
+    if protocol == "base2new" and records:
+        avg = [r for r in table.rows if r[-1] == "ok"]
+        j = table.columns.index("Average Base") if "Average Base" in table.columns else None
+        if j is not None:
+            summary = Table(title="Average over datasets", columns=["Method", "Base", "New", "HM"],
+                            rows=[[r[0], r[j], r[j + 1], r[j + 2]] for r in avg])
+            plot_base2new(summary, out / "compare.png", title=table.title)
+    echo(table.to_terminal())
+    echo(f"tables: {out}/compare.{{md,csv,json{',png' if protocol == 'base2new' else ''}}}")
+    return {"records": records, "failed": failed, "table": table, "output": out}
