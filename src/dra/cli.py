@@ -69,29 +69,18 @@ def info(
     typer.echo(json.dumps(out, indent=2))
 
 
-@app.command()
-def efficiency(
-    model: str = typer.Option("ViT-B-16", help="open_clip model name."),
-    methods: list[str] = typer.Option(["dra", "adapter", "zeroshot"], "--methods", help="Rows to measure."),
-    batch_size: int = typer.Option(16, help="Images per step."),
-    steps: int = typer.Option(5, help="Measured steps per method (after warm-up)."),
-    warmup: int = typer.Option(2, help="Unmeasured warm-up steps per method."),
-    device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON list."),
-) -> None:
-    """Paper Table 6 on this device: trainable params, train/inference images/s, peak memory."""
-    import json
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def efficiency(ctx: typer.Context) -> None:
+    """Paper Table 6 on this device: trainable params, train/inference images/s, peak memory (--help: options).
 
-    from dra.engine.efficiency import measure_methods
-    from dra.report import efficiency_table
+    The same options and defaults as benchmarks/efficiency.py (both are `dra.benchmark.cli.main`).
+    """
+    from dra.benchmark.cli import main
 
-    with _errors():
-        rows = measure_methods(methods, model=model, batch_size=batch_size, steps=steps, warmup=warmup,
-                               device=device)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        typer.echo(efficiency_table(rows).to_terminal())
+    code = main(list(ctx.args), prog="dra efficiency")
+    if code:
+        raise typer.Exit(code=code)
 
 
 # -- protocol commands --------------------------------------------------------------------------
