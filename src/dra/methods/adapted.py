@@ -77,7 +77,11 @@ class AdaptedCLIP(ClassifierModel):
         if (self.training and torch.is_grad_enabled() and self.text_chunk > 0 and n > self.text_chunk
                 and n > self.text_chunk_above and self._branches.get("text")):
             return self._chunked_text(tokens, hidden, self.text_chunk)
-        return self.backbone.encode_text_from(hidden, tokens, self.text_start)
+        return self.backbone.encode_text_from(hidden, tokens, self.text_start, pooled_only=self.training)
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        # training: the last block computes the CLS token alone (exact, see ParallelBranchBlock.rows)
+        return self.backbone.encode_image(images, pooled_only=self.training)
 
     def _chunked_text(self, tokens: torch.Tensor, hidden: torch.Tensor, chunk: int) -> torch.Tensor:
         """The training text features of many classes with the memory of `chunk` classes, exactly.
@@ -117,7 +121,7 @@ class AdaptedCLIP(ClassifierModel):
         for a in adapters:
             a.noise_source = source
         try:
-            f = self.backbone.encode_text_from(hidden, tokens, self.text_start)
+            f = self.backbone.encode_text_from(hidden, tokens, self.text_start, pooled_only=True)
         finally:
             for a in adapters:
                 a.noise_source = None
