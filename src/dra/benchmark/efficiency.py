@@ -325,6 +325,8 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
             state = [t for st in (r.opt.state.values() if r.opt else []) for t in st.values()
                      if isinstance(t, torch.Tensor)]
             extra = _tensor_bytes(*r.params, *state)  # adapters and SGD momentum, live before the step
+            if r.name == "mma":  # MMA's model holds its own CLIP weights
+                extra += _tensor_bytes(r.model) - _tensor_bytes(*r.params)
             if r.trainable:
                 r.model.train()
                 with _PeakMemory(dev, static + extra) as mem:
