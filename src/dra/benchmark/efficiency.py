@@ -180,7 +180,8 @@ class _Runner:
         self.scaler = grad_scaler(precision, device)  # only enabled for fp16 (CUDA)
         self.train_times: list[float] = []
         self.infer_times: list[float] = []
-        self.ref_times: list[float] = []  # zero-shot only: its inference steps inside the training rounds
+        self.ref_times: list[float] = []
+        self.error: str | None = None  # why a torch.compile row could not run  # zero-shot only: its inference steps inside the training rounds
 
     def train_step(self) -> None:
         """zero_grad, forward (training mode), loss (CE + regularisation), backward, SGD step."""
@@ -231,8 +232,15 @@ def _rounds(runners: list[_Runner], step: str, steps: int, warmup: int) -> None:
                     if r.name == "zeroshot":  # the reference of the training ratios, in the same rounds
                         r.timed(r.infer_step, None if i < warmup else r.ref_times)
                     continue
+                if r.error is not None:
+                    continue
                 fn = r.train_step if step == "train" else r.infer_step
-                r.timed(fn, None if i < warmup else (r.train_times if step == "train" else r.infer_times))
+                try:
+                    r.timed(fn, None if i < warmup else (r.train_times if step == "train" else r.infer_times))
+                except Exception as e:  # noqa: BLE001 - a torch.compile row that does not compile here
+                    if not r.name.endswith("+compile"):
+                        raise
+                    r.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
     finally:
         if was_enabled:
             gc.enable()
@@ -321,6 +329,11 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
         rows = []
         ref = next((r.ref_times for r in runners if r.ref_times), None)
         for r in runners:
+            if r.error is not None or not r.infer_times or (r.trainable and not r.train_times):
+                rows.append({"method": r.name, "trainable_params": int(r.model.parameter_counts()["trainable"]),
+                             "train_images_per_s": None, "infer_images_per_s": None, "peak_memory_mb": None,
+                             "error": r.error, **extras})
+                continue
             train_mb = None
             state = [t for st in (r.opt.state.values() if r.opt else []) for t in st.values()
                      if isinstance(t, torch.Tensor)]
