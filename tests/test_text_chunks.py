@@ -68,3 +68,18 @@ def test_chunking_is_off_in_eval_and_below_the_threshold():
     model.text_chunk_above = 5
     model.text_features()
     assert calls
+
+
+def test_the_settings_are_checked_and_left_out_of_the_run_key():
+    from dra.settings import SettingsError, load_settings
+
+    cfg = load_settings("base2new", {}, ["train.text_chunk=16", "train.text_chunk_above=64"])
+    assert cfg.train.text_chunk == 16 and cfg.train.text_chunk_above == 64
+    with pytest.raises(SettingsError, match="train.text_chunk"):
+        load_settings("base2new", {}, ["train.text_chunk=-1"])
+    from dra.protocols.experiment import Experiment
+
+    key = Experiment.run_key
+    a = key(None, load_settings("base2new", {}, []))
+    b = key(None, load_settings("base2new", {}, ["train.text_chunk=0"]))
+    assert a == b
