@@ -83,3 +83,14 @@ def test_the_settings_are_checked_and_left_out_of_the_run_key():
     a = key(None, load_settings("base2new", {}, []))
     b = key(None, load_settings("base2new", {}, ["train.text_chunk=0"]))
     assert a == b
+
+
+def test_eval_text_features_in_chunks_equal_the_plain_ones():
+    backbone = load_backbone(TINY)
+    model = build_method("dra", backbone, [f"class {i}" for i in range(20)]).eval()
+    with torch.no_grad():
+        model.text_chunk = 0
+        want = model.compute_text_features()
+        model.text_chunk, model.text_chunk_above = 6, 0
+        got = model.compute_text_features()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

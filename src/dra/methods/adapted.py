@@ -77,6 +77,10 @@ class AdaptedCLIP(ClassifierModel):
         if (self.training and torch.is_grad_enabled() and self.text_chunk > 0 and n > self.text_chunk
                 and n > self.text_chunk_above and self._branches.get("text")):
             return self._chunked_text(tokens, hidden, self.text_chunk)
+        if not self.training and not torch.is_grad_enabled() and 0 < self.text_chunk < n and n > self.text_chunk_above:
+            # evaluation (no noise, no graph): the same features a chunk at a time, for the same flat memory
+            return torch.cat([self.backbone.encode_text_from(hidden[i:i + self.text_chunk], tokens[i:i + self.text_chunk],
+                                                             self.text_start) for i in range(0, n, self.text_chunk)])
         return self.backbone.encode_text_from(hidden, tokens, self.text_start, pooled_only=self.training)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
