@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--mma", default=None)
+    p.add_argument("--rows", nargs="+", default=["zeroshot", "dra@main", "dra", "adapter@main", "adapter"],
+                   help="which rows (zeroshot is always measured: the reference)")
     p.add_argument("--out", default=None, help="a JSON file for the figures")
     args = p.parse_args(argv)
     record = []
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
         images = torch.randn(args.batch_size, 3, size, size, generator=gen)
         labels = torch.randint(0, n, (args.batch_size,), generator=gen)
         names = [f"class {i}" for i in range(n)]
-        plan = ["zeroshot", "dra@main", "dra", "adapter@main", "adapter"]
+        plan = ["zeroshot"] + [r for r in args.rows if r != "zeroshot"]
         views = [backbone] + [_share_weights(backbone) for _ in plan[1:]]
         runs = {}
         for label, view in zip(plan, views):
