@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--mma", default=None)
     p.add_argument("--rows", nargs="+", default=["zeroshot", "dra@main", "dra", "adapter@main", "adapter"],
-                   help="which rows (zeroshot is always measured: the reference)")
+                   help="rows among dra@main dra adapter@main adapter (zeroshot: always, the reference; mma: with --mma)")
     p.add_argument("--out", default=None, help="a JSON file for the figures")
     args = p.parse_args(argv)
     record = []
