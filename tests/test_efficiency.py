@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from dra.engine.efficiency import measure_methods
+from dra.benchmark.efficiency import measure_methods
 
 from conftest import TINY
 
@@ -85,3 +85,29 @@ def test_bad_arguments_are_one_clear_value_error(kwargs, match):
     methods = kwargs.pop("methods")
     with pytest.raises(ValueError, match=match):
         measure_methods(methods, **kwargs)
+
+
+def test_cli_and_script_share_one_option_list(tmp_path, capsys):
+    """`dra efficiency` and benchmarks/efficiency.py are both `dra.benchmark.cli.main`: same options, defaults."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from dra.benchmark.cli import main, parser
+    from dra.cli import app, expand_variadic
+
+    script = (Path(__file__).resolve().parents[1] / "benchmarks" / "efficiency.py").read_text()
+    assert "from dra.benchmark.cli import main" in script
+    defaults = vars(parser().parse_args([]))
+    assert defaults["steps"] == 3 and defaults["model"] == "ViT-B-16" and defaults["batch_size"] == 16
+    args = ["--model", TINY, "--methods", "adapter", "zeroshot", "--num-classes", "2", "3", "--batch-size", "1",
+            "--steps", "1", "--warmup", "0", "--device", "cpu", "--json", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, expand_variadic(["efficiency", *args]))
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout[result.stdout.index("{"):])
+    assert [(r["method"], r["num_classes"]) for r in record["rows"]] == [
+        ("adapter", 2), ("zeroshot", 2), ("adapter", 3), ("zeroshot", 3)]
+    assert record["rows"][0]["train_x_zs_infer"] > 0
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]
+    assert main(["--model", "ViT-Nope-99", "--steps", "1"]) == 1  # one error line, exit status 1
+    assert "error:" in capsys.readouterr().err

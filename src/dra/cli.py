@@ -82,14 +82,14 @@ def info(
 @app.command("import-checkpoint")
 def import_checkpoint(
     source: Path = typer.Argument(..., help="The official checkpoint (Dassl's model.pth.tar-N)."),
-    method: str = typer.Option(..., help="The method it was trained with (importable: mma)."),
+    method: str = typer.Option(..., help="The method it was trained with (importable: mma, coop, maple)."),
     model: str = typer.Option("ViT-B-16", help="open_clip model name of its backbone."),
     pretrained: str = typer.Option("openai", help="Backbone weights: 'openai', a file, or 'none'."),
     output: Path = typer.Option(..., help="The dra checkpoint to write (OUT.safetensors + OUT.json)."),
     classnames: Path = typer.Option(None, help="Class names, one per line (default: read from the "
                                                 "checkpoint's tokenized_prompts)."),
 ) -> None:
-    """Import an MMA (later CoOp / MaPLe) checkpoint of the official code as a dra checkpoint; the file is
+    """Import an MMA, CoOp or MaPLe checkpoint of the official code as a dra checkpoint; the file is
     read as tensors only (never unpickled with code)."""
     import json
 
@@ -102,36 +102,25 @@ def import_checkpoint(
     typer.echo(json.dumps(result, indent=2))
 
 
-@app.command()
-def efficiency(
-    model: str = typer.Option("ViT-B-16", help="open_clip model name."),
-    methods: list[str] = typer.Option(["dra", "adapter", "zeroshot"], "--methods", help="Rows to measure."),
-    batch_size: int = typer.Option(16, help="Images per step."),
-    steps: int = typer.Option(5, help="Measured steps per method (after warm-up)."),
-    warmup: int = typer.Option(2, help="Unmeasured warm-up steps per method."),
-    device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON list."),
-) -> None:
-    """Paper Table 6 on this device: trainable params, train/inference images/s, peak memory."""
-    import json
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def efficiency(ctx: typer.Context) -> None:
+    """Paper Table 6 on this device: trainable params, train/inference images/s, peak memory (--help: options).
 
-    from dra.engine.efficiency import measure_methods
-    from dra.report import efficiency_table
+    The same options and defaults as benchmarks/efficiency.py (both are `dra.benchmark.cli.main`).
+    """
+    from dra.benchmark.cli import main
 
-    with _errors():
-        rows = measure_methods(methods, model=model, batch_size=batch_size, steps=steps, warmup=warmup,
-                               device=device)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        typer.echo(efficiency_table(rows).to_terminal())
+    code = main(list(ctx.args), prog="dra efficiency")
+    if code:
+        raise typer.Exit(code=code)
 
 
 # -- protocol commands --------------------------------------------------------------------------
 VARIADIC = ("--seeds", "--datasets", "--dataset", "--methods", "--targets", "--suites", "--suite")
 
 OVERRIDES = typer.Argument(None, help="Setting overrides as key=value, e.g. train.epochs=1 dra.rank=16.")
-METHOD = typer.Option(None, help="dra, adapter, zeroshot, mma, clip_lora, clip_adapter, tip_adapter, tip_adapter_f "
+METHOD = typer.Option(None, help="dra, adapter, zeroshot, coop, cocoop, kgcoop, maple, tcp, mma, clip_lora, clip_adapter, tip_adapter, tip_adapter_f "
                                  "(default: the settings file's); picks configs/methods/<method>.yaml.")
 MODEL = typer.Option(None, help="open_clip model name, e.g. ViT-B-16.")
 PRETRAINED = typer.Option(None, help="'openai' (or another open_clip tag), a checkpoint file, or 'none'.")

@@ -60,6 +60,10 @@ class TrainSettings:
     """False trains on the test transform (deterministic inputs; used to compare 1 vs N processes)."""
     skip_bad_images: bool = False
     log_every: int = 10
+    text_chunk: int = 32
+    """Training with more than `text_chunk_above` classes: the adapted text blocks run over chunks of this
+    many classes, each checkpointed (exact; memory of one chunk, not of every class); 0: never."""
+    text_chunk_above: int = 128
     seed: int = 1
     """Set per run from `seeds`; not a key of the settings files."""
 
@@ -293,6 +297,8 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
     _need(math.isfinite(t.adam_eps) and t.adam_eps > 0, f"{prefix}train.adam_eps", "a finite number > 0", t.adam_eps)
     _need(t.precision in PRECISIONS, f"{prefix}train.precision", f"one of {PRECISIONS}", t.precision)
     _need(t.num_workers >= 0, f"{prefix}train.num_workers", ">= 0", t.num_workers)
+    _need(t.text_chunk >= 0, f"{prefix}train.text_chunk", ">= 0 (0: never chunk)", t.text_chunk)
+    _need(t.text_chunk_above >= 0, f"{prefix}train.text_chunk_above", ">= 0", t.text_chunk_above)
     _need(t.log_every >= 1, f"{prefix}train.log_every", ">= 1", t.log_every)
     _need(e.batch_size >= 1, f"{prefix}eval.batch_size", ">= 1", e.batch_size)
     _need(e.num_workers >= 0, f"{prefix}eval.num_workers", ">= 0", e.num_workers)

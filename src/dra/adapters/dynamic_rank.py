@@ -47,6 +47,32 @@ def perturb(scores: torch.Tensor, temperature: float, on_log_scores: bool = Fals
     return base + temperature * (gumbel_like(scores) if noise is None else noise)
 
 
+class NoiseSource:
+    """Training noise for a batch encoded in row chunks, equal to the noise of one unchunked pass.
+
+    The first request of an adapter for a kind ("token", "channel") draws the noise of *all* `rows`
+    (`gumbel_like` of a (rows, ...) tensor, as the unchunked pass draws it, in the same order when the
+    first chunk runs through the blocks in order); every request returns the rows `[start, stop)` set by
+    `select`. So the chunks, and a second pass over them (recomputation for backward), see exactly the
+    unchunked pass's noise, and the global RNG advances exactly as it would without chunks.
+    """
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.start, self.stop = 0, rows
+        self._drawn: dict[tuple[int, str], torch.Tensor] = {}
+
+    def select(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def __call__(self, adapter: nn.Module, kind: str, scores: torch.Tensor) -> torch.Tensor:
+        key = (id(adapter), kind)
+        if key not in self._drawn:
+            full = torch.empty((self.rows, *scores.shape[1:]), dtype=scores.dtype, device=scores.device)
+            self._drawn[key] = gumbel_like(full)
+        return self._drawn[key][self.start:self.stop]
+
+
 def positions(order: torch.Tensor) -> torch.Tensor:
     """Inverse permutation: positions[b, order[b, p]] = p."""
     pos = torch.empty_like(order)
@@ -85,6 +111,9 @@ class DynamicRankAdapter(nn.Module):
         self.register_buffer("kept", kept, persistent=False)
         self.register_buffer("inv_ratio", 1.0 / torch.tensor(config.rank_ratios), persistent=False)
         self.last_ranks: torch.Tensor | None = None
+        # Where training's Gumbel noise comes from when none is passed: None draws it here (`gumbel_like`);
+        # chunked text encoding sets a `NoiseSource` that hands out rows of one draw for all classes.
+        self.noise_source = None
         self.last_token_scores: torch.Tensor | None = None
         self.last_noisy_token_scores: torch.Tensor | None = None
 
@@ -99,8 +128,10 @@ class DynamicRankAdapter(nn.Module):
         """a_c (Eq. 12): unbiased variance over tokens of channel_proj(h)."""
         return self.channel_proj(h).var(dim=-2, unbiased=True)
 
-    def perturb(self, scores: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def perturb(self, scores: torch.Tensor, noise: torch.Tensor | None, kind: str = "token") -> torch.Tensor:
         """a + tau g (Eqs. 11, 13) in training, or log a + tau g with `noise_on_log_scores`."""
+        if noise is None and self.noise_source is not None and self.config.noise_temperature != 0:
+            noise = self.noise_source(self, kind, scores)
         return perturb(scores, self.config.noise_temperature, self.config.noise_on_log_scores, noise)
 
     # -- mask ----------------------------------------------------------------------------------------
@@ -139,7 +170,7 @@ class DynamicRankAdapter(nn.Module):
         groups = self.token_groups(positions(noisy_t.argsort(dim=-1, descending=True)))  # (B, N)
 
         if cfg.channel_response:
-            noisy_c = self.perturb(self.channel_scores(h), channel_noise)
+            noisy_c = self.perturb(self.channel_scores(h), channel_noise, "channel")
             channel_pos = positions(noisy_c.argsort(dim=-1, descending=True))
         else:
             noisy_c = None

@@ -18,6 +18,8 @@ def project(adapter: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 
 class PlainAdapter(nn.Module):
+    tokenwise = True  # each token's output depends on that token alone
+
     def __init__(self, dim: int, config: DRAConfig) -> None:
         super().__init__()
         self.config = config

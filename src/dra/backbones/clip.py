@@ -5,6 +5,9 @@
   `state_dict()` show them.
 - The text tower is split at the first adapted block: the blocks before it see the same prompts every
   step, so `text_prefix` runs once per class set and the rest runs per step (`encode_text_from`).
+- `pooled_only=True` (methods, in training): the last block, when it is a wrapper with `rows`, computes
+  only the token the tower pools (CLS / EOT; `ParallelBranchBlock.rows`), and a text tower whose last
+  blocks are all token-wise runs only up to the last pooled token (causal mask: exact).
 """
 from __future__ import annotations
 
@@ -146,8 +149,22 @@ class CLIPBackbone(nn.Module):
         return self.clip.logit_scale.exp()
 
     # -- image --------------------------------------------------------------------------------------
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.clip.encode_image(images), dim=-1)
+    def encode_image(self, images: torch.Tensor, pooled_only: bool = False) -> torch.Tensor:
+        visual = self.clip.visual
+        last = self._row_block(self.image_blocks, visual.transformer) if pooled_only else None
+        if (last is None or getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", None) != "tok"
+                or getattr(visual, "output_tokens", False) or not hasattr(visual, "_embeds")
+                or not hasattr(visual, "_pool")):
+            return F.normalize(self.clip.encode_image(images), dim=-1)
+        # open_clip's VisionTransformer.forward, with the last block computing the CLS token alone:
+        # ln_post and 'tok' pooling then see (B, 1, d)
+        x = visual._embeds(images)
+        rows = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
+        x = self._run_blocks(x, self.image_blocks, None, rows, visual.transformer)
+        pooled, _ = visual._pool(x)
+        if visual.proj is not None:
+            pooled = pooled @ visual.proj
+        return F.normalize(pooled, dim=-1)
 
     # -- text ---------------------------------------------------------------------------------------
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
@@ -161,18 +178,31 @@ class CLIPBackbone(nn.Module):
             return add if t.attn_mask is None else t.attn_mask[:tokens.shape[1], :tokens.shape[1]].unsqueeze(0) + add
         return t.attn_mask
 
-    def _run_blocks(self, x: torch.Tensor, blocks, mask=None) -> torch.Tensor:
-        transformer = self._text.transformer
+    def _run_blocks(self, x: torch.Tensor, blocks, mask: torch.Tensor | None = None,
+                    rows: torch.Tensor | None = None, transformer: nn.Module | None = None) -> torch.Tensor:
+        """Run `blocks` with `mask` (default: the text transformer's settings); `rows`: the last block
+        computes only those tokens (it must be a wrapper with `rows`), also in a checkpointed recomputation."""
+        transformer = self._text.transformer if transformer is None else transformer
         batch_first = getattr(transformer, "batch_first", True)
         if not batch_first:
             x = x.transpose(0, 1)
         checkpointed = getattr(transformer, "grad_checkpointing", False) and torch.is_grad_enabled()
-        for block in blocks:
+        for i, block in enumerate(blocks):
+            if rows is not None and i == len(blocks) - 1:
+                block = _RowsCall(block, rows)
             if checkpointed:  # as open_clip's Transformer does with set_grad_checkpointing(True)
                 x = checkpoint(block, x, None, None, mask, use_reentrant=False)
             else:
                 x = block(x, attn_mask=mask)
         return x if batch_first else x.transpose(0, 1)
+
+    @staticmethod
+    def _row_block(blocks, transformer) -> nn.Module | None:
+        """The last block, when it can compute the pooled token alone (a wrapper with `rows`, batch-first)."""
+        last = blocks[len(blocks) - 1] if len(blocks) else None
+        if last is None or not hasattr(last, "rows") or not getattr(transformer, "batch_first", True):
+            return None
+        return last
 
     @torch.no_grad()
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -196,18 +226,50 @@ class CLIPBackbone(nn.Module):
         x = t.token_embedding(tokens).to(dtype) + t.positional_embedding[:tokens.shape[1]].to(dtype)
         return self._run_blocks(x, self.text_blocks[:start], self._text_mask(tokens, x))
 
-    def encode_text_from(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int,
-                         frozen: bool = False) -> torch.Tensor:
+    def text_pool_rows(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """Index of the token each prompt's features are pooled from (None: not one token per prompt)."""
+        clip = self.clip
+        pool = getattr(clip, "text_pool_type", None)
+        if pool == "argmax":
+            return tokens.argmax(dim=-1)
+        if pool == "eos" and getattr(clip, "text_eos_id", None) is not None:
+            return (tokens == clip.text_eos_id).int().argmax(dim=-1)
+        if pool == "first":
+            return torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
+        return None
+
+    def _causal(self) -> bool:
+        mask = self.clip.attn_mask
+        if mask is None or mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+            return False
+        upper = torch.ones_like(mask, dtype=torch.bool).triu(1)
+        return bool((mask[upper] == float("-inf")).all() and (mask[~upper] == 0).all())
+
+    def encode_text_from(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int, frozen: bool = False,
+                         pooled_only: bool = False) -> torch.Tensor:
         """Normalised text features from the hidden states entering block `start`; `frozen` runs CLIP's
-        own blocks, past any wrapper a method put in their place."""
+        own blocks, past any wrapper a method put in their place; `pooled_only` lets the last block
+        compute the pooled token alone (open_clip's own text tower; exact)."""
         t = self._text
         blocks = [original(b) for b in self.text_blocks[start:]] if frozen else self.text_blocks[start:]
-        x = t.ln_final(self._run_blocks(hidden, blocks, self._text_mask(tokens, hidden)))
-        if t is self.clip:
-            pool, eos = t.text_pool_type, getattr(t, "text_eos_id", None)
+        mask = self._text_mask(tokens, hidden)
+        rows = self.text_pool_rows(tokens) if pooled_only and not frozen and t is self.clip else None
+        last = self._row_block(blocks, t.transformer) if rows is not None else None
+        if rows is not None and all(getattr(getattr(b, "branch", None), "tokenwise", False) for b in blocks) \
+                and len(blocks) and self._causal():
+            # every block is token-wise outside its causal attention: tokens after the last pooled one
+            # never reach a pooled token, so the sequence is cut there
+            n = int(rows.max()) + 1
+            hidden, mask = hidden[:, :n], t.attn_mask[:n, :n]
+        if last is not None:
+            x = t.ln_final(self._run_blocks(hidden, blocks, mask, rows))[:, 0]
         else:
-            pool, eos = t.pool_type, getattr(t, "eos_id", None)
-        x = open_clip.transformer.text_global_pool(x, tokens, pool, eos_token_id=eos)
+            x = t.ln_final(self._run_blocks(hidden, blocks, mask))
+            if t is self.clip:
+                pool, eos = t.text_pool_type, getattr(t, "text_eos_id", None)
+            else:
+                pool, eos = t.pool_type, getattr(t, "eos_id", None)
+            x = open_clip.transformer.text_global_pool(x, tokens, pool, eos_token_id=eos)
         proj = t.text_projection
         if proj is not None:
             x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
@@ -216,6 +278,20 @@ class CLIPBackbone(nn.Module):
     def encode_text(self, tokens: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """Normalised text features; `frozen`: of CLIP alone (methods' reference features, e.g. KgCoOp's)."""
         return self.encode_text_from(self.text_prefix(tokens, 0), tokens, 0, frozen)
+
+
+class _RowsCall:
+    """Calls a block with `rows` set for that call only (so that a checkpointed recomputation sets it too)."""
+
+    def __init__(self, block: nn.Module, rows: torch.Tensor) -> None:
+        self.block, self.rows = block, rows
+
+    def __call__(self, *args, **kwargs):
+        self.block.rows = self.rows
+        try:
+            return self.block(*args, **kwargs)
+        finally:
+            self.block.rows = None
 
 
 def load_backbone(model_name: str = "ViT-B-16", pretrained: str | None = None,

@@ -98,7 +98,7 @@ class HFCLIPBackbone(CLIPBackbone):
         return self.clip.logit_scale.exp()
 
     # -- features -------------------------------------------------------------------------------------
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, images: torch.Tensor, pooled_only: bool = False) -> torch.Tensor:
         x = self.clip.vision_model(pixel_values=images).pooler_output
         proj = getattr(self.clip, "visual_projection", None)
         return F.normalize(proj(x) if proj is not None else x, dim=-1)
@@ -116,13 +116,17 @@ class HFCLIPBackbone(CLIPBackbone):
         """No cached prefix for HF towers: the tokens themselves (encode_text_from runs the whole tower)."""
         return tokens
 
-    def encode_text_from(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int) -> torch.Tensor:
+    def encode_text_from(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int, frozen: bool = False,
+                         pooled_only: bool = False) -> torch.Tensor:
+        """The whole HF text tower (its layers run as they are: `frozen` is not supported and refused)."""
+        if frozen:
+            raise NotImplementedError("frozen reference text features are not available for Hugging Face backbones")
         x = self.clip.text_model(input_ids=tokens).pooler_output
         proj = getattr(self.clip, "text_projection", None)
         return F.normalize(proj(x) if proj is not None else x, dim=-1)
 
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.encode_text_from(tokens, tokens, 0)
+    def encode_text(self, tokens: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        return self.encode_text_from(tokens, tokens, 0, frozen)
 
 
 def _norm_from_folder(folder: Path):

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from dra.adapters import AdapterBranch
+from dra.adapters.dynamic_rank import NoiseSource
 from dra.backbones import TOWERS, BackboneError, CLIPBackbone, ParallelBranchBlock
 from dra.config import DRAConfig
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
+from dra.settings import TrainSettings
 
 
 class AdaptedCLIP(ClassifierModel):
@@ -47,6 +50,10 @@ class AdaptedCLIP(ClassifierModel):
         # Text blocks before the first adapted one are frozen: their output is cached per class set.
         self.text_start = start - 1 if "text" in towers else len(backbone.text_blocks)
         self._prefix: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None
+        # Training with many classes: the adapted text blocks run in chunks of `text_chunk` classes, each
+        # checkpointed, when there are more than `text_chunk_above` classes (0: never); see `_chunked_text`.
+        self.text_chunk = TrainSettings.text_chunk
+        self.text_chunk_above = TrainSettings.text_chunk_above
 
     # -- what a subclass decides: which towers and blocks, which branch, where ------------------------
     def adapted_towers(self) -> list[str]:
@@ -86,7 +93,64 @@ class AdaptedCLIP(ClassifierModel):
 
     def compute_text_features(self) -> torch.Tensor:
         tokens, hidden = self.text_prefix()
-        return self.backbone.encode_text_from(hidden, tokens, self.text_start)
+        n = tokens.shape[0]
+        if (self.training and torch.is_grad_enabled() and self.text_chunk > 0 and n > self.text_chunk
+                and n > self.text_chunk_above and self._branches.get("text")):
+            return self._chunked_text(tokens, hidden, self.text_chunk)
+        if not self.training and not torch.is_grad_enabled() and 0 < self.text_chunk < n and n > self.text_chunk_above:
+            # evaluation (no noise, no graph): the same features a chunk at a time, for the same flat memory
+            return torch.cat([self.backbone.encode_text_from(hidden[i:i + self.text_chunk], tokens[i:i + self.text_chunk],
+                                                             self.text_start) for i in range(0, n, self.text_chunk)])
+        return self.backbone.encode_text_from(hidden, tokens, self.text_start, pooled_only=self.training)
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        # training: the last block computes the CLS token alone (exact, see ParallelBranchBlock.rows)
+        return self.backbone.encode_image(images, pooled_only=self.training)
+
+    def _chunked_text(self, tokens: torch.Tensor, hidden: torch.Tensor, chunk: int) -> torch.Tensor:
+        """The training text features of many classes with the memory of `chunk` classes, exactly.
+
+        Each chunk of classes runs through the adapted blocks under a non-reentrant
+        `torch.utils.checkpoint`: its activations are dropped after the forward pass and recomputed,
+        one chunk at a time, when backward reaches it, so the peak holds one chunk's activations, not
+        every class's. The chunks' features are concatenated for the loss as before. Exactness:
+        - noise: one `NoiseSource` for all classes draws each text adapter's Gumbel noise for every
+          class at once, in the unchunked order (first chunk, blocks in order, token then channel),
+          and hands each chunk its rows, in the forward pass and in the recomputation alike; so the
+          masks are those of the unchunked step and the RNG ends where it would.
+        - L1 term: each chunk's branch terms come out of the checkpointed function; a block's term is
+          their sum (`reg_reduction="sum"`) or their mean weighted by the chunk's share of the rows
+          (`"mean"`: every row has the same number of elements), so `regularization()` and its
+          gradient are those of the unchunked step.
+        """
+        branches = list(self._branches["text"].values())
+        source = NoiseSource(tokens.shape[0])
+        n = tokens.shape[0]
+        feats, regs = [], []
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            f, r = checkpoint(self._encode_rows, hidden[start:stop], tokens[start:stop], source, start, stop,
+                              branches, use_reentrant=False)
+            feats.append(f)
+            if r is not None:
+                regs.append(r * ((stop - start) / n if self.config.reg_reduction == "mean" else 1.0))
+        total = torch.stack(regs).sum(0) if regs else None
+        for i, b in enumerate(branches):
+            b.reg = None if total is None else total[i]
+        return torch.cat(feats)
+
+    def _encode_rows(self, hidden, tokens, source: NoiseSource, start: int, stop: int, branches):
+        adapters = [b.adapter for b in branches if hasattr(b.adapter, "noise_source")]
+        source.select(start, stop)
+        for a in adapters:
+            a.noise_source = source
+        try:
+            f = self.backbone.encode_text_from(hidden, tokens, self.text_start, pooled_only=True)
+        finally:
+            for a in adapters:
+                a.noise_source = None
+        terms = [b.reg for b in branches]
+        return f, (torch.stack(terms) if all(t is not None for t in terms) else None)
 
     @property
     def text_trainable(self) -> bool:

@@ -117,7 +117,7 @@ class Experiment:
         ident = {"model": cfg.model, "pretrained": str(cfg.pretrained), "method": cfg.method,
                  "template": cfg.template, "shots": cfg.shots, **self.method_config(cfg),
                  "train": {k: v for k, v in asdict(S.train_settings(cfg, 0)).items()
-                           if k not in ("seed", "num_workers", "log_every")}}
+                           if k not in ("seed", "num_workers", "log_every", "text_chunk", "text_chunk_above")}}
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
         return f"{cfg.method}-{digest}"
 
@@ -146,7 +146,10 @@ class Experiment:
         torch.manual_seed(seed)  # adapter initialisation
         section = METHODS[cfg.method].config_section
         config = S.section_config(cfg, section) if section else None
-        return build_method(cfg.method, self.backbone, classnames, config, cfg.template)
+        model = build_method(cfg.method, self.backbone, classnames, config, cfg.template)
+        if hasattr(model, "text_chunk"):  # how the text is encoded in training (exact; not part of the run key)
+            model.text_chunk, model.text_chunk_above = cfg.train.text_chunk, cfg.train.text_chunk_above
+        return model
 
     def train(self, cfg: DictConfig, model, train_items: list[Datum], seed: int, run_dir: Path,
               val_items: list[Datum] | None = None, **run):

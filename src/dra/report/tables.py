@@ -659,6 +659,8 @@ def efficiency_table(
             HM columns. Missing or ``None`` values are shown as "-".
         reference: the method the ratio columns divide by (the zero-shot CLIP row).
 
+    A row's ``train_x_zs_infer`` (training over zero-shot inference images/s measured in the same
+    rounds, `dra.benchmark.efficiency`) fills its ``Train ×ZS`` cell.
     When a row's ``method`` equals ``reference``, ratio columns ``Train ×ZS``,
     ``Inference ×ZS`` and ``Memory ×ZS`` are added: each value divided by the reference
     row's (``None`` where either is missing or the reference is 0, e.g. zero-shot has no
@@ -687,10 +689,15 @@ def efficiency_table(
             row.append(v)
         if ref is not None:
             for key, _ in _EFF_RATIOS:
+                if key == "train_images_per_s" and r.get("train_x_zs_infer") is not None:
+                    row.append(float(r["train_x_zs_infer"]))  # over zero-shot inference of the same rounds
+                    continue
                 v, base = r.get(key), ref.get(key)
                 row.append(float(v) / float(base) if v is not None and base not in (None, 0) else None)
         out_rows.append(row)
     notes = [f"×ZS: ratio to the {reference!r} row."] if ref is not None else []
+    if ref is not None and any(r.get("train_x_zs_infer") is not None for r in rows):
+        notes.append(f"Train ×ZS: training images/s over {reference!r} inference images/s of the same rounds.")
     return Table(title=title, columns=columns, rows=out_rows, formats=formats, notes=notes)
 
 

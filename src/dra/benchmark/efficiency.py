@@ -7,51 +7,16 @@ returns one row per method:
     {"method", "trainable_params", "train_images_per_s", "infer_images_per_s", "peak_memory_mb",
      # extras: how and where it was measured
      "train_peak_memory_mb", "infer_peak_memory_mb", "train_images_per_s_median",
-     "infer_images_per_s_median", "train_step_s", "infer_step_s", "model", "device",
-     "precision", "batch_size", "steps", "warmup", "num_classes", "memory_measure"}
+     "infer_images_per_s_median", "train_step_s", "infer_step_s", "train_x_zs_infer",
+     "train_x_zs_infer_median", "model", "device", "precision", "batch_size", "steps", "warmup",
+     "num_classes", "memory_measure"}
 
-What is measured, exactly:
-
-- **Models.** Every method gets its own module tree over the *same* frozen CLIP weights (a deep copy
-  that shares the parameter tensors), so that all of them live at once, each with its own adapter
-  hooks, and the weights are held once. `trainable_params` is `model.parameter_counts()["trainable"]`.
-- **Input.** One batch of `batch_size` random images (N(0, 1), the backbone's image size, already
-  "normalised") and random labels over `num_classes` class names ("class 0", "class 1", ...), made once
-  and used by every method. Data loading and augmentation are not part of any figure.
-- **Training images/s** = `batch_size / fastest step time` over `steps` measured steps, after `warmup`
-  unmeasured ones (why the fastest: see "Order"). A step is what training does per batch: `zero_grad`,
-  forward in training mode (DRA: token scores, Gumbel noise, sorting, masks and the unmasked reference
-  pass of the L1 term; the text adapters train, so every step re-encodes all class prompts from the
-  first adapted text block on), `model.loss` (cross-entropy + the method's regularisation), backward,
-  and an SGD step with the paper's recipe (`dra.settings.PAPER_SGD`, TrainSettings' defaults). Zero-shot CLIP has
-  nothing to train: `None`.
-- **Inference images/s** = `batch_size / fastest step time` of an eval-mode forward (images -> logits)
-  under `torch.no_grad()`. The class-prompt text features are computed once before timing and reused,
-  as evaluation does; DRA in eval mode is a plain adapter (Eq. 18: no scores, no mask, no noise).
-- **Order.** The phases run round-robin: every round runs one training step of each method (then, for
-  inference, one forward of each), so that a slow spell of the machine hits all methods alike and the
-  ratios stay fair. Other processes on a shared machine only ever add time to a step, so the fastest
-  of the `steps` measured steps is the best estimate of a method's own cost (as `timeit` advises);
-  `train_images_per_s_median` / `infer_images_per_s_median` give the median-based figures and
-  `train_step_s` / `infer_step_s` every step's seconds, so the spread is on record. On a quiet
-  machine (a GPU) the two agree closely. Python's garbage collector is paused while timing; on CUDA
-  each step is bracketed by `torch.cuda.synchronize()`.
-- **Precision.** `precision="auto"` (`dra.engine.precision`): autocast to bfloat16 on CUDA (float16 with
-  a GradScaler where the GPU has no bfloat16), float32 on the CPU. `"fp32"`, `"bf16"`, `"fp16"` force one.
-- **Peak memory** (MB = 2**20 bytes), after the timing, one method at a time: one more (untimed)
-  training step, then the text caching and one inference forward. `peak_memory_mb` is the larger of
-  the two phases (`train_peak_memory_mb`, `infer_peak_memory_mb`): what running the method needs
-  (zero-shot: inference only).
-  - CUDA: `torch.cuda.max_memory_allocated` after `torch.cuda.reset_peak_memory_stats`: every live
-    tensor at the phase's peak: the CLIP weights (once), the batch, the adapters, gradients, optimizer
-    state, activations, cached text features. The other methods' adapters, optimizer state and cached
-    text features are live too (a few MB). Reserved-but-free cache is not counted.
-  - CPU: there is no allocator counter, so the same quantity is rebuilt: the bytes of the tensors live
-    when the phase starts (CLIP weights, the batch, the method's adapters and SGD momentum) plus the
-    peak of the running sum of every tensor allocation and free during the phase, as recorded by
-    `torch.profiler` (`profile_memory=True`; its overhead does not matter, nothing is timed here).
-    Like the CUDA figure it counts tensors only: not the Python heap, not allocator slack or
-    library workspaces outside torch's allocator. `None` if the profiler gives no memory events.
+Training and inference steps run round-robin over the methods (a slow spell of a shared machine hits
+all alike); when zero-shot CLIP is measured, each training round also runs one zero-shot inference
+step, and `train_x_zs_infer` is a method's training images/s over zero-shot inference images/s of
+the same rounds (the noise of a shared machine cancels in the ratio). Peak memory: the CUDA
+allocator's peak, or on the CPU the live tensors plus the `torch.profiler` allocation peak. What is
+timed and counted, exactly: benchmarks/README.md ("What is measured").
 """
 from __future__ import annotations
 
@@ -203,25 +168,26 @@ def _share_weights(backbone):
 class _Runner:
     """One method on its own view of the backbone: its training step and its inference step."""
 
-    def __init__(self, name: str, backbone, classnames: list[str], images: torch.Tensor, labels: torch.Tensor,
-                 device: torch.device, precision: str) -> None:
-        from dra.methods import build_method
-
+    def __init__(self, name: str, model, images: torch.Tensor, labels: torch.Tensor,
+                 device: torch.device, precision: str, compiled: bool = False) -> None:
         self.name, self.device, self.precision = name, device, precision
         self.images, self.labels = images, labels
-        self.model = build_method(name, backbone, classnames).to(device)
+        self.model = model.to(device)
+        self.call = torch.compile(self.model) if compiled else self.model
         self.params = self.model.trainable_parameters()
         self.trainable = bool(self.params)
         self.opt = torch.optim.SGD(self.params, **PAPER_SGD) if self.trainable else None
         self.scaler = grad_scaler(precision, device)  # only enabled for fp16 (CUDA)
         self.train_times: list[float] = []
         self.infer_times: list[float] = []
+        self.ref_times: list[float] = []
+        self.error: str | None = None  # why a torch.compile row could not run  # zero-shot only: its inference steps inside the training rounds
 
     def train_step(self) -> None:
         """zero_grad, forward (training mode), loss (CE + regularisation), backward, SGD step."""
         self.opt.zero_grad(set_to_none=True)
         with autocast(self.precision, self.device):
-            logits = self.model(self.images)
+            logits = self.call(self.images)
             loss, _ = self.model.loss(logits, self.labels)
         self.scaler.scale(loss).backward()  # a no-op wrapper unless fp16
         self.scaler.step(self.opt)
@@ -230,7 +196,7 @@ class _Runner:
     def infer_step(self) -> None:
         """Eval-mode forward, images -> logits, under no_grad; text features come from the cache."""
         with torch.no_grad(), autocast(self.precision, self.device):
-            self.model(self.images)
+            self.call(self.images)
 
     def to_eval(self) -> None:
         if self.opt is not None:
@@ -263,9 +229,18 @@ def _rounds(runners: list[_Runner], step: str, steps: int, warmup: int) -> None:
         for i in range(warmup + steps):
             for r in runners:
                 if step == "train" and not r.trainable:
+                    if r.name == "zeroshot":  # the reference of the training ratios, in the same rounds
+                        r.timed(r.infer_step, None if i < warmup else r.ref_times)
+                    continue
+                if r.error is not None:
                     continue
                 fn = r.train_step if step == "train" else r.infer_step
-                r.timed(fn, None if i < warmup else (r.train_times if step == "train" else r.infer_times))
+                try:
+                    r.timed(fn, None if i < warmup else (r.train_times if step == "train" else r.infer_times))
+                except Exception as e:  # noqa: BLE001 - a torch.compile row that does not compile here
+                    if not r.name.endswith("+compile"):
+                        raise
+                    r.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
     finally:
         if was_enabled:
             gc.enable()
@@ -275,7 +250,8 @@ def _rounds(runners: list[_Runner], step: str, steps: int, warmup: int) -> None:
 
 def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), model: str = "ViT-B-16",
                     batch_size: int = 16, steps: int = 5, warmup: int = 2, device: str | None = None,
-                    num_classes: int = 10, precision: str = "auto", seed: int = 0) -> list[dict[str, Any]]:
+                    num_classes: int = 10, precision: str = "auto", seed: int = 0, mma_source=None,
+                    compile: bool = False) -> list[dict[str, Any]]:
     """Measure each method's Table 6 columns side by side (see the module docstring for what exactly).
 
     Args:
@@ -285,6 +261,9 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
         device: "cpu", "cuda", "cuda:1"...; None picks CUDA when available.
         num_classes: how many class names the classifier has (the text side's cost in training).
         precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16" or "fp16".
+        mma_source: a clone of ZjjConan/Multi-Modal-Adapter: adds a row "mma", MMA's own model built from
+            that source (`dra.benchmark.mma`) over the same weights; None: no such row.
+        compile: add rows "<method>+compile" (`torch.compile` of the model's forward) for dra and adapter.
 
     Returns:
         One dict per method with `method`, `trainable_params` (int), `train_images_per_s` (float, None
@@ -322,15 +301,25 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
               else "live tensors + torch.profiler allocation peak"}
     runners: list[_Runner] = []
     try:
-        views = [backbone] + [_share_weights(backbone) for _ in names[1:]]  # before any hook is attached
-        for name, view in zip(names, views):
+        from dra.methods import build_method
+
+        plan = [(name, name, False) for name in names]
+        if compile:
+            plan += [(f"{name}+compile", name, True) for name in names if name != "zeroshot"]
+        views = [backbone] + [_share_weights(backbone) for _ in plan[1:]]  # before any wrapper is put in
+        for (label, name, compiled), view in zip(plan, views):
             torch.manual_seed(seed)  # the same adapter initialisation whatever else is measured
-            runners.append(_Runner(name, view, classnames, images, labels, dev, prec))
+            runners.append(_Runner(label, build_method(name, view, classnames), images, labels, dev, prec, compiled))
+        if mma_source is not None:
+            from dra.benchmark.mma import build_mma
+
+            torch.manual_seed(seed)
+            runners.append(_Runner("mma", build_mma(mma_source, backbone, classnames), images, labels, dev, prec))
         static = _tensor_bytes(backbone, images, labels)  # the weights are shared by all runners
 
         # 1. speed, round-robin over the methods: training, then inference
         for r in runners:
-            r.model.train()
+            r.model.train() if r.trainable else r.to_eval()
         _rounds(runners, "train", steps, warmup)
         for r in runners:
             r.to_eval()
@@ -338,11 +327,19 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
 
         # 2. memory, one method at a time, one untimed step per phase (after the warm-up above)
         rows = []
+        ref = next((r.ref_times for r in runners if r.ref_times), None)
         for r in runners:
+            if r.error is not None or not r.infer_times or (r.trainable and not r.train_times):
+                rows.append({"method": r.name, "trainable_params": int(r.model.parameter_counts()["trainable"]),
+                             "train_images_per_s": None, "infer_images_per_s": None, "peak_memory_mb": None,
+                             "error": r.error, **extras})
+                continue
             train_mb = None
             state = [t for st in (r.opt.state.values() if r.opt else []) for t in st.values()
                      if isinstance(t, torch.Tensor)]
             extra = _tensor_bytes(*r.params, *state)  # adapters and SGD momentum, live before the step
+            if r.name == "mma":  # MMA's model holds its own CLIP weights
+                extra += _tensor_bytes(r.model) - _tensor_bytes(*r.params)
             if r.trainable:
                 r.model.train()
                 with _PeakMemory(dev, static + extra) as mem:
@@ -367,6 +364,9 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
                 "train_images_per_s_median":
                     batch_size / statistics.median(r.train_times) if r.trainable else None,
                 "infer_images_per_s_median": batch_size / statistics.median(r.infer_times),
+                "train_x_zs_infer": min(ref) / min(r.train_times) if r.trainable and ref else None,
+                "train_x_zs_infer_median":
+                    statistics.median(ref) / statistics.median(r.train_times) if r.trainable and ref else None,
                 "train_step_s": [round(t, 6) for t in r.train_times] or None,
                 "infer_step_s": [round(t, 6) for t in r.infer_times],
                 **extras,

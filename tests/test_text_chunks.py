@@ -1,0 +1,96 @@
+"""Chunked text encoding in training (many classes): the same loss and adapter gradients as the plain step.
+
+The adapted text blocks run over chunks of classes under checkpointing (`AdaptedCLIP._chunked_text`);
+the Gumbel noise, the L1 terms and every gradient must be those of one unchunked pass.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dra.backbones import load_backbone
+from dra.config import DRAConfig
+from dra.methods import build_method
+
+from conftest import TINY
+
+
+def _step(method: str, chunk: int, cfg: dict, classes: int = 50, seed: int = 3):
+    backbone = load_backbone(TINY)
+    torch.manual_seed(0)
+    model = build_method(method, backbone, [f"class {i}" for i in range(classes)], DRAConfig(**cfg))
+    model.text_chunk, model.text_chunk_above = chunk, 0
+    model.train()
+    size = backbone.preprocess.image_size
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(4, 3, size, size, generator=gen)
+    labels = torch.randint(0, classes, (4,), generator=gen)
+    torch.manual_seed(seed)  # the training noise
+    loss, parts = model.loss(model(images), labels)
+    loss.backward()
+    after = torch.rand(1)  # where the RNG ended
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    reg = model.regularization()
+    return loss.detach(), parts, grads, after, reg
+
+
+@pytest.mark.parametrize("method, cfg", [
+    ("dra", {}),
+    ("dra", {"reg_reduction": "sum"}),
+    ("dra", {"noise_on_log_scores": True, "channel_response": False}),
+    ("adapter", {}),
+])
+def test_chunked_step_equals_the_plain_step(method, cfg):
+    loss0, parts0, grads0, after0, reg0 = _step(method, 0, cfg)  # 0: never chunk
+    loss1, parts1, grads1, after1, reg1 = _step(method, 8, cfg)  # 50 classes in chunks of 8 (the last 2)
+    torch.testing.assert_close(loss1, loss0, rtol=1e-5, atol=1e-6)
+    assert parts1.keys() == parts0.keys()
+    for k in parts0:
+        torch.testing.assert_close(parts1[k], parts0[k], rtol=1e-5, atol=1e-7)
+    if method == "dra":
+        assert reg1["text"] is not None and reg1["text"].requires_grad
+    assert grads1.keys() == grads0.keys() and grads0
+    for name in grads0:  # float-level: summation order differs (chunks), so relative to the tensor's scale
+        scale = float(grads0[name].abs().max())
+        torch.testing.assert_close(grads1[name], grads0[name], rtol=1e-5, atol=1e-6 * max(scale, 1.0), msg=name)
+    assert torch.equal(after1, after0)  # the chunks drew exactly the plain step's noise
+
+
+def test_chunking_is_off_in_eval_and_below_the_threshold():
+    backbone = load_backbone(TINY)
+    model = build_method("dra", backbone, [f"c{i}" for i in range(10)])
+    model.text_chunk, model.text_chunk_above = 4, 20
+    calls = []
+    model._chunked_text = lambda *a: calls.append(a)
+    model.train()
+    model.text_features()
+    assert not calls  # 10 classes <= 20
+    model.text_chunk_above = 5
+    model.text_features()
+    assert calls
+
+
+def test_the_settings_are_checked_and_left_out_of_the_run_key():
+    from dra.settings import SettingsError, load_settings
+
+    cfg = load_settings("base2new", {}, ["train.text_chunk=16", "train.text_chunk_above=64"])
+    assert cfg.train.text_chunk == 16 and cfg.train.text_chunk_above == 64
+    with pytest.raises(SettingsError, match="train.text_chunk"):
+        load_settings("base2new", {}, ["train.text_chunk=-1"])
+    from dra.protocols.experiment import Experiment
+
+    key = Experiment.run_key
+    a = key(None, load_settings("base2new", {}, []))
+    b = key(None, load_settings("base2new", {}, ["train.text_chunk=0"]))
+    assert a == b
+
+
+def test_eval_text_features_in_chunks_equal_the_plain_ones():
+    backbone = load_backbone(TINY)
+    model = build_method("dra", backbone, [f"class {i}" for i in range(20)]).eval()
+    with torch.no_grad():
+        model.text_chunk = 0
+        want = model.compute_text_features()
+        model.text_chunk, model.text_chunk_above = 6, 0
+        got = model.compute_text_features()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
