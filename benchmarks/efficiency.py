@@ -6,6 +6,7 @@
 
 The options are defined once, in `dra.benchmark.cli`; what is measured: benchmarks/README.md.
 """
+
 import sys
 
 from dra.benchmark.cli import main

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """torch.profiler on one training step: top operators by self CPU time (random CLIP, synthetic batch).
 
-    PYTHONPATH=src python benchmarks/profile_step.py --methods dra adapter --num-classes 5 100 --top 15
+PYTHONPATH=src python benchmarks/profile_step.py --methods dra adapter --num-classes 5 100 --top 15
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
             opt = torch.optim.SGD(model.trainable_parameters(), **PAPER_SGD)
             model.train()
 
-            def step():
+            def step(opt=opt, model=model, images=images, labels=labels):
                 opt.zero_grad(set_to_none=True)
                 loss, _ = model.loss(model(images), labels)
                 loss.backward()

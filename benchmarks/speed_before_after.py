@@ -10,6 +10,7 @@ the same models with the new shortcuts switched off per instance, so both run on
 same rounds. Every figure is a ratio to zero-shot inference images/s of the same rounds (fastest step,
 and median step), so the noise of a shared machine cancels.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,8 @@ def as_on_main(model, backbone) -> None:
     """Switch this model's issue-#13 shortcuts off (instance attributes only)."""
     model.image_features = lambda images: backbone.encode_image(images)
     model.compute_text_features = lambda: backbone.encode_text_from(
-        model.text_prefix()[1], model.text_prefix()[0], model.text_start)
+        model.text_prefix()[1], model.text_prefix()[0], model.text_start
+    )
     for tower in model.adapters:
         for index in model.adapters[tower]:
             backbone.blocks(tower)[int(index) - 1]._own_attention = lambda: False
@@ -45,8 +47,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--mma", default=None)
-    p.add_argument("--rows", nargs="+", default=["zeroshot", "dra@main", "dra", "adapter@main", "adapter"],
-                   help="rows among dra@main dra adapter@main adapter (zeroshot: always, the reference; mma: with --mma)")
+    p.add_argument(
+        "--rows",
+        nargs="+",
+        default=["zeroshot", "dra@main", "dra", "adapter@main", "adapter"],
+        help="rows among dra@main dra adapter@main adapter (zeroshot: always, the reference; mma: with --mma)",
+    )
     p.add_argument("--out", default=None, help="a JSON file for the figures")
     args = p.parse_args(argv)
     record = []
@@ -96,24 +102,44 @@ def main(argv=None) -> int:
                         opts[label].step()
                     if r >= args.warmup:
                         times[label].append(time.perf_counter() - t0)
-                print(f"[{n} classes] round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items() if v),
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[{n} classes] round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items() if v),
+                    file=sys.stderr,
+                    flush=True,
+                )
         finally:
             gc.enable()
         ref_min, ref_med = min(times["zeroshot"]), statistics.median(times["zeroshot"])
         for label, ts in times.items():
-            row = {"num_classes": n, "row": label, "x_zs_infer": ref_min / min(ts),
-                   "x_zs_infer_median": ref_med / statistics.median(ts), "step_s": [round(t, 3) for t in ts]}
+            row = {
+                "num_classes": n,
+                "row": label,
+                "x_zs_infer": ref_min / min(ts),
+                "x_zs_infer_median": ref_med / statistics.median(ts),
+                "step_s": [round(t, 3) for t in ts],
+            }
             record.append(row)
-            print(f"{n:5d} classes  {label:13s} {row['x_zs_infer']:.3f} (median {row['x_zs_infer_median']:.3f})  "
-                  f"steps {row['step_s']}", flush=True)
+            print(
+                f"{n:5d} classes  {label:13s} {row['x_zs_infer']:.3f} (median {row['x_zs_infer_median']:.3f})  "
+                f"steps {row['step_s']}",
+                flush=True,
+            )
         for model in runs.values():
             if hasattr(model, "unload"):
                 model.unload()
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"model": args.model, "batch_size": args.batch_size, "steps": args.steps,
-                       "warmup": args.warmup, "rows": record}, f, indent=2)
+            json.dump(
+                {
+                    "model": args.model,
+                    "batch_size": args.batch_size,
+                    "steps": args.steps,
+                    "warmup": args.warmup,
+                    "rows": record,
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

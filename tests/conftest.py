@@ -6,6 +6,7 @@ Every test of the protocols, the CLI, the engine, DDP, transfer and the losses r
 counts, Dassl's draw, CoOp's split files) need `../shared/data`; they carry the `shared_data` marker,
 skip with a reason naming the missing path, and the run's header and summary say how many there are.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if SHARED_DATA.is_dir():
         line = f"{SHARED_DATA} found: {len(needing)} test(s) use the real data, {skipped} of them skipped"
     else:
-        line = (f"{SHARED_DATA} NOT found: {skipped} of the {len(needing)} test(s) that need the real data "
-                f"(EuroSAT, CoOp split files) skipped; every other test runs on the embedded shapes set")
+        line = (
+            f"{SHARED_DATA} NOT found: {skipped} of the {len(needing)} test(s) that need the real data "
+            f"(EuroSAT, CoOp split files) skipped; every other test runs on the embedded shapes set"
+        )
     terminalreporter.write_line(line)
 
 
@@ -98,8 +101,14 @@ def meta_backbone(name):
 def _clip_transform(size: int = 32):
     from torchvision import transforms as T
 
-    return T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size), T.ToTensor(),
-                      T.Normalize(CLIP_MEAN, CLIP_STD)])
+    return T.Compose(
+        [
+            T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(size),
+            T.ToTensor(),
+            T.Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    )
 
 
 @pytest.fixture(scope="session")

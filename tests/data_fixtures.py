@@ -3,6 +3,7 @@
 Real data lives beside the repository in `../shared/data` (read-only, never copied into the
 project). Trees built here hold tiny placeholder images written by the tests themselves.
 """
+
 from __future__ import annotations
 
 import io

@@ -9,6 +9,7 @@ official `adapter_learner` state_dict keys (`text_adapter.5.down.0.weight`, `sha
 ...) address them. The official code runs the blocks sequence-first (LND); open_clip's blocks are
 batch-first, which changes no value.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -45,9 +46,14 @@ class OfficialAdapterLearner(nn.Module):
                 if dim == d_model:
                     adapter[i] = nn.Sequential(nn.Linear(d_model, dim), nn.ReLU())
                 else:
-                    adapter[i] = nn.Sequential(OrderedDict([
-                        ("down", nn.Sequential(nn.Linear(d_model, dim), nn.ReLU())),
-                        ("up", nn.Linear(dim, d_model))]))
+                    adapter[i] = nn.Sequential(
+                        OrderedDict(
+                            [
+                                ("down", nn.Sequential(nn.Linear(d_model, dim), nn.ReLU())),
+                                ("up", nn.Linear(dim, d_model)),
+                            ]
+                        )
+                    )
             adapter = nn.ModuleList(adapter)
             for m in adapter.modules():
                 if isinstance(m, nn.Linear):

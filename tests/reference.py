@@ -3,6 +3,7 @@
 The library builds the mask from positions (no physical sort); this reference follows Eq. 16 literally:
 sort the tokens, mask each group's slice, restore the order.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,7 @@ def reference_dra(adapter, x, token_noise, channel_noise, train=True):
             start = 0
             for i, size in enumerate(sizes):  # Eq. 15, expanded to tokens
                 keep = c[: int(math.floor(cfg.rank_ratios[i] * cfg.rank + 1e-9))]
-                mask[start:start + size, keep] = 1.0 / cfg.rank_ratios[i]
+                mask[start : start + size, keep] = 1.0 / cfg.rank_ratios[i]
                 start += size
             restored = torch.empty_like(sorted_h)
             restored[t] = sorted_h * mask  # Eq. 16: RestoringSort

@@ -1,4 +1,5 @@
 """Helpers of the fault tests: a malicious pickle, the CLI in-process, tiny shapes runs (no shared data)."""
+
 from __future__ import annotations
 
 import os
@@ -8,9 +9,8 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-from dra.cli import app, expand_variadic
-
 from conftest import TINY
+from dra.cli import app, expand_variadic
 
 runner = CliRunner()
 MARKER_ENV = "DRA_TEST_MARKER"
@@ -55,14 +55,35 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-QUICK = ["train.epochs=1", "train.batch_size=4", "train.num_workers=0", "eval.num_workers=0", "eval.batch_size=8",
-         "test_per_class=2"]
+QUICK = [
+    "train.epochs=1",
+    "train.batch_size=4",
+    "train.num_workers=0",
+    "eval.num_workers=0",
+    "eval.batch_size=8",
+    "test_per_class=2",
+]
 
 
 def shapes_base2new(out, *extra):
     """`dra base2new` on the embedded shapes dataset, tiny model, random weights, 2 shots, 1 epoch."""
-    return invoke("base2new", "--dataset", "shapes", "--model", TINY, "--pretrained", "none", "--shots", "2",
-                  "--seeds", "1", "--output", out, *QUICK, *extra)
+    return invoke(
+        "base2new",
+        "--dataset",
+        "shapes",
+        "--model",
+        TINY,
+        "--pretrained",
+        "none",
+        "--shots",
+        "2",
+        "--seeds",
+        "1",
+        "--output",
+        out,
+        *QUICK,
+        *extra,
+    )
 
 
 def files_under(root: Path) -> list[str]:

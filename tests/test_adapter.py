@@ -6,7 +6,6 @@ import torch
 from dra.adapters import AdapterBranch, DynamicRankAdapter, PlainAdapter, scale_gradient
 from dra.adapters.dynamic_rank import gumbel_like
 from dra.config import DRAConfig
-
 from reference import reference_dra
 
 
@@ -18,14 +17,17 @@ def make(dim=24, n=11, b=3, seed=0, **cfg):
     return adapter, x
 
 
-@pytest.mark.parametrize("cfg", [
-    {},
-    {"channel_response": False},
-    {"output_relu": False},
-    {"num_groups": 3, "rank_ratios": (1.0, 0.7, 0.4)},
-    {"num_groups": 5, "rank_ratios": (1.0, 0.8, 0.6, 0.4, 0.2), "rank": 10},
-    {"noise_temperature": 0.3},
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {},
+        {"channel_response": False},
+        {"output_relu": False},
+        {"num_groups": 3, "rank_ratios": (1.0, 0.7, 0.4)},
+        {"num_groups": 5, "rank_ratios": (1.0, 0.8, 0.6, 0.4, 0.2), "rank": 10},
+        {"noise_temperature": 0.3},
+    ],
+)
 def test_train_output_matches_reference(cfg):
     adapter, x = make(**cfg)
     adapter.train()
@@ -209,8 +211,14 @@ def test_plain_adapter_equation():
     x = torch.randn(2, 3, 6)
     want = torch.relu(a.up(torch.relu(a.mid(torch.relu(a.down(x))))))
     torch.testing.assert_close(a(x), want)
-    assert [n for n, _ in a.named_parameters()] == ["down.weight", "down.bias", "mid.weight", "mid.bias",
-                                                    "up.weight", "up.bias"]
+    assert [n for n, _ in a.named_parameters()] == [
+        "down.weight",
+        "down.bias",
+        "mid.weight",
+        "mid.bias",
+        "up.weight",
+        "up.bias",
+    ]
 
 
 def test_gradient_scaling_forward_is_s_times_and_adapter_gradient_is_unscaled():
@@ -222,7 +230,8 @@ def test_gradient_scaling_forward_is_s_times_and_adapter_gradient_is_unscaled():
     torch.testing.assert_close(out, cfg.scale * adapter(y))
     out.sum().backward()
     g_scaled, gy_scaled = adapter.up.weight.grad.clone(), y.grad.clone()
-    adapter.zero_grad(); y.grad = None
+    adapter.zero_grad()
+    y.grad = None
     adapter(y).sum().backward()  # the unscaled branch
     torch.testing.assert_close(g_scaled, adapter.up.weight.grad)
     torch.testing.assert_close(gy_scaled, cfg.scale * y.grad)  # residual stream sees s * grad
@@ -281,14 +290,17 @@ def test_regularization_gradient_does_not_depend_on_the_scale():
     torch.testing.assert_close(grads[0], grads[1])
 
 
-@pytest.mark.parametrize("bad", [
-    {"rank_ratios": (1.0, 0.5)},
-    {"rank_ratios": (1.0, 0.8, 0.6, 0.0)},
-    {"branches": "audio"},
-    {"placement": "mlp"},
-    {"start_layer": 0},
-    {"rank": 2, "rank_ratios": (1.0, 0.8, 0.6, 0.4)},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rank_ratios": (1.0, 0.5)},
+        {"rank_ratios": (1.0, 0.8, 0.6, 0.0)},
+        {"branches": "audio"},
+        {"placement": "mlp"},
+        {"start_layer": 0},
+        {"rank": 2, "rank_ratios": (1.0, 0.8, 0.6, 0.4)},
+    ],
+)
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         DRAConfig(**bad)

@@ -1,16 +1,16 @@
 """Figure 4's measures: noiseless ranks from the adapter's own scoring, and noisy-order agreement."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
+from conftest import TINY
+from dra.adapters import DynamicRankAdapter
 from dra.analysis.token_ranks import branch_inputs, noisy_order_agreement, ranks_and_scores
 from dra.backbones import load_backbone
 from dra.config import DRAConfig
-from dra.adapters import DynamicRankAdapter
 from dra.methods import build_method
-
-from conftest import TINY
 
 
 def _dirichlet_scores(n: int = 197, batch: int = 2) -> torch.Tensor:
@@ -19,11 +19,14 @@ def _dirichlet_scores(n: int = 197, batch: int = 2) -> torch.Tensor:
     return x / x.sum(-1, keepdim=True)  # sums to 1 like a_t: ~0.005 each
 
 
-@pytest.mark.parametrize("cfg, low, high", [
-    ({"noise_temperature": 0.0}, 1.0, 1.0),  # no noise: the same order
-    ({}, -0.2, 0.2),  # the paper's a + g: the noise dwarfs the scores, the order is nearly random
-    ({"noise_on_log_scores": True}, 0.4, 1.0),  # log a + g keeps much of the order
-])
+@pytest.mark.parametrize(
+    "cfg, low, high",
+    [
+        ({"noise_temperature": 0.0}, 1.0, 1.0),  # no noise: the same order
+        ({}, -0.2, 0.2),  # the paper's a + g: the noise dwarfs the scores, the order is nearly random
+        ({"noise_on_log_scores": True}, 0.4, 1.0),  # log a + g keeps much of the order
+    ],
+)
 def test_noisy_order_agreement_uses_the_adapters_own_perturbation(cfg, low, high):
     adapter = DynamicRankAdapter(16, DRAConfig(rank=8, num_groups=2, rank_ratios=(1.0, 0.5), **cfg))
     value = noisy_order_agreement(adapter, _dirichlet_scores(), samples=4)

@@ -1,4 +1,5 @@
 """Adapter-only checkpoints: exact round trip, clear errors for checkpoints that do not fit."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 import dra
+from conftest import TINY, meta_backbone
 from dra.backbones import load_backbone
 from dra.config import DRAConfig
 from dra.engine.checkpoint import CheckpointError, load_adapters, save_adapters
 from dra.methods import build_method
-
-from conftest import TINY, meta_backbone
 
 
 def trained_model(seed=0, **cfg):
@@ -57,11 +57,14 @@ def test_load_model_rebuilds_method_and_config(tmp_path, monkeypatch):
     assert torch.equal(again.eval()(images), model(images))
 
 
-@pytest.mark.parametrize("other, needle", [
-    ({"rank": 16}, "config.rank: checkpoint 32 vs model 16"),
-    ({"branches": "text"}, "config.branches"),
-    ({"channel_response": False}, "config.channel_response"),
-])
+@pytest.mark.parametrize(
+    "other, needle",
+    [
+        ({"rank": 16}, "config.rank: checkpoint 32 vs model 16"),
+        ({"branches": "text"}, "config.branches"),
+        ({"channel_response": False}, "config.channel_response"),
+    ],
+)
 def test_checkpoint_of_another_config_is_refused_naming_both(tmp_path, other, needle):
     save_adapters(trained_model(), tmp_path / "ck")
     target = build_method("dra", load_backbone(TINY), ["a"], DRAConfig(**other))

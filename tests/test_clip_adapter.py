@@ -1,4 +1,5 @@
 """CLIP-Adapter's equation on the image feature."""
+
 from __future__ import annotations
 
 import torch
@@ -18,4 +19,6 @@ def test_image_feature_is_the_residual_blend(tiny_backbone):
     torch.testing.assert_close(model.image_features(images), want)
     assert model.adapter.fc1.bias is None and w1.shape == (16, 64)  # tiny: d = 64, reduction 4
     # the text side is CLIP's frozen prompt
-    torch.testing.assert_close(model.text_features(), build_method("zeroshot", tiny_backbone, ["a", "b"]).text_features())
+    torch.testing.assert_close(
+        model.text_features(), build_method("zeroshot", tiny_backbone, ["a", "b"]).text_features()
+    )

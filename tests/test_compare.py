@@ -1,4 +1,5 @@
 """`dra compare`: a row per method, failures reported as rows, best marked, md/csv/json/png written."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,38 @@ import pytest
 from conftest import SHARED_DATA, TINY, shared_eurosat
 from safety_helpers import invoke
 
-QUICK = ["train.epochs=1", "train.warmup_epochs=0", "train.batch_size=4", "train.num_workers=0",
-         "eval.num_workers=0", "eval.batch_size=50", "test_per_class=2"]
+QUICK = [
+    "train.epochs=1",
+    "train.warmup_epochs=0",
+    "train.batch_size=4",
+    "train.num_workers=0",
+    "eval.num_workers=0",
+    "eval.batch_size=50",
+    "test_per_class=2",
+]
 
 
 def test_compare_on_shapes_reports_each_method_and_the_failures(tmp_path):
-    out = invoke("compare", "--methods", "zeroshot", "coop", "mma", "--datasets", "shapes", "--seeds", "1",
-                 "--model", TINY, "--pretrained", "none", "--shots", "2", "--output", tmp_path, *QUICK)
+    out = invoke(
+        "compare",
+        "--methods",
+        "zeroshot",
+        "coop",
+        "mma",
+        "--datasets",
+        "shapes",
+        "--seeds",
+        "1",
+        "--model",
+        TINY,
+        "--pretrained",
+        "none",
+        "--shots",
+        "2",
+        "--output",
+        tmp_path,
+        *QUICK,
+    )
     assert out.exit_code == 0, out.output
     folder = tmp_path / "compare" / "base2new"
     for suffix in ("md", "csv", "json", "png"):
@@ -33,9 +59,27 @@ def test_compare_on_shapes_reports_each_method_and_the_failures(tmp_path):
 
 
 def test_compare_cross_dataset_protocol(tmp_path):
-    out = invoke("compare", "--protocol", "cross_dataset", "--methods", "zeroshot", "nosuch",
-                 "--seeds", "1", "--model", TINY, "--pretrained", "none", "--shots", "2", "--output", tmp_path,
-                 "source=shapes", "targets=[]", *QUICK)  # the source only: shapes is the one embedded set
+    out = invoke(
+        "compare",
+        "--protocol",
+        "cross_dataset",
+        "--methods",
+        "zeroshot",
+        "nosuch",
+        "--seeds",
+        "1",
+        "--model",
+        TINY,
+        "--pretrained",
+        "none",
+        "--shots",
+        "2",
+        "--output",
+        tmp_path,
+        "source=shapes",
+        "targets=[]",
+        *QUICK,
+    )  # the source only: shapes is the one embedded set
     assert out.exit_code == 0, out.output
     data = json.loads((tmp_path / "compare" / "cross_dataset" / "compare.json").read_text())
     assert [r["Method"] for r in data["rows"]] == ["zeroshot", "nosuch"]
@@ -45,9 +89,30 @@ def test_compare_cross_dataset_protocol(tmp_path):
 @pytest.mark.shared_data
 def test_compare_on_the_real_eurosat(tmp_path):
     shared_eurosat()
-    out = invoke("compare", "--methods", "zeroshot", "mma", "clip_adapter", "tip_adapter", "--datasets", "eurosat",
-                 "--data-root", SHARED_DATA, "--seeds", "1", "--model", TINY, "--pretrained", "none", "--shots", "2",
-                 "--output", tmp_path, *QUICK, "tip_adapter.augment_views=1")
+    out = invoke(
+        "compare",
+        "--methods",
+        "zeroshot",
+        "mma",
+        "clip_adapter",
+        "tip_adapter",
+        "--datasets",
+        "eurosat",
+        "--data-root",
+        SHARED_DATA,
+        "--seeds",
+        "1",
+        "--model",
+        TINY,
+        "--pretrained",
+        "none",
+        "--shots",
+        "2",
+        "--output",
+        tmp_path,
+        *QUICK,
+        "tip_adapter.augment_views=1",
+    )
     assert out.exit_code == 0, out.output
     data = json.loads((tmp_path / "compare" / "base2new" / "compare.json").read_text())
     assert [r["Status"] for r in data["rows"]] == ["ok"] * 4

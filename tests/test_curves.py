@@ -1,5 +1,6 @@
 """Training curves: metrics.csv per step and per epoch (continued, not duplicated, after a resume),
 TensorBoard events when tensorboard is installed, evaluation rows from the protocols, `dra plot`."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,8 +42,21 @@ def key(rows):
 def test_metrics_csv_has_step_and_epoch_rows(tmp_path, shapes_base):
     fit(new_model(shapes_base.classnames), shapes_base.train, TF, SETTINGS, tmp_path)
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert header == ["kind", "epoch", "step", "global_step", "loss", "ce", "reg_image", "reg_text", "lr", "img_s",
-                      "seconds", "name", "accuracy"]
+    assert header == [
+        "kind",
+        "epoch",
+        "step",
+        "global_step",
+        "loss",
+        "ce",
+        "reg_image",
+        "reg_text",
+        "lr",
+        "img_s",
+        "seconds",
+        "name",
+        "accuracy",
+    ]
     rows = read_metrics(tmp_path / "metrics.csv")
     steps = [r for r in rows if r["kind"] == "step"]
     epochs = [r for r in rows if r["kind"] == "epoch"]
@@ -90,10 +104,11 @@ def test_tensorboard_events_when_installed(tmp_path, shapes_base):
 
 
 def test_base2new_logs_accuracy_and_dra_plot_draws_it(tmp_path):
-    cfg = load_settings("base2new", {"model": TINY, "datasets": ["shapes"], "seeds": [1], "shots": 2,
-                                     "output": str(tmp_path)},
-                        ["train.epochs=2", "train.num_workers=0", "eval.num_workers=0", "test_per_class=2",
-                         "train.log_every=1"])
+    cfg = load_settings(
+        "base2new",
+        {"model": TINY, "datasets": ["shapes"], "seeds": [1], "shots": 2, "output": str(tmp_path)},
+        ["train.epochs=2", "train.num_workers=0", "eval.num_workers=0", "test_per_class=2", "train.log_every=1"],
+    )
     cfg.pretrained = None
     base2new.run(cfg, echo=lambda *_: None)
     run_dir = next(tmp_path.glob("base2new/dra-*/shapes/seed1"))

@@ -1,4 +1,5 @@
 """`dra data check | fewshot | list | make-shapes` through the real `dra` command."""
+
 from __future__ import annotations
 
 import json
@@ -47,11 +48,13 @@ def test_check_passes_and_fails(root, tmp_path):
 
 
 def test_errors_are_one_line_on_stderr_with_exit_code_1(tmp_path):
-    for args in (["fewshot", "-d", "eurosat", "--data-root", tmp_path / "none"],
-                 ["check", "-d", "dtd", "--data-root", tmp_path],
-                 ["fewshot", "-d", "shapes", "--data-root", tmp_path],
-                 ["fewshot", "-d", "nope"],
-                 ["fewshot", "-d", "shapes", "--subsample", "half"]):
+    for args in (
+        ["fewshot", "-d", "eurosat", "--data-root", tmp_path / "none"],
+        ["check", "-d", "dtd", "--data-root", tmp_path],
+        ["fewshot", "-d", "shapes", "--data-root", tmp_path],
+        ["fewshot", "-d", "nope"],
+        ["fewshot", "-d", "shapes", "--subsample", "half"],
+    ):
         res = _run(*args)
         assert res.exit_code == 1, (args, res.output)
         lines = res.stderr.strip().splitlines()

@@ -1,4 +1,5 @@
 """The embedded `shapes` dataset: deterministic, small, CoOp layout, read through the registry."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,16 +7,27 @@ import json
 
 import pytest
 
-from dra.data import (DATASETS, SHAPES_CLASSES, DataError, build_dataset, data_cache_dir, fewshot, make_shapes,
-                      subsample_classes)
+from dra.data import (
+    DATASETS,
+    SHAPES_CLASSES,
+    DataError,
+    build_dataset,
+    data_cache_dir,
+    fewshot,
+    make_shapes,
+    subsample_classes,
+)
 from dra.data.embedded import GENERATOR_VERSION, MARKER
 from dra.data.registry import read_split_file_dataset
 
 
 def _digest(root):
     d = root / "shapes"
-    return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(d.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")

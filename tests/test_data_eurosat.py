@@ -1,13 +1,14 @@
 """The real EuroSAT of ../shared/data: CoOp's counts, Dassl's draw, base/new sizes."""
+
 from __future__ import annotations
 
 import json
 import os
 
 import pytest
-from data_fixtures import SHARED_DATA, requires_eurosat
 
-from dra.data import DATASETS, build_dataset, build_transforms, fewshot, subsample_classes, ImageDataset
+from data_fixtures import SHARED_DATA, requires_eurosat
+from dra.data import DATASETS, ImageDataset, build_dataset, build_transforms, fewshot, subsample_classes
 
 pytestmark = [requires_eurosat, pytest.mark.shared_data]
 
@@ -58,8 +59,23 @@ def test_cli_fewshot_json(eurosat):
 
     from dra.cli import app
 
-    res = CliRunner().invoke(app, ["data", "fewshot", "--dataset", "eurosat", "--data-root", str(SHARED_DATA),
-                                   "--shots", "16", "--seed", "1", "--subsample", "base"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "fewshot",
+            "--dataset",
+            "eurosat",
+            "--data-root",
+            str(SHARED_DATA),
+            "--shots",
+            "16",
+            "--seed",
+            "1",
+            "--subsample",
+            "base",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert set(out) == {"train", "val", "test", "classnames"}

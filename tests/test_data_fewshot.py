@@ -1,4 +1,5 @@
 """Few-shot draws and base/new splits on synthetic lists (no files needed)."""
+
 from __future__ import annotations
 
 import random
@@ -41,7 +42,7 @@ def _dassl_reference(train, val, shots, seed):
             for item in data_source:
                 tracker[item.label].append(item)
             dataset = []
-            for label, items in tracker.items():
+            for _label, items in tracker.items():
                 if len(items) >= num_shots:
                     sampled_items = random.sample(items, num_shots)
                 else:
@@ -143,8 +144,14 @@ def test_base_new_after_fewshot_counts():
 
 
 def test_subsample_test_only_dataset_uses_all_labels():
-    s = DatasetSplits(train=[], val=[], test=_items({y: 2 for y in range(5)}, "t"),
-                      classnames=[f"class {y}" for y in range(5)], name="toy", image_dir=Path("/x"))
+    s = DatasetSplits(
+        train=[],
+        val=[],
+        test=_items({y: 2 for y in range(5)}, "t"),
+        classnames=[f"class {y}" for y in range(5)],
+        name="toy",
+        image_dir=Path("/x"),
+    )
     assert len(subsample_classes(s, "new").test) == 4
     assert subsample_classes(s, "new").classnames == ["class 3", "class 4"]
 

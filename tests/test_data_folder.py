@@ -3,6 +3,7 @@
 The folder trees are built under tmp_path from real EuroSAT images (../shared/data; the tests skip,
 naming the path, without it).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,11 +44,17 @@ def test_classes_names_and_the_deterministic_50_20_30_split(tmp_path):
     before = listing(root)
     ds = build_dataset(str(root))
     assert ds.classnames == ["AnnualCrop", "Forest", "Herbaceous Vegetation", "SeaLake"]
-    per = {c: [len([d for d in getattr(ds, k) if d.classname == c]) for k in ("train", "val", "test")]
-           for c in ds.classnames}
+    per = {
+        c: [len([d for d in getattr(ds, k) if d.classname == c]) for k in ("train", "val", "test")]
+        for c in ds.classnames
+    }
     # CoOp's read_and_split_data: round(0.5 n) train, round(0.2 n) val, the rest test
-    assert per == {"AnnualCrop": [6, 2, 4], "Forest": [5, 2, 3], "Herbaceous Vegetation": [4, 1, 2],
-                   "SeaLake": [2, 1, 0]}
+    assert per == {
+        "AnnualCrop": [6, 2, 4],
+        "Forest": [5, 2, 3],
+        "Herbaceous Vegetation": [4, 1, 2],
+        "SeaLake": [2, 1, 0],
+    }
     assert not any(d.impath.endswith(".txt") for d in ds.train + ds.val + ds.test)
     assert ds.name == folder_dataset_name(root) and ds.name.startswith("my_data-") and len(ds.name) == 16
     # deterministic and independent of where the folder lives (the seed comes from a fixed string + class)
@@ -82,8 +89,11 @@ def test_classnames_file_split_file_fewshot_and_base_new(tmp_path):
     assert new.classnames == ["Herbaceous Vegetation", "sea or lake"]
     # a CoOp split file, paths relative to the dataset folder
     files = sorted(p.relative_to(root).as_posix() for p in (root / "Forest").iterdir())
-    split = {"train": [[files[0], 0, "forest"], [files[1], 0, "forest"]], "val": [[files[2], 0, "forest"]],
-             "test": [[files[3], 0, "forest"]]}
+    split = {
+        "train": [[files[0], 0, "forest"], [files[1], 0, "forest"]],
+        "val": [[files[2], 0, "forest"]],
+        "test": [[files[3], 0, "forest"]],
+    }
     split_path = tmp_path / "split.json"
     split_path.write_text(json.dumps(split))
     by_file = build_dataset(root, split=split_path)
@@ -115,8 +125,22 @@ def test_data_check_reports_counts_unreadable_images_and_short_classes(tmp_path)
 def test_train_and_eval_on_a_folder(tmp_path):
     root = make_tree(tmp_path / "my data")
     out = tmp_path / "runs"
-    res = _cli("train", "--dataset", root, "--model", TINY, "--pretrained", "none", "--shots", 2, "--output", out,
-               "train.epochs=1", "train.batch_size=4", "train.num_workers=0")
+    res = _cli(
+        "train",
+        "--dataset",
+        root,
+        "--model",
+        TINY,
+        "--pretrained",
+        "none",
+        "--shots",
+        2,
+        "--output",
+        out,
+        "train.epochs=1",
+        "train.batch_size=4",
+        "train.num_workers=0",
+    )
     assert res.exit_code == 0, res.output
     run = json.loads(res.stdout)
     assert f"/{folder_dataset_name(root)}-all/seed1" in run["run_dir"] and run["classes"] == 4

@@ -1,4 +1,5 @@
 """Transforms of docs/design.md section 2 and `ImageDataset`'s handling of bad images."""
+
 from __future__ import annotations
 
 import logging
@@ -6,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import TINY_JPEG
 from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from data_fixtures import TINY_JPEG
 from dra.data import CLIP_MEAN, CLIP_STD, DataError, Datum, ImageDataset, build_transforms
 from dra.data.transforms import build_transforms_from_preprocess, preprocess_params
 
@@ -47,8 +48,14 @@ def test_parameters_come_from_the_backbone_preprocessing(caplog):
 
     pre = open_clip.image_transform(224, is_train=False, mean=CLIP_MEAN, std=CLIP_STD)
     assert preprocess_params(pre) == {"image_size": 224, "mean": CLIP_MEAN, "std": CLIP_STD}
-    other = T.Compose([T.Resize(336, interpolation=InterpolationMode.BILINEAR), T.CenterCrop(336), T.ToTensor(),
-                       T.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))])
+    other = T.Compose(
+        [
+            T.Resize(336, interpolation=InterpolationMode.BILINEAR),
+            T.CenterCrop(336),
+            T.ToTensor(),
+            T.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+        ]
+    )
     with caplog.at_level(logging.WARNING):
         tf = build_transforms_from_preprocess(other, train=True)
     assert "bicubic" in caplog.text
@@ -115,8 +122,9 @@ def test_skip_bad_with_nothing_readable_still_fails(items):
 
 def test_error_in_a_dataloader_worker_names_the_file(items):
     _break(items, 3)
-    loader = torch.utils.data.DataLoader(ImageDataset(items, build_transforms(train=False, image_size=16)),
-                                         batch_size=2, num_workers=1)
+    loader = torch.utils.data.DataLoader(
+        ImageDataset(items, build_transforms(train=False, image_size=16)), batch_size=2, num_workers=1
+    )
     with pytest.raises(DataError) as e:
         list(loader)
     assert items[3].impath in str(e.value)

@@ -1,5 +1,6 @@
 """The registry reads every CoOp layout: split files on placeholder trees, ImageNet and its variants,
 FGVC-Aircraft, and one-line errors for what is missing."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import shutil
 import stat
 
 import pytest
+
 from data_fixtures import (
     SPLITS_DIR,
     TINY_JPEG,
@@ -16,7 +18,6 @@ from data_fixtures import (
     write_classnames,
     write_placeholders,
 )
-
 from dra.data import DATASETS, DataError, build_dataset, fewshot, get_spec, subsample_classes
 from dra.data.check import check_dataset
 
@@ -30,8 +31,14 @@ SPLIT_DATASETS = {
     "ucf101": "split_zhou_UCF101.json",
 }
 # CoOp's base / new class counts (BASELINES.md 1.1)
-BASE_NEW = {"caltech101": (50, 50), "dtd": (24, 23), "oxford_flowers": (51, 51), "oxford_pets": (19, 18),
-            "stanford_cars": (98, 98), "ucf101": (51, 50)}
+BASE_NEW = {
+    "caltech101": (50, 50),
+    "dtd": (24, 23),
+    "oxford_flowers": (51, 51),
+    "oxford_pets": (19, 18),
+    "stanford_cars": (98, 98),
+    "ucf101": (51, 50),
+}
 
 
 @pytest.mark.shared_data
@@ -102,8 +109,10 @@ def _imagenet_tree(root, val=True):
     train = root / "imagenet" / "images" / "train"
     class_folder_tree(train, {w: [f"{w}_{i}.JPEG" for i in (9, 3, 12, 1, 5, 7)] for w in WNIDS})
     if val:
-        class_folder_tree(root / "imagenet" / "images" / "val",
-                          {w: [f"ILSVRC2012_val_{i:08d}.JPEG" for i in (4, 2, 8)] for w in WNIDS})
+        class_folder_tree(
+            root / "imagenet" / "images" / "val",
+            {w: [f"ILSVRC2012_val_{i:08d}.JPEG" for i in (4, 2, 8)] for w in WNIDS},
+        )
 
 
 def test_imagenet_sorted_folders_and_files_val_is_test(tmp_path):
@@ -112,7 +121,8 @@ def test_imagenet_sorted_folders_and_files_val_is_test(tmp_path):
     assert ds.classnames == ["goldfish", "hen", "tabby cat", "great white shark"]  # sorted wnids
     assert (len(ds.train), len(ds.val), len(ds.test)) == (24, 12, 12)
     assert [ds.relpath(d) for d in ds.train[:6]] == [
-        f"train/n01000001/n01000001_{i}.JPEG" for i in (1, 12, 3, 5, 7, 9)  # sorted file names
+        f"train/n01000001/n01000001_{i}.JPEG"
+        for i in (1, 12, 3, 5, 7, 9)  # sorted file names
     ]
     assert ds.val == ds.test and ds.val_is_test
     assert [d.label for d in ds.test] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
@@ -141,8 +151,11 @@ def test_imagenet_sketch_a_r_keep_their_own_classes(tmp_path):
     (a / "README.txt").write_text("not a class")
     ds = build_dataset("imagenet_a", tmp_path)
     assert ds.classnames == ["hen", "great white shark"]
-    assert [(ds.relpath(d), d.label) for d in ds.test] == [("n01500000/c.jpg", 0), ("n03000002/a.jpg", 1),
-                                                            ("n03000002/b.jpg", 1)]
+    assert [(ds.relpath(d), d.label) for d in ds.test] == [
+        ("n01500000/c.jpg", 0),
+        ("n03000002/a.jpg", 1),
+        ("n03000002/b.jpg", 1),
+    ]
     assert ds.train == [] and ds.val == []
     # -R with its own copy of classnames.txt (as CoOp's instructions have it)
     r = tmp_path / "imagenet-rendition" / "imagenet-r"
@@ -174,8 +187,11 @@ def test_fgvc_aircraft_variant_files(tmp_path):
     d = tmp_path / "fgvc_aircraft"
     d.mkdir()
     (d / "variants.txt").write_text("707-320\nA300B4\nDC-3\n")
-    lines = {"train": ["1000001 DC-3", "1000002 707-320", "1000003 A300B4"], "val": ["1000004 A300B4"],
-             "test": ["1000005 707-320", "1000006 DC-3"]}
+    lines = {
+        "train": ["1000001 DC-3", "1000002 707-320", "1000003 A300B4"],
+        "val": ["1000004 A300B4"],
+        "test": ["1000005 707-320", "1000006 DC-3"],
+    }
     for k, v in lines.items():
         (d / f"images_variant_{k}.txt").write_text("\n".join(v) + "\n")
     write_placeholders(d / "images", [f"{1000001 + i}.jpg" for i in range(6)])
@@ -218,14 +234,43 @@ def test_missing_pieces_are_one_line_errors_naming_the_path(tmp_path):
 
 
 def test_names_papers_use_resolve():
-    for alias, name in [("EuroSAT", "eurosat"), ("Flowers102", "oxford_flowers"), ("OxfordPets", "oxford_pets"),
-                        ("DescribableTextures", "dtd"), ("imagenet-a", "imagenet_a"), ("ImageNet-Sketch", "imagenet_sketch"),
-                        ("FGVCAircraft", "fgvc_aircraft"), ("food-101", "food101"), ("caltech-101", "caltech101")]:
+    for alias, name in [
+        ("EuroSAT", "eurosat"),
+        ("Flowers102", "oxford_flowers"),
+        ("OxfordPets", "oxford_pets"),
+        ("DescribableTextures", "dtd"),
+        ("imagenet-a", "imagenet_a"),
+        ("ImageNet-Sketch", "imagenet_sketch"),
+        ("FGVCAircraft", "fgvc_aircraft"),
+        ("food-101", "food101"),
+        ("caltech-101", "caltech101"),
+    ]:
         assert get_spec(alias).name == name
-    assert set(DATASETS) == {"imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-                             "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101", "imagenetv2", "imagenet_sketch",
-                             "imagenet_a", "imagenet_r", "shapes", "pocket_scenes", "pocket_colours",
-                             "pocket_objects", "pocket_dusk", "pocket_shapes", "pocket_patterns", "pocket_counting"}
+    assert set(DATASETS) == {
+        "imagenet",
+        "caltech101",
+        "oxford_pets",
+        "stanford_cars",
+        "oxford_flowers",
+        "food101",
+        "fgvc_aircraft",
+        "sun397",
+        "dtd",
+        "eurosat",
+        "ucf101",
+        "imagenetv2",
+        "imagenet_sketch",
+        "imagenet_a",
+        "imagenet_r",
+        "shapes",
+        "pocket_scenes",
+        "pocket_colours",
+        "pocket_objects",
+        "pocket_dusk",
+        "pocket_shapes",
+        "pocket_patterns",
+        "pocket_counting",
+    }
 
 
 def test_read_only_data_root_is_never_written(tmp_path):
@@ -255,5 +300,7 @@ def test_check_decode_reports_bad_files(tmp_path):
     (image_dir / "blotchy" / "test_0.jpg").write_bytes(b"not an image")
     rep = check_dataset("dtd", tmp_path, decode=True)
     assert not rep.ok and rep.decoded == 10
-    assert sorted(p for p, _ in rep.bad) == [str(image_dir / "banded" / "train_1.jpg"),
-                                            str(image_dir / "blotchy" / "test_0.jpg")]
+    assert sorted(p for p, _ in rep.bad) == [
+        str(image_dir / "banded" / "train_1.jpg"),
+        str(image_dir / "blotchy" / "test_0.jpg"),
+    ]

@@ -2,6 +2,7 @@
 
 No timing thresholds here: speed depends on the machine (benchmarks/ holds the measured figures).
 """
+
 from __future__ import annotations
 
 import json
@@ -9,17 +10,17 @@ import math
 
 import pytest
 
-from dra.benchmark.efficiency import measure_methods
-
 from conftest import TINY
+from dra.benchmark.efficiency import measure_methods
 
 KEYS = {"method", "trainable_params", "train_images_per_s", "infer_images_per_s", "peak_memory_mb"}
 
 
 @pytest.fixture(scope="module")
 def rows():
-    return measure_methods(["dra", "adapter", "zeroshot"], model=TINY, batch_size=2, steps=1, warmup=1,
-                           device="cpu", num_classes=3)
+    return measure_methods(
+        ["dra", "adapter", "zeroshot"], model=TINY, batch_size=2, steps=1, warmup=1, device="cpu", num_classes=3
+    )
 
 
 def test_one_row_per_method_in_order_with_the_table6_keys(rows):
@@ -72,14 +73,17 @@ def test_a_single_method_and_the_report_table():
     assert "adapter" in efficiency_table(rows).to_terminal()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"methods": ["dra", "coop"]}, "unknown method"),
-    ({"methods": []}, "no method"),
-    ({"methods": ["dra"], "model": "ViT-Nope-99"}, "unknown model"),
-    ({"methods": ["dra"], "batch_size": 0}, "batch_size"),
-    ({"methods": ["dra"], "precision": "fp8"}, "precision"),
-    ({"methods": ["dra"], "device": "tpu"}, "device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"methods": ["dra", "coop"]}, "unknown method"),
+        ({"methods": []}, "no method"),
+        ({"methods": ["dra"], "model": "ViT-Nope-99"}, "unknown model"),
+        ({"methods": ["dra"], "batch_size": 0}, "batch_size"),
+        ({"methods": ["dra"], "precision": "fp8"}, "precision"),
+        ({"methods": ["dra"], "device": "tpu"}, "device"),
+    ],
+)
 def test_bad_arguments_are_one_clear_value_error(kwargs, match):
     kwargs = {"model": TINY, "steps": 1, "warmup": 0, **kwargs}
     methods = kwargs.pop("methods")
@@ -100,13 +104,36 @@ def test_cli_and_script_share_one_option_list(tmp_path, capsys):
     assert "from dra.benchmark.cli import main" in script
     defaults = vars(parser().parse_args([]))
     assert defaults["steps"] == 3 and defaults["model"] == "ViT-B-16" and defaults["batch_size"] == 16
-    args = ["--model", TINY, "--methods", "adapter", "zeroshot", "--num-classes", "2", "3", "--batch-size", "1",
-            "--steps", "1", "--warmup", "0", "--device", "cpu", "--json", "--out", str(tmp_path)]
+    args = [
+        "--model",
+        TINY,
+        "--methods",
+        "adapter",
+        "zeroshot",
+        "--num-classes",
+        "2",
+        "3",
+        "--batch-size",
+        "1",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--device",
+        "cpu",
+        "--json",
+        "--out",
+        str(tmp_path),
+    ]
     result = CliRunner().invoke(app, expand_variadic(["efficiency", *args]))
     assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout[result.stdout.index("{"):])
+    record = json.loads(result.stdout[result.stdout.index("{") :])
     assert [(r["method"], r["num_classes"]) for r in record["rows"]] == [
-        ("adapter", 2), ("zeroshot", 2), ("adapter", 3), ("zeroshot", 3)]
+        ("adapter", 2),
+        ("zeroshot", 2),
+        ("adapter", 3),
+        ("zeroshot", 3),
+    ]
     assert record["rows"][0]["train_x_zs_infer"] > 0
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]
     assert main(["--model", "ViT-Nope-99", "--steps", "1"]) == 1  # one error line, exit status 1

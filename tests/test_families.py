@@ -2,6 +2,7 @@
 SiglipModel. Each architecture is built from a small config with random weights (nothing is downloaded);
 the wrapped block computes x + Attn(LN1 x) + branch(LN1 x) then the block's MLP, gradients reach exactly
 the adapters, and the parameter count is the formula's."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -61,8 +62,7 @@ def check_block_equation(block, anatomy: str, x, call=(), attn_kw=None, **kw):
     zero = Probe(x.shape[-1])
     nn.init.zeros_(zero.lin.weight)
     nn.init.zeros_(zero.lin.bias)
-    torch.testing.assert_close(_first(ParallelBranchBlock(block, zero)(x, *call, **kw)), original,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(_first(ParallelBranchBlock(block, zero)(x, *call, **kw)), original, rtol=1e-5, atol=1e-5)
     probe = Probe(x.shape[-1])
     out = _first(ParallelBranchBlock(block, probe)(x, *call, **kw))
     y, attn, mlp = reference_terms(anatomy, block, x, **(kw if attn_kw is None else attn_kw))
@@ -119,8 +119,9 @@ def test_an_unknown_block_is_refused_with_the_known_families():
 
 # -- Hugging Face transformers -------------------------------------------------------------------------
 
-needs_transformers = pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
-                                        reason="transformers is not installed (pip install 'dra[hf]')")
+needs_transformers = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None, reason="transformers is not installed (pip install 'dra[hf]')"
+)
 
 
 def tiny_hf(kind: str):
@@ -129,13 +130,22 @@ def tiny_hf(kind: str):
     common = dict(hidden_size=64, intermediate_size=128, num_attention_heads=2, num_hidden_layers=6)
     if kind == "clip":
         config = transformers.CLIPConfig(
-            text_config=dict(common, vocab_size=49408, max_position_embeddings=77, bos_token_id=49406,
-                             eos_token_id=49407, pad_token_id=0),
-            vision_config=dict(common, image_size=32, patch_size=16), projection_dim=48)
+            text_config=dict(
+                common,
+                vocab_size=49408,
+                max_position_embeddings=77,
+                bos_token_id=49406,
+                eos_token_id=49407,
+                pad_token_id=0,
+            ),
+            vision_config=dict(common, image_size=32, patch_size=16),
+            projection_dim=48,
+        )
         return transformers.CLIPModel(config)
     config = transformers.SiglipConfig(
         text_config=dict(common, vocab_size=1000, max_position_embeddings=16),
-        vision_config=dict(common, image_size=32, patch_size=16))
+        vision_config=dict(common, image_size=32, patch_size=16),
+    )
     return transformers.SiglipModel(config)
 
 
@@ -154,9 +164,13 @@ def test_hugging_face_clip_and_siglip(kind, layer, tmp_path):
         assert backbone.info["pretrained"] == "hf"
         torch.testing.assert_close(backbone.clip.logit_scale, model.logit_scale)
     else:
-        backbone = HFCLIPBackbone(model, {"model": "hf:tiny-siglip", "pretrained": "random", "quick_gelu": False},
-                                  tokenizer=lambda prompts: torch.randint(1, 1000, (len(prompts), 16),
-                                                                          generator=torch.Generator().manual_seed(0)))
+        backbone = HFCLIPBackbone(
+            model,
+            {"model": "hf:tiny-siglip", "pretrained": "random", "quick_gelu": False},
+            tokenizer=lambda prompts: torch.randint(
+                1, 1000, (len(prompts), 16), generator=torch.Generator().manual_seed(0)
+            ),
+        )
     block = backbone.image_blocks[2]
     assert type(block).__name__ == layer and block_anatomy(block).family == "hf"
     check_block_equation(block, "hf", torch.randn(2, 5, 64), call=(None,))

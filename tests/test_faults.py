@@ -2,6 +2,7 @@
 or full outputs fail first with one line; worker errors name the file; a run folder is locked; early
 failures leave nothing; orphaned temp files go; evaluation results are keyed by evaluation settings;
 text features follow the weights; loading a backbone leaves the user's logging and open_clip alone."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,15 +15,13 @@ import pytest
 import torch
 from filelock import FileLock
 
+from conftest import TINY
 from dra.backbones import load_backbone
 from dra.data import DataError, build_dataset, build_transforms, fewshot, subsample_classes
 from dra.engine import trainer
-from dra.engine.trainer import (RESUME_FILE, RunBusyError, TrainingDivergedError, TrainSettings, fit,
-                                read_resume_state)
+from dra.engine.trainer import RESUME_FILE, RunBusyError, TrainingDivergedError, TrainSettings, fit, read_resume_state
 from dra.methods import build_method
-
-from conftest import TINY
-from safety_helpers import files_under, invoke, one_error_line, shapes_base2new
+from safety_helpers import one_error_line, shapes_base2new
 
 TF = (build_transforms(True, 32), build_transforms(False, 32))
 FAST = dict(num_workers=0, batch_size=4)
@@ -110,8 +109,13 @@ def test_a_read_only_output_fails_before_any_training(tmp_path, monkeypatch):
     assert line.startswith(f"error: output {tmp_path / 'out'} is not writable (PermissionError: ")
 
 
-@pytest.mark.parametrize("exc", [OSError(28, "No space left on device"),
-                                 RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64\n...")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OSError(28, "No space left on device"),
+        RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64\n..."),
+    ],
+)
 def test_a_full_disk_is_one_line(tmp_path, monkeypatch, exc):
     import safetensors.torch
 
@@ -134,8 +138,13 @@ def test_a_bad_image_is_named_with_any_number_of_workers(tmp_path, shapes_base, 
     items = [dataclasses.replace(d, impath=str(bad)) for d in shapes_base.train]
     run = tmp_path / "fresh" / "run"
     with pytest.raises(DataError) as e:
-        fit(tiny_model(shapes_base.classnames), items, TF,
-            TrainSettings(epochs=1, num_workers=workers, batch_size=4), run)
+        fit(
+            tiny_model(shapes_base.classnames),
+            items,
+            TF,
+            TrainSettings(epochs=1, num_workers=workers, batch_size=4),
+            run,
+        )
     assert str(e.value).startswith(f"cannot read image {bad} (")
     assert "train.skip_bad_images=true" in str(e.value)
     assert not (tmp_path / "fresh").exists()  # an early failure leaves no folder, no train.log
@@ -153,7 +162,6 @@ def test_a_locked_run_folder_is_refused_and_left_alone(tmp_path, shapes_base):
 
 
 def test_two_identical_commands_on_one_output(tmp_path, monkeypatch):
-    from dra.protocols.experiment import Experiment
 
     out = tmp_path / "out"
     shapes_base2new(out)  # find the run folder, then hold its lock as a running twin would

@@ -1,16 +1,16 @@
 """Loading CLIP: random, local files (open_clip and OpenAI TorchScript), and offline failures."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from dra.backbones import BackboneError, load_backbone
-
 from conftest import TINY
+from dra.backbones import BackboneError, load_backbone
 
 
 def test_openai_tag_offline_fails_at_once_with_the_fix(monkeypatch):
-    """"At once": offline, the loader neither resolves nor connects to any host before it gives up."""
+    """ "At once": offline, the loader neither resolves nor connects to any host before it gives up."""
     import socket
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

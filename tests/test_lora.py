@@ -1,4 +1,5 @@
 """CLIP-LoRA's equations: zero updates == open_clip's attention; merged == unmerged; the update itself."""
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,7 @@ def test_the_update_is_scaling_times_dropout_x_a_b(tiny_backbone):
     x = torch.randn(2, 5, d)
     w = attn.base.in_proj_weight.detach().clone()
     for i, n in enumerate("qkv"):
-        w[i * d:(i + 1) * d] += scaling * getattr(attn.lora, f"{n}_B") @ getattr(attn.lora, f"{n}_A")
+        w[i * d : (i + 1) * d] += scaling * getattr(attn.lora, f"{n}_B") @ getattr(attn.lora, f"{n}_A")
     ref = torch.nn.MultiheadAttention(d, attn.base.num_heads, batch_first=True)
     ref.load_state_dict({**attn.base.state_dict(), "in_proj_weight": w})
     torch.testing.assert_close(attn(x, x, x)[0], ref(x, x, x, need_weights=False)[0], rtol=1e-5, atol=1e-5)
@@ -57,7 +58,9 @@ def test_merge_gives_the_same_logits_and_unmerge_restores_the_weights(tiny_backb
     assert model.merged
     model.clear_text_cache()
     torch.testing.assert_close(model(images), want, rtol=1e-5, atol=1e-5)
-    changed = {k for k, v in tiny_backbone.state_dict().items() if "in_proj_weight" in k and not torch.equal(v, original[k])}
+    changed = {
+        k for k, v in tiny_backbone.state_dict().items() if "in_proj_weight" in k and not torch.equal(v, original[k])
+    }
     assert changed  # the updates are inside the frozen weights now
     model.train()  # training never runs on merged weights
     assert not model.merged

@@ -4,6 +4,7 @@ forward on the tiny config, gradients on exactly `learned_modules()`, exact ViT-
 round trip, `unload()` restoring CLIP, and a short base-to-new run on the embedded shapes set.
 A new method is a new entry of SPECS (the first test fails until it has one).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,12 +12,11 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+from conftest import TINY, meta_backbone
 from dra.backbones import load_backbone
 from dra.engine.checkpoint import load_model, save_adapters
 from dra.methods import METHODS, build_method
 from dra.settings import load_settings, method_names
-
-from conftest import TINY, meta_backbone
 
 CLASSES = ["circle", "square", "triangle"]
 
@@ -37,8 +37,11 @@ class Spec:
 # ViT-B/16: text width 512, image width 768, 12 + 12 blocks.
 SPECS: dict[str, Spec] = {
     # DRA: 8 x 53,120 image + 8 x 36,480 text (tests/test_model.py spells these out)
-    "dra": Spec({"start_layer": 5}, {"trainable": 716_800, "image": 424_960, "text": 291_840},
-                zero_grad_ok=("channel_proj.bias",)),
+    "dra": Spec(
+        {"start_layer": 5},
+        {"trainable": 716_800, "image": 424_960, "text": 291_840},
+        zero_grad_ok=("channel_proj.bias",),
+    ),
     # plain adapter: 8 x 51,008 image + 8 x 34,368 text
     "adapter": Spec({"start_layer": 5}, {"trainable": 683_008, "image": 408_064, "text": 274_944}),
     "zeroshot": Spec({}, {"trainable": 0, "image": 0, "text": 0}, trainable=False),
@@ -59,8 +62,12 @@ SPECS: dict[str, Spec] = {
     # CLIP-Adapter: 512 -> 128 -> 512 without biases: 2 * 512 * 128 = 131,072
     "clip_adapter": Spec({}, {"trainable": 131_072, "image": 131_072, "text": 0}),
     # Tip-Adapter: nothing learned by SGD (the cache is built); Tip-Adapter-F: N*K x 512 keys (data-dependent)
-    "tip_adapter": Spec({"search_steps_beta": 5, "search_steps_alpha": 5, "augment_views": 2},
-                        {"trainable": 0, "image": 0, "text": 0}, trainable=False, cache=True),
+    "tip_adapter": Spec(
+        {"search_steps_beta": 5, "search_steps_alpha": 5, "augment_views": 2},
+        {"trainable": 0, "image": 0, "text": 0},
+        trainable=False,
+        cache=True,
+    ),
     "tip_adapter_f": Spec({"search_steps_beta": 5, "search_steps_alpha": 5, "augment_views": 2}, None, cache=True),
 }
 
@@ -164,16 +171,29 @@ def test_unload_restores_clip(tiny_backbone, method):
     torch.testing.assert_close(zeroshot(images), want, rtol=0, atol=0)
 
 
-QUICK = ["train.epochs=1", "train.warmup_epochs=0", "train.batch_size=4", "train.num_workers=0",
-         "eval.num_workers=0", "eval.batch_size=50", "test_per_class=2"]
+QUICK = [
+    "train.epochs=1",
+    "train.warmup_epochs=0",
+    "train.batch_size=4",
+    "train.num_workers=0",
+    "eval.num_workers=0",
+    "eval.batch_size=50",
+    "test_per_class=2",
+]
 
 
 @pytest.mark.parametrize("method", sorted(SPECS))
 def test_short_base2new_on_shapes(tmp_path, method):
     from dra.protocols import base2new
 
-    values = {"method": method, "model": TINY, "datasets": ["shapes"], "seeds": [1], "shots": 2,
-              "output": str(tmp_path)}
+    values = {
+        "method": method,
+        "model": TINY,
+        "datasets": ["shapes"],
+        "seeds": [1],
+        "shots": 2,
+        "output": str(tmp_path),
+    }
     section = METHODS[method].config_section
     extra = [f"{section}.{k}={v}" for k, v in SPECS[method].tiny.items()]
     cfg = load_settings("base2new", values, [*QUICK, *extra])

@@ -1,5 +1,6 @@
 """MMA against a literal re-statement of its official forward (tests/mma_reference.py): block output,
 gradients, logits, init, and the shared layer."""
+
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,6 @@ import torch
 from dra.config import MMAConfig
 from dra.engine.importing import convert
 from dra.methods import build_method
-
 from mma_reference import OfficialAdapterLearner, official_block, official_logits
 
 CLASSES = ["circle", "square", "triangle"]
@@ -16,8 +16,9 @@ CLASSES = ["circle", "square", "triangle"]
 def _pair(backbone, start=5):
     """Our MMA and an official learner holding the same (random, non-trivial) weights."""
     torch.manual_seed(1)
-    official = OfficialAdapterLearner(backbone.text_width, backbone.image_width, len(backbone.text_blocks),
-                                      start, len(backbone.text_blocks))
+    official = OfficialAdapterLearner(
+        backbone.text_width, backbone.image_width, len(backbone.text_blocks), start, len(backbone.text_blocks)
+    )
     with torch.no_grad():
         for p in official.parameters():
             p.add_(0.1 * torch.randn_like(p))  # non-zero biases too
@@ -38,9 +39,11 @@ def test_block_output_and_gradients_equal_the_official_block(tiny_backbone):
     got.backward(g)
     want.backward(g)
     torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-6)
-    pairs = [(model.branches("image")[6].down.weight, official.visual_adapter[6].down[0].weight),
-             (model.branches("image")[6].up.bias, official.visual_adapter[6].up.bias),
-             (model.branches("image")[6].shared.weight, official.shared_adapter[6][0].weight)]
+    pairs = [
+        (model.branches("image")[6].down.weight, official.visual_adapter[6].down[0].weight),
+        (model.branches("image")[6].up.bias, official.visual_adapter[6].up.bias),
+        (model.branches("image")[6].shared.weight, official.shared_adapter[6][0].weight),
+    ]
     for ours, theirs in pairs:
         torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-4, atol=1e-5 * float(theirs.grad.abs().max()))
         assert ours.grad.abs().sum() > 0
@@ -77,7 +80,8 @@ def test_shared_layer_is_one_module_per_depth_and_init_is_kaiming_fan_out(tiny_b
     assert counts["shared"] == 2 * (32 * 32 + 32)
     assert counts["trainable"] == sum(p.numel() for p in model.trainable_parameters())
     assert {k for k in model.adapter_state_dict() if k.startswith("adapters.shared.")} == {
-        f"adapters.shared.{k}.{p}" for k in (5, 6) for p in ("weight", "bias")}
+        f"adapters.shared.{k}.{p}" for k in (5, 6) for p in ("weight", "bias")
+    }
 
 
 # -- import of official (Dassl-format) checkpoints ------------------------------------------------------
@@ -94,11 +98,10 @@ def _dassl_file(path, official, classnames, backbone, extra=None):
 
 
 def test_import_round_trip_gives_the_official_logits(tmp_path):
+    from conftest import TINY
     from dra.backbones import load_backbone
     from dra.engine.checkpoint import load_model
     from dra.engine.importing import import_checkpoint
-
-    from conftest import TINY
 
     backbone = load_backbone(TINY)  # pretrained=None: the seeded random weights load_model rebuilds
     torch.manual_seed(3)
@@ -119,8 +122,10 @@ def test_import_round_trip_gives_the_official_logits(tmp_path):
     # --classnames wins over the tokens
     (tmp_path / "names.txt").write_text("A\nB\n\nC\n")
     from dra.engine.importing import read_classnames
-    import_checkpoint(tmp_path / "model.pth.tar-5", "mma", TINY, None, tmp_path / "named",
-                      read_classnames(tmp_path / "names.txt"))
+
+    import_checkpoint(
+        tmp_path / "model.pth.tar-5", "mma", TINY, None, tmp_path / "named", read_classnames(tmp_path / "names.txt")
+    )
     assert load_model(tmp_path / "named.safetensors", pretrained="").classnames == ["A", "B", "C"]
 
 
@@ -132,10 +137,9 @@ class _Payload:
 def test_import_never_unpickles_code_and_names_foreign_keys(tmp_path, capsys):
     import pytest
 
+    from conftest import TINY
     from dra.engine.checkpoint import CheckpointError
     from dra.engine.importing import import_checkpoint
-
-    from conftest import TINY
 
     torch.save({"state_dict": {}, "epoch": 1, "payload": _Payload()}, tmp_path / "evil.pth.tar-1")
     with pytest.raises(CheckpointError, match="tensors only"):
@@ -150,9 +154,8 @@ def test_import_never_unpickles_code_and_names_foreign_keys(tmp_path, capsys):
 def test_import_checkpoint_command_then_eval(tmp_path):
     import json
 
-    from dra.backbones import load_backbone
-
     from conftest import TINY
+    from dra.backbones import load_backbone
     from safety_helpers import invoke
 
     backbone = load_backbone(TINY)
@@ -161,11 +164,32 @@ def test_import_checkpoint_command_then_eval(tmp_path):
 
     names = subsample_classes(build_dataset("shapes"), "base").classnames
     _dassl_file(tmp_path / "model.pth.tar-5", official, names, backbone)
-    out = invoke("import-checkpoint", tmp_path / "model.pth.tar-5", "--method", "mma", "--model", TINY,
-                 "--pretrained", "none", "--output", tmp_path / "mma.safetensors")
+    out = invoke(
+        "import-checkpoint",
+        tmp_path / "model.pth.tar-5",
+        "--method",
+        "mma",
+        "--model",
+        TINY,
+        "--pretrained",
+        "none",
+        "--output",
+        tmp_path / "mma.safetensors",
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["parameter_counts"]["trainable"] > 0
-    ok = invoke("eval", "--dataset", "shapes", "--checkpoint", tmp_path / "mma.safetensors", "--subsample", "base",
-                "test_per_class=2", "eval.num_workers=0", "--output", tmp_path)
+    ok = invoke(
+        "eval",
+        "--dataset",
+        "shapes",
+        "--checkpoint",
+        tmp_path / "mma.safetensors",
+        "--subsample",
+        "base",
+        "test_per_class=2",
+        "eval.num_workers=0",
+        "--output",
+        tmp_path,
+    )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["method"] == "mma"

@@ -1,4 +1,5 @@
 """DRA inside CLIP: placement, frozen backbone, caching, parameter counts, gradients, a falling loss."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,11 +8,10 @@ import math
 import pytest
 import torch
 
+from conftest import TINY, meta_backbone
 from dra.backbones import BackboneError, load_backbone
 from dra.config import DRAConfig
 from dra.methods import build_method
-
-from conftest import TINY, meta_backbone
 
 
 def adapter_params(d: int, r: int, square_layers: int) -> int:
@@ -51,16 +51,19 @@ def vit_b16_dra():
 #   text,  d = 512: 16,384 + 32 + 3 x 1,056 + 16,384 + 512 = 36,480
 # Without W_c one r x r Linear (1,056) less per block: 52,064 and 35,424; the plain adapter keeps only
 # W_p (two fewer, 2,112): 51,008 and 34,368. Blocks h..12 with h = 5 are 8 per encoder, with h = 7 six.
-@pytest.mark.parametrize("changes, method, image, text", [
-    ({}, "dra", 8 * 53_120, 8 * 36_480),  # 424,960 + 291,840 = 716,800 (the paper's count)
-    ({"branches": "image"}, "dra", 424_960, 0),
-    ({"branches": "text"}, "dra", 0, 291_840),
-    ({"channel_response": False}, "dra", 8 * 52_064, 8 * 35_424),  # 416,512 and 283,392
-    ({"regularization": False, "learnable_scores": False}, "dra", 424_960, 291_840),  # W_t, W_c stay
-    ({"start_layer": 7}, "dra", 6 * 53_120, 6 * 36_480),  # 318,720 and 218,880
-    ({"num_groups": 2, "rank_ratios": (1.0, 0.5)}, "dra", 424_960, 291_840),  # groups add no parameters
-    ({}, "adapter", 8 * 51_008, 8 * 34_368),  # 408,064 and 274,944
-])
+@pytest.mark.parametrize(
+    "changes, method, image, text",
+    [
+        ({}, "dra", 8 * 53_120, 8 * 36_480),  # 424,960 + 291,840 = 716,800 (the paper's count)
+        ({"branches": "image"}, "dra", 424_960, 0),
+        ({"branches": "text"}, "dra", 0, 291_840),
+        ({"channel_response": False}, "dra", 8 * 52_064, 8 * 35_424),  # 416,512 and 283,392
+        ({"regularization": False, "learnable_scores": False}, "dra", 424_960, 291_840),  # W_t, W_c stay
+        ({"start_layer": 7}, "dra", 6 * 53_120, 6 * 36_480),  # 318,720 and 218,880
+        ({"num_groups": 2, "rank_ratios": (1.0, 0.5)}, "dra", 424_960, 291_840),  # groups add no parameters
+        ({}, "adapter", 8 * 51_008, 8 * 34_368),  # 408,064 and 274,944
+    ],
+)
 def test_exact_parameter_counts_vit_b16(vit_b16, changes, method, image, text):
     with adapted(vit_b16, method, config=DRAConfig(**changes)) as model:
         counts = model.parameter_counts()
@@ -81,8 +84,9 @@ def test_paper_count_is_716800(vit_b16_dra):
 #   r = 8:   6,144 + 8 + 216 + 6,144 + 768 = 13,280       4,096 + 8 + 216 + 4,096 + 512 = 8,928
 #   r = 16: 12,288 + 16 + 816 + 12,288 + 768 = 26,176     8,192 + 16 + 816 + 8,192 + 512 = 17,728
 #   r = 64: 49,152 + 64 + 12,480 + 49,152 + 768 = 111,616 32,768 + 64 + 12,480 + 32,768 + 512 = 78,592
-@pytest.mark.parametrize("rank, trainable", [(8, 8 * (13_280 + 8_928)), (16, 8 * (26_176 + 17_728)),
-                                             (64, 8 * (111_616 + 78_592))])
+@pytest.mark.parametrize(
+    "rank, trainable", [(8, 8 * (13_280 + 8_928)), (16, 8 * (26_176 + 17_728)), (64, 8 * (111_616 + 78_592))]
+)
 def test_rank_sweep_counts(vit_b16, rank, trainable):
     with adapted(vit_b16, config=DRAConfig(rank=rank)) as model:
         assert model.parameter_counts()["trainable"] == trainable  # 177,664 / 351,232 / 1,521,664
@@ -93,10 +97,13 @@ def test_rank_sweep_counts(vit_b16, rank, trainable):
 # ViT-L/14: image width 1,024, 24 layers -> blocks 5..24 = 20; text width 768, 12 layers -> 8.
 #   image block: 32,768 + 32 + 3,168 + 32,768 + 1,024 = 69,760; x 20 = 1,395,200
 #   text block:  24,576 + 32 + 3,168 + 24,576 + 768 = 53,120; x 8 = 424,960
-@pytest.mark.parametrize("name, image, text, backbone_params", [
-    ("ViT-B-32", 424_960, 291_840, 151_277_313),
-    ("ViT-L-14", 1_395_200, 424_960, 427_616_513),
-])
+@pytest.mark.parametrize(
+    "name, image, text, backbone_params",
+    [
+        ("ViT-B-32", 424_960, 291_840, 151_277_313),
+        ("ViT-L-14", 1_395_200, 424_960, 427_616_513),
+    ],
+)
 def test_other_vit_configs(name, image, text, backbone_params):
     backbone = meta_backbone(name)  # counted on the meta device: nothing allocated
     assert backbone.clip.visual.conv1.weight.is_meta
@@ -181,15 +188,22 @@ def test_eval_text_features_are_computed_once_per_class_set(tiny_backbone, monke
     first = model(images)
     assert torch.equal(model(images), first)  # eval is deterministic
     assert len(calls) == 1
-    model.train(); model.eval()
+    model.train()
+    model.eval()
     model(images)
     assert len(calls) == 2  # training may have changed the text adapters
 
 
-@pytest.mark.parametrize("method, cfg", [
-    ("dra", {}), ("dra", {"channel_response": False}), ("dra", {"placement": "block"}),
-    ("dra", {"learnable_scores": False}), ("adapter", {}),
-])
+@pytest.mark.parametrize(
+    "method, cfg",
+    [
+        ("dra", {}),
+        ("dra", {"channel_response": False}),
+        ("dra", {"placement": "block"}),
+        ("dra", {"learnable_scores": False}),
+        ("adapter", {}),
+    ],
+)
 def test_gradients_reach_every_trainable_parameter_and_no_backbone_parameter(tiny_backbone, method, cfg):
     torch.manual_seed(0)
     model = build_method(method, tiny_backbone, ["cat", "dog", "bird"], DRAConfig(**cfg)).train()
@@ -218,9 +232,9 @@ def test_gradients_reach_every_trainable_parameter_and_no_backbone_parameter(tin
 def test_ranks_are_recorded_for_every_adapted_block(tiny_backbone):
     model = build_method("dra", tiny_backbone, ["cat", "dog"]).train()
     model(torch.randn(2, 3, 32, 32))
-    for block, branch in model.branches("image").items():
+    for _block, branch in model.branches("image").items():
         assert branch.adapter.last_ranks.shape == (2, 5)
-    for block, branch in model.branches("text").items():
+    for _block, branch in model.branches("text").items():
         assert branch.adapter.last_ranks.shape == (2, 77)
 
 

@@ -1,4 +1,5 @@
 """The pocket world's commands (a simulation): `dra pocket pretrain`, `dra ablate`, `dra demo --json`."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,9 @@ def test_help(command):
 
 
 def test_ablate_rejects_an_unknown_suite_in_one_line(tmp_path):
-    args = expand_variadic(["ablate", "--config", "pocket", "--suites", "table9", "--seeds", "1", "--output",
-                            str(tmp_path)])
+    args = expand_variadic(
+        ["ablate", "--config", "pocket", "--suites", "table9", "--seeds", "1", "--output", str(tmp_path)]
+    )
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     assert "unknown ablation suite" in result.output

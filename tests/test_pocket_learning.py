@@ -3,6 +3,7 @@ training of `dra` and of the plain adapter raises base accuracy clearly above ze
 
 The pocket world is where accuracy means something offline (a random backbone only ever shows chance).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -27,8 +28,9 @@ def base_accuracy(tmp_path_factory):
 
     os.environ.setdefault("DRA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     out = tmp_path_factory.mktemp("runs")
-    cfg = load_settings("pocket", {"output": str(out), "seeds": [1], "datasets": [DATASET], "test_per_class": 25,
-                                   "shots": 8}, None)  # the pocket settings, 8 shots (32 images) for speed
+    cfg = load_settings(
+        "pocket", {"output": str(out), "seeds": [1], "datasets": [DATASET], "test_per_class": 25, "shots": 8}, None
+    )  # the pocket settings, 8 shots (32 images) for speed
     exp = Experiment(cfg)
     acc = {}
     for method in ("zeroshot", "adapter", "dra"):

@@ -1,8 +1,8 @@
 """The pocket world (a simulation): deterministic generator, caption grammar, the four pocket datasets."""
+
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from dra.pocket import datasets as P
 from dra.pocket import world as W
@@ -42,15 +42,30 @@ def test_pocket_datasets_sizes_and_classes(tmp_path, monkeypatch):
     assert POCKET_BENCHMARK == ("pocket_scenes", "pocket_colours", "pocket_objects", "pocket_dusk")
     expected = {
         "pocket_shapes": list(W.SHAPES),
-        "pocket_patterns": ["plain object", "striped object", "dotted object", "checkered object",
-                            "outlined object", "two-tone object"],
+        "pocket_patterns": [
+            "plain object",
+            "striped object",
+            "dotted object",
+            "checkered object",
+            "outlined object",
+            "two-tone object",
+        ],
         "pocket_scenes": list(W.SCENES),
         "pocket_colours": [f"{c} object" for c in W.COLOURS],
-        "pocket_objects": [f"{c} object on a {b}" for c in ("red", "blue", "yellow", "white")
-                           for b in ("grass field", "brick wall", "night sky", "sandy beach")],
+        "pocket_objects": [
+            f"{c} object on a {b}"
+            for c in ("red", "blue", "yellow", "white")
+            for b in ("grass field", "brick wall", "night sky", "sandy beach")
+        ],
         "pocket_dusk": list(W.SCENES),
-        "pocket_counting": ["one object", "two objects", "three objects", "four objects", "five objects",
-                            "six objects"],
+        "pocket_counting": [
+            "one object",
+            "two objects",
+            "three objects",
+            "four objects",
+            "five objects",
+            "six objects",
+        ],
     }
     d = build_dataset("pocket_counting")  # generated into the cache on first use
     n = len(expected["pocket_counting"])
@@ -79,5 +94,8 @@ def test_pretraining_groups_differ_in_one_named_attribute():
     words = {"count": lambda s: W.COUNT_WORDS[s.count - 1]}
     for _, text, s in group:
         word = words.get(varying[0], lambda s: getattr(s, varying[0]))(s)
-        assert word in text or (varying[0] == "count" and s.count == 2 and "pair" in text) or \
-            (varying[0] == "pattern" and text), text
+        assert (
+            word in text
+            or (varying[0] == "count" and s.count == 2 and "pair" in text)
+            or (varying[0] == "pattern" and text)
+        ), text

@@ -1,15 +1,15 @@
 """Training computes the last block for the pooled token only (CLS / EOT), and the plain adapter's text
 runs only up to the last EOT: the loss and every adapter gradient equal those of the full computation."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
+from conftest import TINY
 from dra.backbones import load_backbone
 from dra.config import DRAConfig
 from dra.methods import build_method
-
-from conftest import TINY
 
 
 def _step(method: str, cfg: dict, pooled: bool):
@@ -20,7 +20,8 @@ def _step(method: str, cfg: dict, pooled: bool):
     if not pooled:  # the full computation: every token through every block
         model.image_features = lambda im: backbone.encode_image(im)
         model.compute_text_features = lambda: backbone.encode_text_from(
-            model.text_prefix()[1], model.text_prefix()[0], model.text_start)
+            model.text_prefix()[1], model.text_prefix()[0], model.text_start
+        )
     gen = torch.Generator().manual_seed(1)
     size = backbone.preprocess.image_size
     images = torch.randn(3, 3, size, size, generator=gen)
@@ -30,10 +31,17 @@ def _step(method: str, cfg: dict, pooled: bool):
     return loss.detach(), parts, {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("method, cfg", [
-    ("dra", {}), ("adapter", {}), ("dra", {"placement": "block"}), ("adapter", {"placement": "block"}),
-    ("adapter", {"branches": "text"}), ("dra", {"start_layer": 6}),
-])
+@pytest.mark.parametrize(
+    "method, cfg",
+    [
+        ("dra", {}),
+        ("adapter", {}),
+        ("dra", {"placement": "block"}),
+        ("adapter", {"placement": "block"}),
+        ("adapter", {"branches": "text"}),
+        ("dra", {"start_layer": 6}),
+    ],
+)
 def test_pooled_rows_equal_the_full_computation(method, cfg):
     loss0, parts0, grads0 = _step(method, cfg, pooled=False)
     loss1, parts1, grads1 = _step(method, cfg, pooled=True)

@@ -1,4 +1,5 @@
 """`dra predict` and `model.predict` / `dra.predict`: top-k per image, folders, bad files, other class names."""
+
 from __future__ import annotations
 
 import csv
@@ -60,8 +61,9 @@ def test_cli_table_csv_and_other_classnames(checkpoint, images, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("a zebra\n# comment\n\na teapot\na violin\n")
     out_csv = tmp_path / "out.csv"
-    res = _cli("predict", images, "--checkpoint", ck, "--classnames", names, "--csv", out_csv, "--top-k", 5,
-               "--device", "cpu")
+    res = _cli(
+        "predict", images, "--checkpoint", ck, "--classnames", names, "--csv", out_csv, "--top-k", 5, "--device", "cpu"
+    )
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 5 * 3 and {r["class"] for r in rows} == {"a zebra", "a teapot", "a violin"}

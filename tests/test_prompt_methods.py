@@ -1,15 +1,15 @@
 """CoOp, KgCoOp and CoCoOp against plain references of their equations, on the tiny CLIP."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from torch.nn import functional as F
 
+from conftest import meta_backbone
 from dra.backbones.wrapping import original
 from dra.config import CoCoOpConfig, CoOpConfig
 from dra.methods import build_method
-
-from conftest import meta_backbone
 
 CLASSES = ["red circle", "blue_square", "green triangle"]
 
@@ -20,7 +20,7 @@ def reference_text(backbone, prompts: list[str], ctx: torch.Tensor) -> torch.Ten
     tokens = backbone.tokenize(prompts)
     x = clip.token_embedding(tokens)
     m = ctx.shape[-2]
-    x = torch.cat([x[:, :1], ctx.expand(len(prompts), -1, -1), x[:, 1 + m:]], dim=1)
+    x = torch.cat([x[:, :1], ctx.expand(len(prompts), -1, -1), x[:, 1 + m :]], dim=1)
     x = clip.transformer(x + clip.positional_embedding, attn_mask=clip.attn_mask)
     x = clip.ln_final(x)
     x = x[torch.arange(len(prompts)), tokens.argmax(-1)] @ clip.text_projection
@@ -57,8 +57,14 @@ def test_kgcoop_loss_is_ce_plus_8_times_one_minus_mean_cosine(tiny_backbone):
     logits = model(images)
     loss, parts = model.loss(logits, labels)
     learned = reference_text(tiny_backbone, model.prompts, model.context.ctx.unsqueeze(0))
-    hand = F.normalize(tiny_backbone.clip.encode_text(tiny_backbone.tokenize(
-        ["a photo of a red circle.", "a photo of a blue square.", "a photo of a green triangle."])), dim=-1)
+    hand = F.normalize(
+        tiny_backbone.clip.encode_text(
+            tiny_backbone.tokenize(
+                ["a photo of a red circle.", "a photo of a blue square.", "a photo of a green triangle."]
+            )
+        ),
+        dim=-1,
+    )
     want = F.cross_entropy(logits, labels) + 8.0 * (1 - (learned * hand).sum(-1).mean())
     torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
     assert parts["kg"] > 0
@@ -73,11 +79,11 @@ def test_cocoop_shifts_each_images_context_by_its_meta_net_output(tiny_backbone)
     images = torch.randn(3, 3, 32, 32)
     logits = model(images)
     for i in range(3):
-        x = F.normalize(tiny_backbone.clip.encode_image(images[i:i + 1]), dim=-1)
+        x = F.normalize(tiny_backbone.clip.encode_image(images[i : i + 1]), dim=-1)
         ctx = model.context.ctx + model.meta_net(x)
         text = reference_text(tiny_backbone, model.prompts, ctx.unsqueeze(0))
         want = tiny_backbone.clip.logit_scale.exp() * x @ text.t()
-        torch.testing.assert_close(logits[i:i + 1], want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(logits[i : i + 1], want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("method, count", [("coop", 2_048), ("kgcoop", 2_048), ("cocoop", 35_360)])
@@ -88,8 +94,16 @@ def test_exact_counts_on_vit_b16(method, count):
     assert sum(t.numel() for t in model.adapter_state_dict().values()) == count
 
 
-@pytest.mark.parametrize("method, config", [("coop", None), ("kgcoop", None), ("maple", {"depth": 4}), ("tcp", {"inject_layer": 3}),
-                                            ("cocoop", CoCoOpConfig(meta_reduction=2))])
+@pytest.mark.parametrize(
+    "method, config",
+    [
+        ("coop", None),
+        ("kgcoop", None),
+        ("maple", {"depth": 4}),
+        ("tcp", {"inject_layer": 3}),
+        ("cocoop", CoCoOpConfig(meta_reduction=2)),
+    ],
+)
 def test_gradients_reach_exactly_the_learned_tensors(tiny_backbone, method, config):
     # (the random tiny CLIP gives nearly equal image features: with CoCoOp's 4 hidden units at 64 / 16
     # all ReLUs can be off for every image; 32 hidden units keep some on)
@@ -112,7 +126,7 @@ def _image_reference(backbone, images, append, replace_last):
         block = getattr(block, "base", block)
         if i in replace_last:
             p = replace_last[i]
-            x = torch.cat([x[:, :-p.shape[0]], p.expand(x.shape[0], -1, -1)], dim=1)
+            x = torch.cat([x[:, : -p.shape[0]], p.expand(x.shape[0], -1, -1)], dim=1)
         x = block(x)
     return F.normalize(v.ln_post(x[:, 0]) @ v.proj, dim=-1)
 
@@ -124,12 +138,12 @@ def _text_reference(backbone, prompts, ctx, replace_at):
     tokens = backbone.tokenize(prompts)
     x = clip.token_embedding(tokens)
     n = ctx.shape[0]
-    x = torch.cat([x[:, :1], ctx.expand(len(prompts), -1, -1), x[:, 1 + n:]], dim=1) + clip.positional_embedding
+    x = torch.cat([x[:, :1], ctx.expand(len(prompts), -1, -1), x[:, 1 + n :]], dim=1) + clip.positional_embedding
     for i, block in enumerate(backbone.text_blocks):
         block = getattr(block, "base", block)
         if i in replace_at:
             p = replace_at[i].expand(len(prompts), -1, -1)
-            x = torch.cat([x[:, :1], p, x[:, 1 + p.shape[1]:]], dim=1)
+            x = torch.cat([x[:, :1], p, x[:, 1 + p.shape[1] :]], dim=1)
         x = block(x, attn_mask=clip.attn_mask)
     x = clip.ln_final(x)
     return F.normalize(x[torch.arange(len(prompts)), tokens.argmax(-1)] @ clip.text_projection, dim=-1)
@@ -147,8 +161,9 @@ def test_maple_deep_prompts_enter_both_towers_as_written(tiny_backbone):
     deep, couple = model.prompts_deep.deep_text, model.prompts_deep.couplings
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        image = _image_reference(tiny_backbone, images, couple[0](model.context.ctx),
-                                 {i: couple[i](deep[i - 1]) for i in range(1, 5)})
+        image = _image_reference(
+            tiny_backbone, images, couple[0](model.context.ctx), {i: couple[i](deep[i - 1]) for i in range(1, 5)}
+        )
         text = _text_reference(tiny_backbone, model.prompts, model.context.ctx, {i: deep[i - 1] for i in range(1, 5)})
         want = tiny_backbone.clip.logit_scale.exp() * image @ text.t()
         torch.testing.assert_close(model.eval()(images), want, rtol=1e-4, atol=1e-4)
@@ -158,8 +173,14 @@ def test_maple_deep_prompts_enter_both_towers_as_written(tiny_backbone):
 
 
 def test_tcp_injects_class_aware_prompts_from_the_tke(tiny_backbone):
-    hand = F.normalize(tiny_backbone.clip.encode_text(tiny_backbone.tokenize(  # CLIP before TCP enters it
-        [f"a photo of a {c.replace('_', ' ')}." for c in CLASSES])), dim=-1)
+    hand = F.normalize(
+        tiny_backbone.clip.encode_text(
+            tiny_backbone.tokenize(  # CLIP before TCP enters it
+                [f"a photo of a {c.replace('_', ' ')}." for c in CLASSES]
+            )
+        ),
+        dim=-1,
+    )
     torch.manual_seed(0)
     model = build_method("tcp", tiny_backbone, CLASSES, {"inject_layer": 4}).train()
     assert model.prompts[0] == "X X X X red circle."
@@ -203,13 +224,19 @@ def test_official_coop_and_maple_checkpoints_convert_to_the_same_model(tiny_back
             official = {"ctx": ctx, "token_prefix": torch.zeros(3, 1, 48), "token_suffix": torch.zeros(3, 72, 48)}
         else:
             deep = model.prompts_deep
-            official = {"prompt_learner.ctx": ctx, "prompt_learner.token_prefix": torch.zeros(3, 1, 48),
-                        "prompt_learner.proj.weight": deep.couplings[0].weight.detach(),
-                        "prompt_learner.proj.bias": deep.couplings[0].bias.detach(),
-                        "image_encoder.conv1.weight": torch.zeros(64, 3, 16, 16), "logit_scale": torch.ones(())}
+            official = {
+                "prompt_learner.ctx": ctx,
+                "prompt_learner.token_prefix": torch.zeros(3, 1, 48),
+                "prompt_learner.proj.weight": deep.couplings[0].weight.detach(),
+                "prompt_learner.proj.bias": deep.couplings[0].bias.detach(),
+                "image_encoder.conv1.weight": torch.zeros(64, 3, 16, 16),
+                "logit_scale": torch.ones(()),
+            }
             for i, p in enumerate(deep.deep_text):
                 official[f"prompt_learner.compound_prompts_text.{i}"] = p.detach()
-                official[f"prompt_learner.compound_prompt_projections.{i}.weight"] = deep.couplings[i + 1].weight.detach()
+                official[f"prompt_learner.compound_prompt_projections.{i}.weight"] = deep.couplings[
+                    i + 1
+                ].weight.detach()
                 official[f"prompt_learner.compound_prompt_projections.{i}.bias"] = deep.couplings[i + 1].bias.detach()
         torch.save({"state_dict": official, "epoch": 5}, tmp_path / f"{method}.pth.tar-5")
         tensors = convert(method, read_dassl(tmp_path / f"{method}.pth.tar-5")["state_dict"])

@@ -1,5 +1,6 @@
 """Base-to-new end to end on the embedded shapes set (and the real EuroSAT where ../shared/data is present):
 tables, reuse, determinism."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import SHARED_DATA, TINY, shared_eurosat
 from dra.protocols import base2new
 from dra.settings import load_settings
-
-from conftest import SHARED_DATA, TINY, shared_eurosat
 
 QUICK = ["train.epochs=1", "train.num_workers=0", "eval.num_workers=0", "eval.batch_size=50", "test_per_class=5"]
 
@@ -22,15 +22,22 @@ def settings(tmp_path, *extra, dataset="shapes", **values):
     if dataset == "eurosat":
         shared_eurosat()
         data_root = str(SHARED_DATA)
-    base = {"model": TINY, "datasets": [dataset], "seeds": [1], "shots": 2, "data_root": data_root,
-            "output": str(tmp_path)}
+    base = {
+        "model": TINY,
+        "datasets": [dataset],
+        "seeds": [1],
+        "shots": 2,
+        "data_root": data_root,
+        "output": str(tmp_path),
+    }
     cfg = load_settings("base2new", {**base, **values}, [*QUICK, *extra])
     cfg.pretrained = None
     return cfg
 
 
-@pytest.mark.parametrize("dataset, title", [("shapes", "Shapes"),
-                                            pytest.param("eurosat", "EuroSAT", marks=pytest.mark.shared_data)])
+@pytest.mark.parametrize(
+    "dataset, title", [("shapes", "Shapes"), pytest.param("eurosat", "EuroSAT", marks=pytest.mark.shared_data)]
+)
 def test_base2new_writes_the_table_with_consistent_harmonic_means(tmp_path, dataset, title):
     lines = []
     out = base2new.run(settings(tmp_path, seeds=[1, 2], dataset=dataset), echo=lines.append)

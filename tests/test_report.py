@@ -1,4 +1,5 @@
 """dra.report: metrics, the paper's tables, renderers, plots and the token-rank helpers."""
+
 from __future__ import annotations
 
 import csv
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from dra.data import CLIP_MEAN, CLIP_STD
 from dra.report import (
     Table,
     ablation_table,
@@ -21,7 +23,6 @@ from dra.report import (
     mean_std,
     write,
 )
-from dra.data import CLIP_MEAN, CLIP_STD
 from dra.report.plots import plot_ablation, plot_base2new
 from dra.report.token_ranks import (
     image_rank_map,
@@ -98,8 +99,11 @@ def test_base2new_seed_mean_std_and_hm_of_means():
 def test_base2new_average_is_hm_of_averages_mma_example():
     # per-dataset means: (96.0, 60.0) and (70.4, 93.6) -> average Base 83.20, New 76.80
     recs = [
-        _b2n("dtd", 1, 95.0, 59.0), _b2n("dtd", 2, 97.0, 61.0), _b2n("dtd", 3, 96.0, 60.0),
-        _b2n("ucf101", 1, 70.4, 93.0), _b2n("ucf101", 2, 70.4, 94.2),
+        _b2n("dtd", 1, 95.0, 59.0),
+        _b2n("dtd", 2, 97.0, 61.0),
+        _b2n("dtd", 3, 96.0, 60.0),
+        _b2n("ucf101", 1, 70.4, 93.0),
+        _b2n("ucf101", 2, 70.4, 94.2),
     ]
     t = base2new_table(recs)
     avg = t.rows[-1]
@@ -114,8 +118,12 @@ def test_base2new_average_is_hm_of_averages_mma_example():
 
 def test_base2new_row_order_names_and_duplicates():
     recs = [
-        _b2n("eurosat", 1, 80, 70), _b2n("my_data", 1, 50, 50), _b2n("imagenet", 1, 77, 71),
-        _b2n("eurosat", 2, 82, 72), _b2n("oxford_flowers", 1, 97, 76), _b2n("fgvc_aircraft", 1, 40, 36),
+        _b2n("eurosat", 1, 80, 70),
+        _b2n("my_data", 1, 50, 50),
+        _b2n("imagenet", 1, 77, 71),
+        _b2n("eurosat", 2, 82, 72),
+        _b2n("oxford_flowers", 1, 97, 76),
+        _b2n("fgvc_aircraft", 1, 40, 36),
     ]
     t = base2new_table(recs)
     assert t.labels == ["EuroSAT", "my_data", "ImageNet", "Flowers102", "FGVCAircraft", "Average"]
@@ -132,10 +140,14 @@ def test_base2new_row_order_names_and_duplicates():
 
 
 def _three_seed_table():
-    return base2new_table([
-        _b2n("dtd", 1, 80.0, 60.0), _b2n("dtd", 2, 82.0, 62.0), _b2n("dtd", 3, 84.0, 64.0),
-        _b2n("eurosat", 1, 90.125, 70.5),
-    ])
+    return base2new_table(
+        [
+            _b2n("dtd", 1, 80.0, 60.0),
+            _b2n("dtd", 2, 82.0, 62.0),
+            _b2n("dtd", 3, 84.0, 64.0),
+            _b2n("eurosat", 1, 90.125, 70.5),
+        ]
+    )
 
 
 def test_markdown_and_terminal():
@@ -197,9 +209,17 @@ def test_table_validates_shape():
 
 # paper Table 2, DRA row
 _T2_DRA = {
-    "imagenet": 71.49, "caltech101": 94.23, "oxford_pets": 90.53, "stanford_cars": 66.65,
-    "oxford_flowers": 72.36, "food101": 86.44, "fgvc_aircraft": 25.28, "sun397": 68.29,
-    "dtd": 45.94, "eurosat": 47.63, "ucf101": 69.71,
+    "imagenet": 71.49,
+    "caltech101": 94.23,
+    "oxford_pets": 90.53,
+    "stanford_cars": 66.65,
+    "oxford_flowers": 72.36,
+    "food101": 86.44,
+    "fgvc_aircraft": 25.28,
+    "sun397": 68.29,
+    "dtd": 45.94,
+    "eurosat": 47.63,
+    "ucf101": 69.71,
 }
 
 
@@ -210,8 +230,21 @@ def test_cross_dataset_table():
     recs = [r if r["dataset"] != "eurosat" else {**r, "accuracy": 46.63} for r in recs]
     recs.append({"dataset": "eurosat", "seed": 2, "accuracy": 50.63})
     t = cross_dataset_table(recs)
-    assert t.columns == ["Method", "ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102",
-                         "Food101", "FGVCAircraft", "SUN397", "DTD", "EuroSAT", "UCF101", "Average"]
+    assert t.columns == [
+        "Method",
+        "ImageNet",
+        "Caltech101",
+        "OxfordPets",
+        "StanfordCars",
+        "Flowers102",
+        "Food101",
+        "FGVCAircraft",
+        "SUN397",
+        "DTD",
+        "EuroSAT",
+        "UCF101",
+        "Average",
+    ]
     assert t.labels == ["DRA"]
     assert t.cell("DRA", "EuroSAT") == pytest.approx(48.63)
     assert t.std("DRA", "EuroSAT") == pytest.approx(math.sqrt(8.0))
@@ -237,8 +270,7 @@ def test_cross_dataset_methods_and_missing():
 
 
 def test_domain_gen_table_clip_average():
-    clip = {"imagenet": 66.73, "imagenetv2": 60.83, "imagenet_sketch": 46.15, "imagenet_a": 47.77,
-            "imagenet_r": 73.96}
+    clip = {"imagenet": 66.73, "imagenetv2": 60.83, "imagenet_sketch": 46.15, "imagenet_a": 47.77, "imagenet_r": 73.96}
     recs = [{"dataset": d, "seed": 1, "accuracy": v, "method": "CLIP"} for d, v in clip.items()]
     t = domain_gen_table(recs[::-1])
     assert t.columns == ["Method", "ImageNet", "-V2", "-S", "-A", "-R", "Avg"]
@@ -254,14 +286,34 @@ def test_domain_gen_table_clip_average():
 
 def test_efficiency_table_ratios():
     rows = [
-        {"method": "zeroshot", "trainable_params": 0, "train_images_per_s": None,
-         "infer_images_per_s": 1000.0, "peak_memory_mb": 2000.0},
-        {"method": "dra", "trainable_params": 716800, "train_images_per_s": 138.73,
-         "infer_images_per_s": 642.90, "peak_memory_mb": 5000.0, "epochs": 5},
+        {
+            "method": "zeroshot",
+            "trainable_params": 0,
+            "train_images_per_s": None,
+            "infer_images_per_s": 1000.0,
+            "peak_memory_mb": 2000.0,
+        },
+        {
+            "method": "dra",
+            "trainable_params": 716800,
+            "train_images_per_s": 138.73,
+            "infer_images_per_s": 642.90,
+            "peak_memory_mb": 5000.0,
+            "epochs": 5,
+        },
     ]
     t = efficiency_table(rows)
-    assert t.columns == ["Method", "Trainable params", "Epochs", "Train (img/s)", "Inference (img/s)",
-                         "Peak memory (MB)", "Train ×ZS", "Inference ×ZS", "Memory ×ZS"]
+    assert t.columns == [
+        "Method",
+        "Trainable params",
+        "Epochs",
+        "Train (img/s)",
+        "Inference (img/s)",
+        "Peak memory (MB)",
+        "Train ×ZS",
+        "Inference ×ZS",
+        "Memory ×ZS",
+    ]
     assert t.cell("dra", "Inference ×ZS") == pytest.approx(0.6429)
     assert t.cell("dra", "Memory ×ZS") == pytest.approx(2.5)
     assert t.cell("zeroshot", "Inference ×ZS") == pytest.approx(1.0)
@@ -279,8 +331,10 @@ def test_ablation_table_sorted_means():
     assert t.labels == [8, 32, 64]
     assert t.cell(32, "Base") == pytest.approx(82.5) and t.cell(32, "New") == pytest.approx(76.5)
     assert t.cell(32, "HM") == pytest.approx(harmonic_mean(82.5, 76.5))
-    ratios = [{"ratios": [1.0, 0.5], "seed": 1, "base": 83.18, "new": 77.41},
-              {"ratios": [1.0, 0.8, 0.6, 0.4], "seed": 1, "base": 83.06, "new": 77.75}]
+    ratios = [
+        {"ratios": [1.0, 0.5], "seed": 1, "base": 83.18, "new": 77.41},
+        {"ratios": [1.0, 0.8, 0.6, 0.4], "seed": 1, "base": 83.06, "new": 77.75},
+    ]
     t2 = ablation_table(ratios, "ratios")
     assert t2.labels == [[1.0, 0.5], [1.0, 0.8, 0.6, 0.4]]
     assert round(t2.cell([1.0, 0.8, 0.6, 0.4], "HM"), 2) == 80.32

@@ -1,6 +1,7 @@
 """Nothing dra reads from disk is unpickled with code: a malicious pickle planted in every place dra
 reads a file (resume state, adapter checkpoint, --pretrained, the checkpoint JSON's `pretrained`)
 writes no marker, and each case ends as one `error:` line."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,12 @@ import json
 import pytest
 import torch
 
+from conftest import TINY
 from dra.backbones import BackboneError, load_backbone
 from dra.data import build_dataset, build_transforms, fewshot, subsample_classes
 from dra.engine.checkpoint import CheckpointError, load_model, save_adapters
 from dra.engine.trainer import RESUME_FILE, TrainSettings, fit
 from dra.methods import build_method
-
-from conftest import TINY
 from safety_helpers import invoke, one_error_line, write_evil
 
 TF = (build_transforms(True, 32), build_transforms(False, 32))
@@ -59,8 +59,10 @@ def test_a_resume_state_with_missing_keys_is_a_one_line_error(tmp_path, shapes_b
     save_file({"x": torch.zeros(1)}, str(run / RESUME_FILE), metadata={"dra_resume": json.dumps({"epoch": 1})})
     with pytest.raises(CheckpointError) as e:
         fit(tiny_model(shapes_base.classnames), shapes_base.train, TF, TrainSettings(epochs=1, num_workers=0), run)
-    assert str(e.value) == (f"resume state {run / RESUME_FILE} lacks identity, history, optimizer, scheduler, "
-                            "scaler; delete it to start the run over")
+    assert str(e.value) == (
+        f"resume state {run / RESUME_FILE} lacks identity, history, optimizer, scheduler, "
+        "scaler; delete it to start the run over"
+    )
 
 
 def test_the_resume_state_holds_no_pickle(tmp_path, shapes_base):
@@ -87,16 +89,31 @@ def test_malicious_pretrained_via_cli_is_one_line(tmp_path):
     marker = tmp_path / "marker"
     evil = write_evil(tmp_path / "weights.pt", marker)
     out = tmp_path / "out"
-    result = invoke("base2new", "--dataset", "shapes", "--model", TINY, "--pretrained", evil, "--output", out,
-                    "--seeds", "1", "train.num_workers=0")
+    result = invoke(
+        "base2new",
+        "--dataset",
+        "shapes",
+        "--model",
+        TINY,
+        "--pretrained",
+        evil,
+        "--output",
+        out,
+        "--seeds",
+        "1",
+        "train.num_workers=0",
+    )
     line = one_error_line(result)
     assert f"weights file {evil} is not a readable checkpoint" in line
     assert not marker.exists() and not out.exists()
 
 
 def test_corrupt_pretrained_files_are_one_line(tmp_path):
-    for name, data in (("trunc.pt", b"PK\x03\x04garbage"), ("junk.bin", b"\x00\x01not a pickle"),
-                       ("bad.safetensors", b"{}{}")):
+    for name, data in (
+        ("trunc.pt", b"PK\x03\x04garbage"),
+        ("junk.bin", b"\x00\x01not a pickle"),
+        ("bad.safetensors", b"{}{}"),
+    ):
         path = tmp_path / name
         path.write_bytes(data)
         with pytest.raises(BackboneError) as e:

@@ -3,16 +3,16 @@
 The adapted text blocks run over chunks of classes under checkpointing (`AdaptedCLIP._chunked_text`);
 the Gumbel noise, the L1 terms and every gradient must be those of one unchunked pass.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 
+from conftest import TINY
 from dra.backbones import load_backbone
 from dra.config import DRAConfig
 from dra.methods import build_method
-
-from conftest import TINY
 
 
 def _step(method: str, chunk: int, cfg: dict, classes: int = 50, seed: int = 3):
@@ -34,12 +34,15 @@ def _step(method: str, chunk: int, cfg: dict, classes: int = 50, seed: int = 3):
     return loss.detach(), parts, grads, after, reg
 
 
-@pytest.mark.parametrize("method, cfg", [
-    ("dra", {}),
-    ("dra", {"reg_reduction": "sum"}),
-    ("dra", {"noise_on_log_scores": True, "channel_response": False}),
-    ("adapter", {}),
-])
+@pytest.mark.parametrize(
+    "method, cfg",
+    [
+        ("dra", {}),
+        ("dra", {"reg_reduction": "sum"}),
+        ("dra", {"noise_on_log_scores": True, "channel_response": False}),
+        ("adapter", {}),
+    ],
+)
 def test_chunked_step_equals_the_plain_step(method, cfg):
     loss0, parts0, grads0, after0, reg0 = _step(method, 0, cfg)  # 0: never chunk
     loss1, parts1, grads1, after1, reg1 = _step(method, 8, cfg)  # 50 classes in chunks of 8 (the last 2)

@@ -1,4 +1,5 @@
 """Tip-Adapter's equations: the cache term, zero-shot on other classes, the official search grid."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,7 @@ def _fitted(backbone, method="tip_adapter", search=False):
     ds = build_dataset("shapes")
     names = ds.classnames[:3]
     train = [d for d in ds.train if d.label < 3][:12]
-    model = build_method(method, backbone, names, TipAdapterConfig(augment_views=2, search=search, alpha=2.0,
-                                                                     beta=3.0))
+    model = build_method(method, backbone, names, TipAdapterConfig(augment_views=2, search=search, alpha=2.0, beta=3.0))
     torch.manual_seed(0)
     model.fit_cache(train, clip_transforms(backbone.preprocess), "cpu", [d for d in ds.val if d.label < 3])
     return model, names, train
@@ -40,7 +40,9 @@ def test_search_grid_is_the_official_one_and_sets_alpha_beta(tiny_backbone):
     assert grid(7, 200)[:2] == [0.1, 0.1 + 6.9 / 200] and len(grid(7, 200)) == 200 and max(grid(3, 20)) < 3
     model, _, _ = _fitted(tiny_backbone, search=True)
     cfg = model.config
-    assert float(model.cache.beta) in [float(torch.tensor(b)) for b in grid(cfg.search_scale_beta, cfg.search_steps_beta)]
+    assert float(model.cache.beta) in [
+        float(torch.tensor(b)) for b in grid(cfg.search_scale_beta, cfg.search_steps_beta)
+    ]
 
 
 def test_tip_adapter_f_learns_the_keys(tiny_backbone):
@@ -57,4 +59,6 @@ def test_tip_adapter_f_searches_after_training(tiny_backbone):
     val = [d for d in build_dataset("shapes").val if d.label < 3]
     assert model.finish_training(val, clip_transforms(tiny_backbone.preprocess), "cpu")
     cfg = model.config
-    assert float(model.cache.beta) in [float(torch.tensor(b)) for b in grid(cfg.search_scale_beta, cfg.search_steps_beta)]
+    assert float(model.cache.beta) in [
+        float(torch.tensor(b)) for b in grid(cfg.search_scale_beta, cfg.search_steps_beta)
+    ]

@@ -1,4 +1,5 @@
 """The training loop: per-epoch cosine, checkpoints each epoch, kill-and-resume equals uninterrupted."""
+
 from __future__ import annotations
 
 import math
@@ -7,13 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import TINY
 from dra.backbones import load_backbone
 from dra.data import build_dataset, build_transforms, fewshot, subsample_classes
 from dra.engine import trainer
 from dra.engine.trainer import RunMismatchError, TrainSettings, build_optimizer, fit
 from dra.methods import build_method
-
-from conftest import TINY
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,9 @@ def test_checkpoint_each_epoch_and_a_log_file(tmp_path, shapes_base):
     history = fit(model, shapes_base.train, TF, TrainSettings(epochs=2, num_workers=0, batch_size=8), tmp_path)
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["images"] == 16  # 5 base classes x 4 shots = 20 images, the partial batch dropped
-    assert {"adapters.safetensors", "adapters.json", "last.safetensors", "train.log"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"adapters.safetensors", "adapters.json", "last.safetensors", "train.log"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
     log = (tmp_path / "train.log").read_text()
     assert "epoch 2/2" in log and "img/s" in log and "eta" in log
     assert not list(tmp_path.glob("*.tmp"))
@@ -95,8 +97,13 @@ def test_killed_run_resumes_to_the_same_final_checkpoint(tmp_path, shapes_base, 
 def test_a_run_folder_of_other_settings_is_refused(tmp_path, shapes_base):
     fit(new_model(shapes_base.classnames), shapes_base.train, TF, TrainSettings(epochs=1, num_workers=0), tmp_path)
     with pytest.raises(RunMismatchError, match="holds a run with other settings"):
-        fit(new_model(shapes_base.classnames), shapes_base.train, TF,
-            TrainSettings(epochs=1, num_workers=0, lr=0.1), tmp_path)
+        fit(
+            new_model(shapes_base.classnames),
+            shapes_base.train,
+            TF,
+            TrainSettings(epochs=1, num_workers=0, lr=0.1),
+            tmp_path,
+        )
 
 
 def test_skip_bad_images_logs_and_keeps_training(tmp_path, shapes_base, caplog):
@@ -111,7 +118,12 @@ def test_skip_bad_images_logs_and_keeps_training(tmp_path, shapes_base, caplog):
     with pytest.raises(DataError, match="broken.png"):
         fit(new_model(shapes_base.classnames), items, TF, TrainSettings(epochs=1, num_workers=0), tmp_path / "a")
     with caplog.at_level("WARNING"):
-        fit(new_model(shapes_base.classnames), items, TF,
-            TrainSettings(epochs=1, num_workers=0, skip_bad_images=True), tmp_path / "b")
+        fit(
+            new_model(shapes_base.classnames),
+            items,
+            TF,
+            TrainSettings(epochs=1, num_workers=0, skip_bad_images=True),
+            tmp_path / "b",
+        )
     assert any("broken.png" in r.getMessage() for r in caplog.records)
     assert Path(tmp_path / "b" / "adapters.safetensors").is_file()

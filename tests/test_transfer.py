@@ -1,19 +1,18 @@
 """Cross-dataset and domain generalisation end to end, on a throw-away ImageNet-layout tree with the
 embedded shapes set as the cross-dataset target (so it runs in any clone)."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from dra.protocols import transfer
-from dra.settings import load_settings
-
-from dra.data import data_cache_dir
-from dra.data.embedded import ensure_shapes
-
 from conftest import TINY
 from data_fixtures import class_folder_tree, write_classnames
+from dra.data import data_cache_dir
+from dra.data.embedded import ensure_shapes
+from dra.protocols import transfer
+from dra.settings import load_settings
 
 WNIDS = {"n01000001": "goldfish", "n01000002": "tree frog", "n01000003": "hen", "n01000004": "ox"}
 
@@ -34,12 +33,29 @@ def fake_imagenet(root):
     class_folder_tree(root / "imagenet-rendition" / "imagenet-r", {w: ["r.jpg"] for w in list(WNIDS)[1:]})
 
 
-QUICK = ["dra.start_layer=5", "train.epochs=1", "train.batch_size=4", "train.num_workers=0", "eval.num_workers=0", "eval.batch_size=8"]
+QUICK = [
+    "dra.start_layer=5",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "train.num_workers=0",
+    "eval.num_workers=0",
+    "eval.batch_size=8",
+]
 
 
 def cfg_for(name, tmp_path, data_root, **values):
-    cfg = load_settings(name, {"model": TINY, "seeds": [1], "shots": 2, "data_root": str(data_root),
-                               "output": str(tmp_path / "out"), **values}, QUICK)
+    cfg = load_settings(
+        name,
+        {
+            "model": TINY,
+            "seeds": [1],
+            "shots": 2,
+            "data_root": str(data_root),
+            "output": str(tmp_path / "out"),
+            **values,
+        },
+        QUICK,
+    )
     cfg.pretrained = None
     return cfg
 
@@ -62,8 +78,7 @@ def test_domain_gen_then_cross_dataset_share_the_source_run(tmp_path, monkeypatc
 
     # The finished ImageNet run is loaded from its folder, not trained again.
     monkeypatch.setattr(trainer, "_end_of_epoch", lambda *a, **k: pytest.fail("the shared ImageNet run was retrained"))
-    xd = transfer.run(cfg_for("cross_dataset", tmp_path, root, targets=["shapes"], test_per_class=2),
-                      echo=lines.append)
+    xd = transfer.run(cfg_for("cross_dataset", tmp_path, root, targets=["shapes"], test_per_class=2), echo=lines.append)
     assert [r["dataset"] for r in xd["records"]] == ["imagenet", "shapes"]
     assert xd["records"][1]["test"] == 20  # 10 shapes classes x 2
     # Another evaluation (2 test images per class) of the same trained run: evaluated again, not reused.

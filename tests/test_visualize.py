@@ -1,4 +1,5 @@
 """Figure 4: per-token ranks of an image and a prompt from a saved DRA checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import TINY
 from dra.backbones import load_backbone
 from dra.cli import app
 from dra.config import DRAConfig
 from dra.engine.checkpoint import save_adapters
 from dra.methods import build_method
-
-from conftest import TINY
 
 
 def _visualize(tmp_path, config):
@@ -21,8 +21,18 @@ def _visualize(tmp_path, config):
     model = build_method("dra", load_backbone(TINY), ["red circle", "blue square"], config)
     save_adapters(model, tmp_path / "ck")
     Image.new("RGB", (48, 48), (200, 30, 30)).save(tmp_path / "img.png")
-    result = CliRunner().invoke(app, ["visualize", "--checkpoint", str(tmp_path / "ck.safetensors"), "--image",
-                                      str(tmp_path / "img.png"), "--output", str(tmp_path / "vis")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "visualize",
+            "--checkpoint",
+            str(tmp_path / "ck.safetensors"),
+            "--image",
+            str(tmp_path / "img.png"),
+            "--output",
+            str(tmp_path / "vis"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -49,6 +59,16 @@ def test_visualize_refuses_a_plain_adapter_checkpoint(tmp_path):
     model = build_method("adapter", load_backbone(TINY), ["a", "b"])
     save_adapters(model, tmp_path / "ck")
     Image.new("RGB", (8, 8)).save(tmp_path / "img.png")
-    result = CliRunner().invoke(app, ["visualize", "--checkpoint", str(tmp_path / "ck.safetensors"), "--image",
-                                      str(tmp_path / "img.png"), "--output", str(tmp_path / "vis")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "visualize",
+            "--checkpoint",
+            str(tmp_path / "ck.safetensors"),
+            "--image",
+            str(tmp_path / "img.png"),
+            "--output",
+            str(tmp_path / "vis"),
+        ],
+    )
     assert result.exit_code == 1 and "only DRA assigns ranks" in result.stderr

@@ -1,16 +1,16 @@
 """Methods put real modules into CLIP's blocks: visible, restorable, checkpointing- and compile-safe."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
+from conftest import TINY
 from dra.backbones import BackboneError, ModuleWrapper, ParallelBranchBlock, load_backbone
 from dra.backbones.wrapping import WrapError, unwrap, wrap
 from dra.config import DRAConfig
 from dra.methods import build_method
-
-from conftest import TINY
 
 CLASSES = ["cat", "dog", "bird"]
 
@@ -22,7 +22,9 @@ def test_print_and_state_dict_show_the_adapters_inside_the_blocks(tiny_backbone)
     assert text.count("(4-5): 2 x ParallelBranchBlock(") == 2 and text.count("DynamicRankAdapter(") == 2
     assert "placement='attention'" in text
     wrapped = [n for n, m in model.named_modules() if isinstance(m, ParallelBranchBlock)]
-    assert wrapped == [f"backbone.clip.{t}.resblocks.{i}" for t in ("visual.transformer", "transformer") for i in (4, 5)]
+    assert wrapped == [
+        f"backbone.clip.{t}.resblocks.{i}" for t in ("visual.transformer", "transformer") for i in (4, 5)
+    ]
     block = tiny_backbone.image_blocks[4]
     assert isinstance(block, ParallelBranchBlock) and block.branch is model.adapters["image"]["5"]
     keys = set(block.state_dict())
@@ -57,7 +59,9 @@ def test_unload_puts_the_original_blocks_back(tiny_backbone):
 
 def test_a_second_method_on_a_wrapped_backbone_is_refused(tiny_backbone):
     build_method("dra", tiny_backbone, CLASSES)
-    with pytest.raises(BackboneError, match="image block 5 of ViT-Tiny-16-test: .* already carries a ParallelBranchBlock"):
+    with pytest.raises(
+        BackboneError, match="image block 5 of ViT-Tiny-16-test: .* already carries a ParallelBranchBlock"
+    ):
         build_method("adapter", tiny_backbone, CLASSES)
 
 

@@ -2,6 +2,7 @@
 
 The names below load on first use, so that `import dra.data` does not pay for open_clip.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """`python -m dra ...` (and `torchrun ... -m dra ...`) run the command line."""
+
 from dra.cli import main
 
 main()

@@ -3,6 +3,7 @@
 Options that take several values accept both `--seeds 1 2 3` and `--seeds 1 --seeds 2 --seeds 3`.
 Trailing `key=value` arguments override any setting of the YAML (e.g. `train.epochs=1 dra.rank=16`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +22,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data", help="Check dataset layouts and print few-shot draws.")
-pocket_app = typer.Typer(no_args_is_help=True, help="The pocket world (a simulation): a tiny CLIP dra pretrains itself.")
+pocket_app = typer.Typer(
+    no_args_is_help=True, help="The pocket world (a simulation): a tiny CLIP dra pretrains itself."
+)
 app.add_typer(pocket_app, name="pocket")
 
 
@@ -38,8 +41,16 @@ def _errors():
 
     try:
         yield
-    except (DataError, BackboneError, CheckpointError, RunMismatchError, RunBusyError, TrainingDivergedError,
-            ValueError, OSError) as e:
+    except (
+        DataError,
+        BackboneError,
+        CheckpointError,
+        RunMismatchError,
+        RunBusyError,
+        TrainingDivergedError,
+        ValueError,
+        OSError,
+    ) as e:
         typer.echo(f"error: {one_line(e)}", err=True)
         raise typer.Exit(code=1) from None
 
@@ -63,8 +74,9 @@ def info(
         if method not in METHODS:
             raise ValueError(f"unknown method '{method}'; choose one of {sorted(METHODS)}")
         config_class = METHODS[method].config_class
-        given = {k: v for k, v in {"start_layer": start_layer, "rank": rank, "branches": branches}.items()
-                 if v is not None}
+        given = {
+            k: v for k, v in {"start_layer": start_layer, "rank": rank, "branches": branches}.items() if v is not None
+        }
         fields = {f.name for f in dataclasses.fields(config_class)} if config_class else set()
         unused = sorted(set(given) - fields)
         if unused:
@@ -86,14 +98,16 @@ def import_checkpoint(
     model: str = typer.Option("ViT-B-16", help="open_clip model name of its backbone."),
     pretrained: str = typer.Option("openai", help="Backbone weights: 'openai', a file, or 'none'."),
     output: Path = typer.Option(..., help="The dra checkpoint to write (OUT.safetensors + OUT.json)."),
-    classnames: Path = typer.Option(None, help="Class names, one per line (default: read from the "
-                                                "checkpoint's tokenized_prompts)."),
+    classnames: Path = typer.Option(
+        None, help="Class names, one per line (default: read from the checkpoint's tokenized_prompts)."
+    ),
 ) -> None:
     """Import an MMA, CoOp or MaPLe checkpoint of the official code as a dra checkpoint; the file is
     read as tensors only (never unpickled with code)."""
     import json
 
-    from dra.engine.importing import import_checkpoint as run_import, read_classnames
+    from dra.engine.importing import import_checkpoint as run_import
+    from dra.engine.importing import read_classnames
 
     with _errors():
         names = read_classnames(classnames) if classnames else None
@@ -102,8 +116,7 @@ def import_checkpoint(
     typer.echo(json.dumps(result, indent=2))
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-             add_help_option=False)
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def efficiency(ctx: typer.Context) -> None:
     """Paper Table 6 on this device: trainable params, train/inference images/s, peak memory (--help: options).
 
@@ -120,8 +133,11 @@ def efficiency(ctx: typer.Context) -> None:
 VARIADIC = ("--seeds", "--datasets", "--dataset", "--methods", "--targets", "--suites", "--suite")
 
 OVERRIDES = typer.Argument(None, help="Setting overrides as key=value, e.g. train.epochs=1 dra.rank=16.")
-METHOD = typer.Option(None, help="dra, adapter, zeroshot, coop, cocoop, kgcoop, maple, tcp, mma, clip_lora, clip_adapter, tip_adapter, tip_adapter_f "
-                                 "(default: the settings file's); picks configs/methods/<method>.yaml.")
+METHOD = typer.Option(
+    None,
+    help="dra, adapter, zeroshot, coop, cocoop, kgcoop, maple, tcp, mma, clip_lora, clip_adapter, tip_adapter, tip_adapter_f "
+    "(default: the settings file's); picks configs/methods/<method>.yaml.",
+)
 MODEL = typer.Option(None, help="open_clip model name, e.g. ViT-B-16.")
 PRETRAINED = typer.Option(None, help="'openai' (or another open_clip tag), a checkpoint file, or 'none'.")
 DATA_ROOT = typer.Option(None, "--data-root", help="Folder holding the datasets in CoOp's layout.")
@@ -130,7 +146,9 @@ SHOTS = typer.Option(None, help="Images per class in the few-shot training set (
 OUTPUT = typer.Option(None, help="Output folder (default: runs).")
 DEVICE = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 CONFIG = typer.Option(None, "--config", help="A settings YAML to start from instead of the packaged one.")
-SPLIT = typer.Option(None, "--split", help="CoOp split file (JSON) for a folder dataset (default: a seeded 50/20/30 split).")
+SPLIT = typer.Option(
+    None, "--split", help="CoOp split file (JSON) for a folder dataset (default: a seeded 50/20/30 split)."
+)
 TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
 
 
@@ -164,31 +182,60 @@ def _settings(name: str, config: Path | None, overrides: list[str] | None, pretr
 
 @app.command()
 def base2new(
-    overrides: list[str] = OVERRIDES, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
-    data_root: str = DATA_ROOT, datasets: list[str] = typer.Option(None, "--datasets", "--dataset",
-                                                                   help="Datasets (default: all 11)."),
-    seeds: list[int] = SEEDS, shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+    overrides: list[str] = OVERRIDES,
+    method: str = METHOD,
+    model: str = MODEL,
+    pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT,
+    datasets: list[str] = typer.Option(None, "--datasets", "--dataset", help="Datasets (default: all 11)."),
+    seeds: list[int] = SEEDS,
+    shots: str = SHOTS,
+    output: str = OUTPUT,
+    device: str = DEVICE,
+    config: Path = CONFIG,
     split: str = SPLIT,
 ) -> None:
     """Base-to-new generalisation (paper Table 1): train on base classes, test base and new, print the table."""
     from dra.protocols import base2new as protocol
 
     with _errors():
-        cfg = _settings("base2new", config, overrides, method=method, model=model, pretrained=_pretrained(pretrained),
-                        data_root=data_root, datasets=datasets or None, seeds=seeds or None, shots=shots,
-                        output=output, device=device, split=split)
+        cfg = _settings(
+            "base2new",
+            config,
+            overrides,
+            method=method,
+            model=model,
+            pretrained=_pretrained(pretrained),
+            data_root=data_root,
+            datasets=datasets or None,
+            seeds=seeds or None,
+            shots=shots,
+            output=output,
+            device=device,
+            split=split,
+        )
         protocol.run(cfg, echo=typer.echo)
 
 
 @app.command()
 def compare(
     overrides: list[str] = OVERRIDES,
-    methods: list[str] = typer.Option(..., "--methods", help="Methods, one row each (e.g. zeroshot mma clip_lora dra)."),
-    protocol: str = typer.Option("base2new", help="base2new (Table 1), cross_dataset (Table 2) or domain_gen (Table 3)."),
-    model: str = MODEL, pretrained: str = PRETRAINED, data_root: str = DATA_ROOT,
+    methods: list[str] = typer.Option(
+        ..., "--methods", help="Methods, one row each (e.g. zeroshot mma clip_lora dra)."
+    ),
+    protocol: str = typer.Option(
+        "base2new", help="base2new (Table 1), cross_dataset (Table 2) or domain_gen (Table 3)."
+    ),
+    model: str = MODEL,
+    pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT,
     datasets: list[str] = typer.Option(None, "--datasets", "--dataset", help="Datasets (base2new; default: all 11)."),
-    targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: str = SHOTS, output: str = OUTPUT,
-    device: str = DEVICE, config: Path = CONFIG,
+    targets: list[str] = TARGETS,
+    seeds: list[int] = SEEDS,
+    shots: str = SHOTS,
+    output: str = OUTPUT,
+    device: str = DEVICE,
+    config: Path = CONFIG,
 ) -> None:
     """The comparison table with a row per method: runs (or reuses) each method's runs with its published
     settings; a method that fails is a row "failed: <reason>" and the others go on."""
@@ -200,11 +247,21 @@ def compare(
             raise ValueError(f"--protocol must be base2new, cross_dataset or domain_gen, got {protocol!r}")
 
         def settings_for(method: str):
-            return _settings(protocol, config, overrides, method=method, model=model,
-                             pretrained=_pretrained(pretrained), data_root=data_root,
-                             datasets=(datasets or None) if protocol == "base2new" else None,
-                             targets=(targets or None) if protocol != "base2new" else None,
-                             seeds=seeds or None, shots=shots, output=output, device=device)
+            return _settings(
+                protocol,
+                config,
+                overrides,
+                method=method,
+                model=model,
+                pretrained=_pretrained(pretrained),
+                data_root=data_root,
+                datasets=(datasets or None) if protocol == "base2new" else None,
+                targets=(targets or None) if protocol != "base2new" else None,
+                seeds=seeds or None,
+                shots=shots,
+                output=output,
+                device=device,
+            )
 
         protocol_module.run(methods, settings_for, protocol, echo=typer.echo)
 
@@ -214,10 +271,19 @@ SUBSAMPLE = typer.Option("all", help="Label space: all classes, or the base / ne
 
 @app.command()
 def train(
-    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to train on: a name, or a folder of class sub-folders."),
-    subsample: str = SUBSAMPLE, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
-    data_root: str = DATA_ROOT, seed: int = typer.Option(1, help="Seed of the few-shot draw and the run."),
-    shots: str = SHOTS, output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG, split: str = SPLIT,
+    overrides: list[str] = OVERRIDES,
+    dataset: str = typer.Option(..., help="Dataset to train on: a name, or a folder of class sub-folders."),
+    subsample: str = SUBSAMPLE,
+    method: str = METHOD,
+    model: str = MODEL,
+    pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT,
+    seed: int = typer.Option(1, help="Seed of the few-shot draw and the run."),
+    shots: str = SHOTS,
+    output: str = OUTPUT,
+    device: str = DEVICE,
+    config: Path = CONFIG,
+    split: str = SPLIT,
 ) -> None:
     """Train adapters on one dataset; saves an adapter checkpoint each epoch (a killed run resumes)."""
     import json
@@ -225,20 +291,38 @@ def train(
     from dra.protocols import single
 
     with _errors():
-        cfg = _settings("base2new", config, overrides, method=method, model=model,
-                        pretrained=_pretrained(pretrained), data_root=data_root, shots=shots, output=output,
-                        device=device, split=split)
+        cfg = _settings(
+            "base2new",
+            config,
+            overrides,
+            method=method,
+            model=model,
+            pretrained=_pretrained(pretrained),
+            data_root=data_root,
+            shots=shots,
+            output=output,
+            device=device,
+            split=split,
+        )
         result = single.train(cfg, dataset, subsample, seed)
     typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
 
 @app.command("eval")
 def evaluate(
-    overrides: list[str] = OVERRIDES, dataset: str = typer.Option(..., help="Dataset to test on: a name, or a folder of class sub-folders."),
+    overrides: list[str] = OVERRIDES,
+    dataset: str = typer.Option(..., help="Dataset to test on: a name, or a folder of class sub-folders."),
     checkpoint: str = typer.Option(None, help="Adapter checkpoint (.safetensors) to evaluate."),
-    subsample: str = SUBSAMPLE, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
-    data_root: str = DATA_ROOT, seed: int = typer.Option(1, help="Seed (picks the base/new split's draw)."),
-    output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG, split: str = SPLIT,
+    subsample: str = SUBSAMPLE,
+    method: str = METHOD,
+    model: str = MODEL,
+    pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT,
+    seed: int = typer.Option(1, help="Seed (picks the base/new split's draw)."),
+    output: str = OUTPUT,
+    device: str = DEVICE,
+    config: Path = CONFIG,
+    split: str = SPLIT,
 ) -> None:
     """Test accuracy of a checkpoint (or of zero-shot CLIP) on a dataset's test split, as JSON."""
     import json
@@ -246,11 +330,27 @@ def evaluate(
     from dra.protocols import single
 
     with _errors():
-        cfg = _settings("base2new", config, overrides, method=method, model=model,
-                        pretrained=_pretrained(pretrained), data_root=data_root, output=output, device=device,
-                        split=split)
-        result = single.evaluate(cfg, dataset, subsample, seed, checkpoint, _pretrained(pretrained),
-                                 single.names_a_model(method, model, config, overrides))
+        cfg = _settings(
+            "base2new",
+            config,
+            overrides,
+            method=method,
+            model=model,
+            pretrained=_pretrained(pretrained),
+            data_root=data_root,
+            output=output,
+            device=device,
+            split=split,
+        )
+        result = single.evaluate(
+            cfg,
+            dataset,
+            subsample,
+            seed,
+            checkpoint,
+            _pretrained(pretrained),
+            single.names_a_model(method, model, config, overrides),
+        )
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -260,7 +360,8 @@ def visualize(
     image: Path = typer.Option(..., help="An image file."),
     classname: str = typer.Option(None, help="Class name for the text prompt (default: the first trained)."),
     block: int = typer.Option(None, help="Adapted block to show (1-based; default: the last)."),
-    pretrained: str = PRETRAINED, output: str = typer.Option("runs/visualize", help="Folder for the PNGs."),
+    pretrained: str = PRETRAINED,
+    output: str = typer.Option("runs/visualize", help="Folder for the PNGs."),
 ) -> None:
     """Paper Figure 4: per-token ranks of an image and a prompt, and noisy-vs-noiseless order agreement."""
     import json
@@ -281,13 +382,18 @@ def predict(
     images: list[str] = typer.Argument(..., help="Image files or folders (read recursively)."),
     checkpoint: str = typer.Option(..., help="Adapter checkpoint (.safetensors) from `dra train`."),
     top_k: int = typer.Option(5, "--top-k", help="Classes shown per image."),
-    classnames: Path = typer.Option(None, "--classnames", help="A file of class names, one per line: classify "
-                                    "into these instead of the trained classes (zero-shot new classes)."),
+    classnames: Path = typer.Option(
+        None,
+        "--classnames",
+        help="A file of class names, one per line: classify "
+        "into these instead of the trained classes (zero-shot new classes).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: predictions, errors, classnames."),
     csv_path: Path = typer.Option(None, "--csv", help="Write image,rank,class,prob rows to this CSV file."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per batch."),
     workers: int = typer.Option(0, "--workers", help="Image loading processes."),
-    pretrained: str = PRETRAINED, device: str = DEVICE,
+    pretrained: str = PRETRAINED,
+    device: str = DEVICE,
 ) -> None:
     """Classify images with a trained checkpoint: top-k classes with probabilities; unreadable files are reported."""
     import json
@@ -302,8 +408,9 @@ def predict(
             raise ValueError(f"--top-k must be >= 1, got {top_k}")
         names = read_classnames(classnames) if classnames else None
         model = load_model(checkpoint, pretrained=_pretrained(pretrained))
-        out = run(model, images, top_k=top_k, classnames=names, batch_size=batch_size, device=device,
-                  num_workers=workers)
+        out = run(
+            model, images, top_k=top_k, classnames=names, batch_size=batch_size, device=device, num_workers=workers
+        )
         if csv_path is not None:
             atomic_write_text(csv_path, out.to_csv())
     if as_json:
@@ -321,7 +428,9 @@ def predict(
 
 @app.command()
 def plot(
-    run_dir: Path = typer.Argument(..., help="A run folder (holds metrics.csv), e.g. runs/train/dra-<hash>/eurosat-all/seed1."),
+    run_dir: Path = typer.Argument(
+        ..., help="A run folder (holds metrics.csv), e.g. runs/train/dra-<hash>/eurosat-all/seed1."
+    ),
     output: Path = typer.Option(None, "--output", "-o", help="PNG to write (default: RUN_DIR/curves.png)."),
 ) -> None:
     """Draw a run's training curves (loss parts, learning rate) and its test accuracies as a PNG."""
@@ -333,29 +442,47 @@ def plot(
         if not path.is_file():
             found = sorted(run_dir.rglob(METRICS_FILE)) if run_dir.is_dir() else []
             hint = f"; runs below it: {', '.join(str(p.parent) for p in found[:3])}" if found else ""
-            raise ValueError(f"no {METRICS_FILE} in {run_dir}: give a run folder written by dra train / base2new"
-                             f"{hint}")
+            raise ValueError(f"no {METRICS_FILE} in {run_dir}: give a run folder written by dra train / base2new{hint}")
         rows = read_metrics(path)
-        out = plot_curves(rows, output or run_dir / "curves.png", title=str(run_dir),
-                          accuracies=run_accuracies(run_dir, rows))
+        out = plot_curves(
+            rows, output or run_dir / "curves.png", title=str(run_dir), accuracies=run_accuracies(run_dir, rows)
+        )
     typer.echo(str(out))
-
 
 
 def _transfer_command(name: str, doc: str):
     """cross-dataset and domain-gen: one signature, two settings files."""
 
     def command(
-        overrides: list[str] = OVERRIDES, method: str = METHOD, model: str = MODEL, pretrained: str = PRETRAINED,
-        data_root: str = DATA_ROOT, targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: str = SHOTS,
-        output: str = OUTPUT, device: str = DEVICE, config: Path = CONFIG,
+        overrides: list[str] = OVERRIDES,
+        method: str = METHOD,
+        model: str = MODEL,
+        pretrained: str = PRETRAINED,
+        data_root: str = DATA_ROOT,
+        targets: list[str] = TARGETS,
+        seeds: list[int] = SEEDS,
+        shots: str = SHOTS,
+        output: str = OUTPUT,
+        device: str = DEVICE,
+        config: Path = CONFIG,
     ) -> None:
         from dra.protocols import transfer
 
         with _errors():
-            cfg = _settings(name, config, overrides, method=method, model=model, pretrained=_pretrained(pretrained),
-                            data_root=data_root, targets=targets or None, seeds=seeds or None, shots=shots,
-                            output=output, device=device)
+            cfg = _settings(
+                name,
+                config,
+                overrides,
+                method=method,
+                model=model,
+                pretrained=_pretrained(pretrained),
+                data_root=data_root,
+                targets=targets or None,
+                seeds=seeds or None,
+                shots=shots,
+                output=output,
+                device=device,
+            )
             transfer.run(cfg, echo=typer.echo)
 
     command.__doc__ = doc
@@ -363,45 +490,73 @@ def _transfer_command(name: str, doc: str):
     return command
 
 
-app.command("cross-dataset")(_transfer_command(
-    "cross_dataset", "Cross-dataset transfer (paper Table 2): train on ImageNet, test on 10 other datasets."))
-app.command("domain-gen")(_transfer_command(
-    "domain_gen", "Domain generalisation (paper Table 3): train on ImageNet, test on -V2, -Sketch, -A, -R."))
+app.command("cross-dataset")(
+    _transfer_command(
+        "cross_dataset", "Cross-dataset transfer (paper Table 2): train on ImageNet, test on 10 other datasets."
+    )
+)
+app.command("domain-gen")(
+    _transfer_command(
+        "domain_gen", "Domain generalisation (paper Table 3): train on ImageNet, test on -V2, -Sketch, -A, -R."
+    )
+)
 
 
 @app.command()
 def demo(
-    overrides: list[str] = OVERRIDES, model: str = MODEL, pretrained: str = PRETRAINED, output: str = OUTPUT,
-    device: str = DEVICE, as_json: bool = typer.Option(False, "--json", help="Print one JSON object (averages)."),
+    overrides: list[str] = OVERRIDES,
+    model: str = MODEL,
+    pretrained: str = PRETRAINED,
+    output: str = OUTPUT,
+    device: str = DEVICE,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (averages)."),
 ) -> None:
     """A short base-to-new run that works offline: real CLIP on `shapes` when its weights are here,
     otherwise the pocket world (a simulation: generated datasets, a tiny CLIP dra pretrained itself)."""
     from dra.pocket import demo as pocket
 
     with _errors():
-        cfg = _settings("demo", None, overrides, model=model, pretrained=_pretrained(pretrained), output=output,
-                        device=device)
+        cfg = _settings(
+            "demo", None, overrides, model=model, pretrained=_pretrained(pretrained), output=output, device=device
+        )
         pocket.demo(cfg, overrides, as_json, echo=typer.echo, note=lambda text: typer.echo(text, err=True))
 
 
 @app.command()
 def ablate(
     overrides: list[str] = OVERRIDES,
-    suites: list[str] = typer.Option(["table4"], "--suites", "--suite",
-                                     help="table4 (branches, CR, reg, baseline), table5 (K, ratios), rank, start "
-                                          "(Fig. 3), design (docs/design.md's choices)."),
+    suites: list[str] = typer.Option(
+        ["table4"],
+        "--suites",
+        "--suite",
+        help="table4 (branches, CR, reg, baseline), table5 (K, ratios), rank, start "
+        "(Fig. 3), design (docs/design.md's choices).",
+    ),
     protocol: str = typer.Option("base2new", help="base2new, cross_dataset or domain_gen."),
-    config: Path = CONFIG, model: str = MODEL, pretrained: str = PRETRAINED, data_root: str = DATA_ROOT,
+    config: Path = CONFIG,
+    model: str = MODEL,
+    pretrained: str = PRETRAINED,
+    data_root: str = DATA_ROOT,
     datasets: list[str] = typer.Option(None, "--datasets", "--dataset", help="Datasets (base2new)."),
-    targets: list[str] = TARGETS, seeds: list[int] = SEEDS, shots: str = SHOTS, output: str = OUTPUT,
+    targets: list[str] = TARGETS,
+    seeds: list[int] = SEEDS,
+    shots: str = SHOTS,
+    output: str = OUTPUT,
     device: str = DEVICE,
 ) -> None:
     """The paper's ablations (Tables 4, 5, Fig. 3) and the design choices of docs/design.md: a row per setting, mean ± std over seeds."""
     from dra.protocols import ablate as protocol_ablate
 
     with _errors():
-        values = dict(model=model, pretrained=_pretrained(pretrained), data_root=data_root, seeds=seeds or None,
-                      shots=shots, output=output, device=device)
+        values = dict(
+            model=model,
+            pretrained=_pretrained(pretrained),
+            data_root=data_root,
+            seeds=seeds or None,
+            shots=shots,
+            output=output,
+            device=device,
+        )
         if protocol == "base2new":
             values["datasets"] = datasets or None
         else:
@@ -426,8 +581,9 @@ def pocket_pretrain(
     from dra.pocket.pretrain import PretrainSettings, pretrain
 
     with _errors():
-        settings = PretrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
-                                    workers=workers)
+        settings = PretrainSettings(
+            steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, workers=workers
+        )
         command = f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"
         pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
 

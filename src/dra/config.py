@@ -5,6 +5,7 @@ dataclass per baseline with its published values (`MMAConfig`, `LoRAConfig`, `CL
 Each DRAConfig field maps to a line of docs/design.md section 1 or an ablation of the paper (Tables 4, 5,
 Fig. 3); the baselines' fields are described in docs/baselines.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -108,7 +109,7 @@ class DRAConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DRAConfig":
+    def from_dict(cls, d: dict[str, Any]) -> DRAConfig:
         check_fields([f.name for f in dataclasses.fields(cls)], d, "dra.")
         return cls(**d)
 
@@ -117,8 +118,9 @@ class UnknownFieldError(ValueError):
     """A setting that no schema field has; the message names it and the nearest valid key."""
 
 
-def check_fields(known: Iterable[str], keys: Iterable[str], prefix: str = "",
-                 elsewhere: Mapping[str, str] | None = None) -> None:
+def check_fields(
+    known: Iterable[str], keys: Iterable[str], prefix: str = "", elsewhere: Mapping[str, str] | None = None
+) -> None:
     """The one unknown-key check (DRAConfig.from_dict and every level of the settings schema).
 
     `prefix` is the dotted path of the level ("dra.", "train.", ""); `elsewhere` maps leaf names of
@@ -143,6 +145,7 @@ def check_fields(known: Iterable[str], keys: Iterable[str], prefix: str = "",
 
 class _MethodConfig:
     """to_dict / from_dict (unknown keys name the nearest valid one) for the baselines' configs."""
+
     section = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,6 +165,7 @@ def _check_branches(branches: str) -> None:
 @dataclass
 class MMAConfig(_MethodConfig):
     """Multi-Modal Adapter (ZjjConan/Multi-Modal-Adapter): adapters in blocks start..end of both towers."""
+
     section = "mma"
     dim: int = 32
     """ADAPTER_DIM: the bottleneck width, and the size of the shared dim x dim layer."""
@@ -188,6 +192,7 @@ class MMAConfig(_MethodConfig):
 @dataclass
 class LoRAConfig(_MethodConfig):
     """CLIP-LoRA (MaxZanella/CLIP-LoRA): low-rank updates of q, k, v in every block of both towers."""
+
     section = "lora"
     rank: int = 2
     alpha: float = 1.0
@@ -218,6 +223,7 @@ class LoRAConfig(_MethodConfig):
 @dataclass
 class CLIPAdapterConfig(_MethodConfig):
     """CLIP-Adapter (gaopengcuhk/CLIP-Adapter): f' = alpha * A(f) + (1 - alpha) * f on the image feature."""
+
     section = "clip_adapter"
     alpha: float = 0.2
     """The residual ratio (hard-coded 0.2 in the released code)."""
@@ -234,6 +240,7 @@ class CLIPAdapterConfig(_MethodConfig):
 @dataclass
 class TipAdapterConfig(_MethodConfig):
     """Tip-Adapter / Tip-Adapter-F (gaopengcuhk/Tip-Adapter): a cache of few-shot image features."""
+
     section = "tip_adapter"
     alpha: float = 1.0
     """init_alpha: weight of the cache logits."""
@@ -260,6 +267,7 @@ class TipAdapterConfig(_MethodConfig):
 @dataclass
 class CoOpConfig(_MethodConfig):
     """CoOp's context: M vectors shared by all classes, before the class name (class token at the end)."""
+
     ctx_init: str = "a photo of a"
     """Words whose token embeddings initialise the context (M = their token count); "" = N(0, 0.02^2)."""
     n_ctx: int = 4
@@ -275,6 +283,7 @@ class CoOpConfig(_MethodConfig):
 @dataclass
 class KgCoOpConfig(CoOpConfig):
     """CoOp plus the knowledge-guided term lambda * (1 - mean_c cos(t_c, t_c^clip))."""
+
     kg_weight: float = 8.0
     """lambda (KgCoOp's TRAINER.COOP.W, 8.0 for every dataset)."""
 
@@ -284,6 +293,7 @@ class KgCoOpConfig(CoOpConfig):
 @dataclass
 class CoCoOpConfig(CoOpConfig):
     """CoOp plus a Meta-Net d -> d/reduction -> D whose output is added to every context vector, per image."""
+
     meta_reduction: int = 16
     """The Meta-Net's hidden width is the image feature width divided by this (512 / 16 = 32)."""
 
@@ -294,6 +304,7 @@ class CoCoOpConfig(CoOpConfig):
 class MaPLeConfig(CoOpConfig):
     """Deep multi-modal prompts: n_ctx text tokens per layer for `depth` layers, each coupled to the
     image tower by its own Linear(text width -> image width)."""
+
     n_ctx: int = 2
     """Tokens per layer; the first n_ctx words of `ctx_init` start layer 0, the prompt reads all of them."""
     depth: int = 9
@@ -311,6 +322,7 @@ class MaPLeConfig(CoOpConfig):
 class TCPConfig(KgCoOpConfig):
     """CoOp with random context + class-aware prompts from a Textual Knowledge Embedding (TKE) MLP,
     injected at one text block; trained with KgCoOp's term (lambda 8)."""
+
     ctx_init: str = ""
     inject_layer: int = 8
     """0-based text block at whose input the class-aware prompts replace tokens 1..n_ctx."""
@@ -321,11 +333,34 @@ class TCPConfig(KgCoOpConfig):
 
 
 # settings section -> config class: the typed method sections of the settings schema
-METHOD_SECTIONS = {"dra": DRAConfig, "mma": MMAConfig, "lora": LoRAConfig, "clip_adapter": CLIPAdapterConfig,
-                   "tip_adapter": TipAdapterConfig, "coop": CoOpConfig, "kgcoop": KgCoOpConfig,
-                   "cocoop": CoCoOpConfig, "maple": MaPLeConfig, "tcp": TCPConfig}
+METHOD_SECTIONS = {
+    "dra": DRAConfig,
+    "mma": MMAConfig,
+    "lora": LoRAConfig,
+    "clip_adapter": CLIPAdapterConfig,
+    "tip_adapter": TipAdapterConfig,
+    "coop": CoOpConfig,
+    "kgcoop": KgCoOpConfig,
+    "cocoop": CoCoOpConfig,
+    "maple": MaPLeConfig,
+    "tcp": TCPConfig,
+}
 
 
-__all__ = ["DRAConfig", "MMAConfig", "LoRAConfig", "CLIPAdapterConfig", "TipAdapterConfig", "CoOpConfig",
-           "KgCoOpConfig", "CoCoOpConfig", "MaPLeConfig", "TCPConfig", "METHOD_SECTIONS",
-           "BRANCHES", "PLACEMENTS", "UnknownFieldError", "check_fields"]
+__all__ = [
+    "DRAConfig",
+    "MMAConfig",
+    "LoRAConfig",
+    "CLIPAdapterConfig",
+    "TipAdapterConfig",
+    "CoOpConfig",
+    "KgCoOpConfig",
+    "CoCoOpConfig",
+    "MaPLeConfig",
+    "TCPConfig",
+    "METHOD_SECTIONS",
+    "BRANCHES",
+    "PLACEMENTS",
+    "UnknownFieldError",
+    "check_fields",
+]

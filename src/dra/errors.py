@@ -1,4 +1,5 @@
 """Error messages on one line (the CLI's promise: one `error:` line, exit code 1)."""
+
 from __future__ import annotations
 
 

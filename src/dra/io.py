@@ -3,6 +3,7 @@
 An interrupted write never leaves a half file under the final name (checkpoints, tables, plots); a
 write that fails (read-only or full disk, ...) raises `OutputError` with a one-line message.
 """
+
 from __future__ import annotations
 
 import os

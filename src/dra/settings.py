@@ -14,6 +14,7 @@ that names the key. The packaged method files are the one list of method names (
 This is the configuration layer: it imports only `dra.config`; the engine takes its plain
 `TrainSettings` from here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,6 +43,7 @@ class SettingsError(ValueError):
 @dataclass
 class TrainSettings:
     """The training section; its defaults are the paper's SGD recipe (the only place they are written)."""
+
     epochs: int = 5
     batch_size: int = 16
     """Global batch: split evenly over torchrun processes."""
@@ -148,8 +150,12 @@ def check_keys(data: dict, prefix: str = "") -> None:
         if value is not None and not isinstance(value, dict):
             raise SettingsError(f"{prefix}{name} must be a mapping of settings ({name}: {{key: value}}), got {value!r}")
         if isinstance(value, dict):
-            check_fields([f.name for f in dataclasses.fields(cls)], value, f"{prefix}{name}.",
-                         elsewhere={k: v for k, v in {**_LEAVES, **{t: t for t in _TOP}}.items()})
+            check_fields(
+                [f.name for f in dataclasses.fields(cls)],
+                value,
+                f"{prefix}{name}.",
+                elsewhere={k: v for k, v in {**_LEAVES, **{t: t for t in _TOP}}.items()},
+            )
     overrides = data.get("dataset_overrides")
     if isinstance(overrides, dict):
         for dataset, extra in overrides.items():
@@ -224,8 +230,9 @@ def read_yaml(path: Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SettingsError(f"settings file {path} must be a mapping of settings (key: value), "
-                            f"got a {type(data).__name__}")
+        raise SettingsError(
+            f"settings file {path} must be a mapping of settings (key: value), got a {type(data).__name__}"
+        )
     return data
 
 
@@ -244,8 +251,9 @@ def _merge(cfg: DictConfig, data: dict) -> DictConfig:
         return OmegaConf.merge(cfg, data)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
-        raise SettingsError(f"bad value for {key}: {str(e).splitlines()[0]}" if key
-                            else f"bad settings: {str(e).splitlines()[0]}") from None
+        raise SettingsError(
+            f"bad value for {key}: {str(e).splitlines()[0]}" if key else f"bad settings: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def load_settings(name: str, values: dict[str, Any] | None = None, overrides: list[str] | None = None) -> DictConfig:
@@ -287,12 +295,16 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
     _need(t.batch_size >= 1, f"{prefix}train.batch_size", ">= 1", t.batch_size)
     _need(math.isfinite(t.lr) and t.lr > 0, f"{prefix}train.lr", "a finite number > 0", t.lr)
     _need(0 <= t.momentum < 1, f"{prefix}train.momentum", "in [0, 1)", t.momentum)
-    _need(math.isfinite(t.weight_decay) and t.weight_decay >= 0, f"{prefix}train.weight_decay", ">= 0",
-          t.weight_decay)
-    _need(0 <= t.warmup_epochs < t.epochs, f"{prefix}train.warmup_epochs", f"in [0, train.epochs={t.epochs})",
-          t.warmup_epochs)
-    _need(math.isfinite(t.warmup_lr) and t.warmup_lr > 0, f"{prefix}train.warmup_lr", "a finite number > 0",
-          t.warmup_lr)
+    _need(math.isfinite(t.weight_decay) and t.weight_decay >= 0, f"{prefix}train.weight_decay", ">= 0", t.weight_decay)
+    _need(
+        0 <= t.warmup_epochs < t.epochs,
+        f"{prefix}train.warmup_epochs",
+        f"in [0, train.epochs={t.epochs})",
+        t.warmup_epochs,
+    )
+    _need(
+        math.isfinite(t.warmup_lr) and t.warmup_lr > 0, f"{prefix}train.warmup_lr", "a finite number > 0", t.warmup_lr
+    )
     _need(t.optimizer in OPTIMIZERS, f"{prefix}train.optimizer", f"one of {OPTIMIZERS}", t.optimizer)
     _need(math.isfinite(t.adam_eps) and t.adam_eps > 0, f"{prefix}train.adam_eps", "a finite number > 0", t.adam_eps)
     _need(t.precision in PRECISIONS, f"{prefix}train.precision", f"one of {PRECISIONS}", t.precision)
@@ -305,8 +317,12 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
     shots = cfg.shots
     ok = shots == ALL_SHOTS or (isinstance(shots, int) and not isinstance(shots, bool) and shots >= 1)
     _need(ok, f"{prefix}shots", f"an integer >= 1 or '{ALL_SHOTS}' (every training image)", shots)
-    _need(cfg.test_per_class is None or cfg.test_per_class >= 1, f"{prefix}test_per_class", ">= 1 or null",
-          cfg.test_per_class)
+    _need(
+        cfg.test_per_class is None or cfg.test_per_class >= 1,
+        f"{prefix}test_per_class",
+        ">= 1 or null",
+        cfg.test_per_class,
+    )
     _need(len(cfg.seeds) >= 1, f"{prefix}seeds", "at least one seed", list(cfg.seeds))
     repeated = sorted({s for s in cfg.seeds if list(cfg.seeds).count(s) > 1})
     _need(not repeated, f"{prefix}seeds", f"distinct (repeated: {repeated})", list(cfg.seeds))

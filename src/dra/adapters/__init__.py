@@ -1,4 +1,5 @@
 """Adapters: pure torch, no CLIP inside."""
+
 from dra.adapters.branch import AdapterBranch
 from dra.adapters.dynamic_rank import DynamicRankAdapter
 from dra.adapters.grad_scale import scale_gradient

@@ -1,4 +1,5 @@
 """The adapter branch added to a block: `s * A(LN1(x))`, with gradient scaling and the L1 term."""
+
 from __future__ import annotations
 
 import torch
@@ -27,7 +28,8 @@ class AdapterBranch(nn.Module):
         """Whether the output of a token depends on that token alone (the plain adapter, no L1 term):
         then the branch may run on a subset of the tokens, or a shorter (causal) sequence."""
         return bool(getattr(self.adapter, "tokenwise", False)) and not (
-            self.training and self.config.regularization and hasattr(self.adapter, "forward_with_reference"))
+            self.training and self.config.regularization and hasattr(self.adapter, "forward_with_reference")
+        )
 
     def _unscaled(self, t: torch.Tensor) -> torch.Tensor:
         return scale_gradient(t, 1.0 / self.config.scale) if self.config.gradient_scaling else t

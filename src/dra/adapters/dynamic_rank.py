@@ -20,6 +20,7 @@ Sorting has no gradient. With `learnable_scores` the forward value is exactly th
 backward pass goes through a soft mask built from soft ranks (pairwise sigmoids of the noisy scores),
 so `token_proj` and `channel_proj` learn (a straight-through estimator).
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,8 +39,9 @@ def gumbel_like(x: torch.Tensor, generator: torch.Generator | None = None) -> to
     return -torch.empty_like(x).exponential_(generator=generator).log()
 
 
-def perturb(scores: torch.Tensor, temperature: float, on_log_scores: bool = False,
-            noise: torch.Tensor | None = None) -> torch.Tensor:
+def perturb(
+    scores: torch.Tensor, temperature: float, on_log_scores: bool = False, noise: torch.Tensor | None = None
+) -> torch.Tensor:
     """`a + tau g`, or `log a + tau g` (the Gumbel-top-k form); g ~ Gumbel(0, 1) unless given."""
     base = torch.log(scores.clamp_min(1e-12)) if on_log_scores else scores
     if temperature == 0:
@@ -70,7 +72,7 @@ class NoiseSource:
         if key not in self._drawn:
             full = torch.empty((self.rows, *scores.shape[1:]), dtype=scores.dtype, device=scores.device)
             self._drawn[key] = gumbel_like(full)
-        return self._drawn[key][self.start:self.stop]
+        return self._drawn[key][self.start : self.stop]
 
 
 def positions(order: torch.Tensor) -> torch.Tensor:
@@ -80,7 +82,7 @@ def positions(order: torch.Tensor) -> torch.Tensor:
     return pos
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def group_bounds(n: int, k: int) -> tuple[tuple[int, int], ...]:
     """[start, end) of each group of `torch.tensor_split(range(n), k)` (cached: a pure function of n, k)."""
     bounds, start = [], 0
@@ -143,8 +145,7 @@ class DynamicRankAdapter(nn.Module):
     def token_groups(self, token_pos: torch.Tensor) -> torch.Tensor:
         """Group index of every token from its position in the importance order (B, N)."""
         n = token_pos.shape[-1]
-        starts = torch.tensor([s for s, _ in group_bounds(n, self.config.num_groups)[1:]],
-                              device=token_pos.device)
+        starts = torch.tensor([s for s, _ in group_bounds(n, self.config.num_groups)[1:]], device=token_pos.device)
         return torch.bucketize(token_pos, starts, right=True)
 
     def soft_mask(self, token_noisy: torch.Tensor, channel_noisy: torch.Tensor | None) -> torch.Tensor:
@@ -153,7 +154,8 @@ class DynamicRankAdapter(nn.Module):
         rho = soft_positions(token_noisy, cfg.relax_temperature)  # (B, N)
         bounds = torch.tensor(group_bounds(rho.shape[-1], cfg.num_groups), device=rho.device, dtype=rho.dtype)
         member = torch.sigmoid(rho.unsqueeze(-1) - bounds[:, 0] + 0.5) - torch.sigmoid(
-            rho.unsqueeze(-1) - bounds[:, 1] + 0.5)  # (B, N, K)
+            rho.unsqueeze(-1) - bounds[:, 1] + 0.5
+        )  # (B, N, K)
         if channel_noisy is None:
             kappa = torch.arange(cfg.rank, device=rho.device, dtype=rho.dtype).expand(rho.shape[0], -1)
         else:

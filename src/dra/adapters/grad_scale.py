@@ -4,6 +4,7 @@ With `out = s * scale_gradient(A(scale_gradient(y, s)), 1 / s)` the block sees `
 own parameters receive the gradient they would get without the factor `s`, and the gradient that
 flows back into the frozen residual stream through the adapter branch is multiplied by `s`.
 """
+
 from __future__ import annotations
 
 import torch

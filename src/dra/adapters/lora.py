@@ -11,6 +11,7 @@ Kaiming-uniform (a = sqrt(5)); B is (d, r), zero: a new LoRA starts as exactly t
 `merge()` adds scaling * B A into the fused weight (inference without the extra matmuls), `unmerge()`
 subtracts it again, as PEFT does.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,9 @@ class LoRAProjections(nn.Module):
 class LoRAAttention(ModuleWrapper):
     def __init__(self, base: nn.Module, rank: int, scaling: float, dropout: float) -> None:
         if not isinstance(base, nn.MultiheadAttention) or not getattr(base, "_qkv_same_embed_dim", False):
-            raise WrapError(f"LoRA needs an nn.MultiheadAttention with a fused in_proj_weight, got {type(base).__name__}")
+            raise WrapError(
+                f"LoRA needs an nn.MultiheadAttention with a fused in_proj_weight, got {type(base).__name__}"
+            )
         super().__init__(base)
         self.lora = LoRAProjections(base.embed_dim, rank)
         self.scaling = scaling
@@ -58,7 +61,7 @@ class LoRAAttention(ModuleWrapper):
         if not self.merged:
             d = self.base.embed_dim
             for i, name in enumerate(PROJECTIONS):
-                self.base.in_proj_weight[i * d:(i + 1) * d] += self.delta(name).to(self.base.in_proj_weight.dtype)
+                self.base.in_proj_weight[i * d : (i + 1) * d] += self.delta(name).to(self.base.in_proj_weight.dtype)
             self.merged = True
 
     @torch.no_grad()
@@ -66,7 +69,7 @@ class LoRAAttention(ModuleWrapper):
         if self.merged:
             d = self.base.embed_dim
             for i, name in enumerate(PROJECTIONS):
-                self.base.in_proj_weight[i * d:(i + 1) * d] -= self.delta(name).to(self.base.in_proj_weight.dtype)
+                self.base.in_proj_weight[i * d : (i + 1) * d] -= self.delta(name).to(self.base.in_proj_weight.dtype)
             self.merged = False
 
     def _update(self, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -77,17 +80,26 @@ class LoRAAttention(ModuleWrapper):
     def forward(self, query, key, value, key_padding_mask=None, need_weights=False, attn_mask=None, **kwargs):
         mha = self.base
         if self.merged:  # the frozen attention with the merged weight: open_clip's own path
-            return mha(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
-                       attn_mask=attn_mask, **kwargs)
+            return mha(
+                query,
+                key,
+                value,
+                key_padding_mask=key_padding_mask,
+                need_weights=need_weights,
+                attn_mask=attn_mask,
+                **kwargs,
+            )
         if key_padding_mask is not None or need_weights:
-            raise NotImplementedError("LoRAAttention supports open_clip's call (no key_padding_mask, need_weights=False)")
+            raise NotImplementedError(
+                "LoRAAttention supports open_clip's call (no key_padding_mask, need_weights=False)"
+            )
         if not mha.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         d, heads = mha.embed_dim, mha.num_heads
         w, bias = mha.in_proj_weight, mha.in_proj_bias
         out = []
         for i, (name, x) in enumerate(zip(PROJECTIONS, (query, key, value))):
-            y = F.linear(x, w[i * d:(i + 1) * d], None if bias is None else bias[i * d:(i + 1) * d])
+            y = F.linear(x, w[i * d : (i + 1) * d], None if bias is None else bias[i * d : (i + 1) * d])
             out.append(y + self._update(name, x))
         q, k, v = (t.unflatten(-1, (heads, d // heads)).transpose(1, 2) for t in out)  # (N, h, L, d/h)
         mask = attn_mask
@@ -102,4 +114,6 @@ class LoRAAttention(ModuleWrapper):
         return y, None
 
     def extra_repr(self) -> str:
-        return f"rank={self.lora.q_A.shape[0]}, scaling={self.scaling:.4g}, dropout={self.dropout}, merged={self.merged}"
+        return (
+            f"rank={self.lora.q_A.shape[0]}, scaling={self.scaling:.4g}, dropout={self.dropout}, merged={self.merged}"
+        )

@@ -10,6 +10,7 @@ scaling as in MMA's clip/gsl.py: the input's gradient is multiplied by s, the ou
 forward adds s * a while the adapter's parameters get the gradient they would get without the factor.
 Initialisation: Kaiming-normal (fan_out, relu) weights, zero biases, for every Linear.
 """
+
 from __future__ import annotations
 
 import torch

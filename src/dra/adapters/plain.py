@@ -1,7 +1,8 @@
 """The plain adapter baseline of Table 4: no token scores, no mask, every token at full rank r.
 
-    A(X) = relu(up(relu(mid(relu(down(X))))))      # outer ReLU switchable (`output_relu`)
+A(X) = relu(up(relu(mid(relu(down(X))))))      # outer ReLU switchable (`output_relu`)
 """
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ adapter's own scoring turns it into per-token ranks without noise. `order_agreem
 far training's noisy order (the adapter's own perturbation, `noise_temperature` and
 `noise_on_log_scores` as configured) is from that noiseless order (Spearman, 1 = same order).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,7 @@ def ranks_and_scores(adapter: DynamicRankAdapter, y: torch.Tensor) -> tuple[torc
     return adapter.kept[groups], scores
 
 
-def noisy_order_agreement(adapter: DynamicRankAdapter, scores: torch.Tensor, samples: int = 16,
-                          seed: int = 0) -> float:
+def noisy_order_agreement(adapter: DynamicRankAdapter, scores: torch.Tensor, samples: int = 16, seed: int = 0) -> float:
     """Mean Spearman agreement between the noiseless order and `samples` noisy orders of training."""
     cfg = adapter.config
     generator = torch.Generator(device=scores.device).manual_seed(seed)
@@ -43,8 +43,10 @@ def branch_inputs(model, images: torch.Tensor) -> dict[str, dict[int, torch.Tens
     handles = []
     for tower in ("image", "text"):
         for k, branch in model.branches(tower).items():
+
             def keep(module, args, tower=tower, k=k):
                 seen.setdefault(tower, {})[k] = args[0].detach()
+
             handles.append(branch.register_forward_pre_hook(keep))
     was_training = model.training
     model.eval()
@@ -79,7 +81,8 @@ def token_ranks(model, image_path: str, classname: str | None, out_dir: str | Pa
         ranks, scores = per_block[k]
         result[f"{tower}_block"] = k
         result[f"{tower}_order_agreement"] = {
-            b: noisy_order_agreement(branches[b].adapter, per_block[b][1]) for b in per_block}
+            b: noisy_order_agreement(branches[b].adapter, per_block[b][1]) for b in per_block
+        }
         path = out / f"{tower}_ranks_block{k}.png"
         if tower == "image":
             plot_image_ranks(image[0], ranks[0].cpu(), path, mean=mean, std=std)

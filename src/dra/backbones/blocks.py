@@ -32,6 +32,7 @@ block therefore computes the same attention from the same weights on the batch-f
 (B*N, d) x (d, 3d) projection, `scaled_dot_product_attention`, the output projection (float-close to
 `nn.MultiheadAttention`; tested). Without autograd (inference) open_clip's own call is used.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -113,15 +114,27 @@ def _hf_returns_tuple() -> bool:
 
 
 ANATOMIES: dict[str, BlockAnatomy] = {
-    "open_clip": BlockAnatomy("open_clip", ("ln_1", "attention", "ls_1", "ln_2", "mlp", "ls_2"),
-                              lambda b: b.ln_1, _open_clip_attention, lambda b, x: b.ls_2(b.mlp(b.ln_2(x)))),
-    "timm": BlockAnatomy("timm", ("norm1", "attn", "ls1", "norm2", "mlp", "ls2"),
-                         lambda b: b.norm1, _timm_attention, _timm_mlp),
-    "timm_eva": BlockAnatomy("timm_eva", ("norm1", "attn", "gamma_1", "norm2", "mlp", "gamma_2"),
-                             lambda b: b.norm1, _eva_attention, _eva_mlp),
-    "hf": BlockAnatomy("hf", ("layer_norm1", "self_attn", "layer_norm2", "mlp"),
-                       lambda b: b.layer_norm1, _hf_attention, lambda b, x: b.mlp(b.layer_norm2(x)),
-                       _hf_returns_tuple),
+    "open_clip": BlockAnatomy(
+        "open_clip",
+        ("ln_1", "attention", "ls_1", "ln_2", "mlp", "ls_2"),
+        lambda b: b.ln_1,
+        _open_clip_attention,
+        lambda b, x: b.ls_2(b.mlp(b.ln_2(x))),
+    ),
+    "timm": BlockAnatomy(
+        "timm", ("norm1", "attn", "ls1", "norm2", "mlp", "ls2"), lambda b: b.norm1, _timm_attention, _timm_mlp
+    ),
+    "timm_eva": BlockAnatomy(
+        "timm_eva", ("norm1", "attn", "gamma_1", "norm2", "mlp", "gamma_2"), lambda b: b.norm1, _eva_attention, _eva_mlp
+    ),
+    "hf": BlockAnatomy(
+        "hf",
+        ("layer_norm1", "self_attn", "layer_norm2", "mlp"),
+        lambda b: b.layer_norm1,
+        _hf_attention,
+        lambda b, x: b.mlp(b.layer_norm2(x)),
+        _hf_returns_tuple,
+    ),
 }
 
 
@@ -184,9 +197,16 @@ class ParallelBranchBlock(ModuleWrapper):
 
     def _own_attention(self) -> bool:
         a = self.base.attn
-        return (torch.is_grad_enabled() and isinstance(a, nn.MultiheadAttention) and a.batch_first
-                and a._qkv_same_embed_dim and a.in_proj_bias is not None and a.bias_k is None
-                and not a.add_zero_attn and (a.dropout == 0 or not a.training))
+        return (
+            torch.is_grad_enabled()
+            and isinstance(a, nn.MultiheadAttention)
+            and a.batch_first
+            and a._qkv_same_embed_dim
+            and a.in_proj_bias is not None
+            and a.bias_k is None
+            and not a.add_zero_attn
+            and (a.dropout == 0 or not a.training)
+        )
 
     def _attention(self, q_x: torch.Tensor, kv_x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Self-attention of the base block, queries from `q_x`, keys and values from `kv_x` (batch-first).

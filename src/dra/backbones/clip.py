@@ -9,6 +9,7 @@
   only the token the tower pools (CLS / EOT; `ParallelBranchBlock.rows`), and a text tower whose last
   blocks are all token-wise runs only up to the last pooled token (causal mask: exact).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,10 +42,14 @@ class CLIPBackbone(nn.Module):
         # open_clip's CLIP keeps the text tower's parts on the model; CustomTextCLIP (SigLIP, EVA) in `clip.text`
         text = getattr(clip, "text", clip)
         visual = getattr(clip, "visual", None)
-        image_ok = visual is not None and (hasattr(visual, "transformer")
-                                           or hasattr(getattr(visual, "trunk", None), "blocks"))
-        if not image_ok or not hasattr(getattr(text, "transformer", None), "resblocks") \
-                or getattr(text, "cls_emb", None) is not None:
+        image_ok = visual is not None and (
+            hasattr(visual, "transformer") or hasattr(getattr(visual, "trunk", None), "blocks")
+        )
+        if (
+            not image_ok
+            or not hasattr(getattr(text, "transformer", None), "resblocks")
+            or getattr(text, "cls_emb", None) is not None
+        ):
             raise BackboneError(
                 f"{info.get('model')} is not a ViT CLIP with an open_clip text transformer; DRA needs ViT image "
                 "towers (open_clip's own or timm's) and an open_clip text transformer (e.g. ViT-B-16, ViT-B-32, "
@@ -151,10 +156,16 @@ class CLIPBackbone(nn.Module):
     # -- image --------------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor, pooled_only: bool = False) -> torch.Tensor:
         visual = self.clip.visual
-        last = self._row_block(self.image_blocks, visual.transformer) if pooled_only else None
-        if (last is None or getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", None) != "tok"
-                or getattr(visual, "output_tokens", False) or not hasattr(visual, "_embeds")
-                or not hasattr(visual, "_pool")):
+        open_clip_vit = hasattr(visual, "transformer") and hasattr(visual, "_embeds")  # not a timm trunk
+        last = self._row_block(self.image_blocks, visual.transformer) if pooled_only and open_clip_vit else None
+        if (
+            last is None
+            or getattr(visual, "attn_pool", None) is not None
+            or getattr(visual, "pool_type", None) != "tok"
+            or getattr(visual, "output_tokens", False)
+            or not hasattr(visual, "_embeds")
+            or not hasattr(visual, "_pool")
+        ):
             return F.normalize(self.clip.encode_image(images), dim=-1)
         # open_clip's VisionTransformer.forward, with the last block computing the CLS token alone:
         # ln_post and 'tok' pooling then see (B, 1, d)
@@ -175,11 +186,17 @@ class CLIPBackbone(nn.Module):
         t = self._text
         if getattr(t, "use_pad_mask", False):
             add = t._build_additive_mask(tokens, tokens.shape[1], x.dtype)
-            return add if t.attn_mask is None else t.attn_mask[:tokens.shape[1], :tokens.shape[1]].unsqueeze(0) + add
+            return add if t.attn_mask is None else t.attn_mask[: tokens.shape[1], : tokens.shape[1]].unsqueeze(0) + add
         return t.attn_mask
 
-    def _run_blocks(self, x: torch.Tensor, blocks, mask: torch.Tensor | None = None,
-                    rows: torch.Tensor | None = None, transformer: nn.Module | None = None) -> torch.Tensor:
+    def _run_blocks(
+        self,
+        x: torch.Tensor,
+        blocks,
+        mask: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
+        transformer: nn.Module | None = None,
+    ) -> torch.Tensor:
         """Run `blocks` with `mask` (default: the text transformer's settings); `rows`: the last block
         computes only those tokens (it must be a wrapper with `rows`), also in a checkpointed recomputation."""
         transformer = self._text.transformer if transformer is None else transformer
@@ -215,7 +232,7 @@ class CLIPBackbone(nn.Module):
 
         `tokens` are the ids the embeddings stand for: pooling takes the EOT position from them.
         """
-        pos = self._text.positional_embedding[:tokens.shape[1]]
+        pos = self._text.positional_embedding[: tokens.shape[1]]
         return self.encode_text_from(embeddings + pos.to(embeddings.dtype), tokens, 0)
 
     @torch.no_grad()
@@ -223,7 +240,7 @@ class CLIPBackbone(nn.Module):
         """Hidden states entering text block `start` (0-based): embedding + the frozen blocks before it."""
         t = self._text
         dtype = t.transformer.get_cast_dtype()
-        x = t.token_embedding(tokens).to(dtype) + t.positional_embedding[:tokens.shape[1]].to(dtype)
+        x = t.token_embedding(tokens).to(dtype) + t.positional_embedding[: tokens.shape[1]].to(dtype)
         return self._run_blocks(x, self.text_blocks[:start], self._text_mask(tokens, x))
 
     def text_pool_rows(self, tokens: torch.Tensor) -> torch.Tensor | None:
@@ -245,8 +262,9 @@ class CLIPBackbone(nn.Module):
         upper = torch.ones_like(mask, dtype=torch.bool).triu(1)
         return bool((mask[upper] == float("-inf")).all() and (mask[~upper] == 0).all())
 
-    def encode_text_from(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int, frozen: bool = False,
-                         pooled_only: bool = False) -> torch.Tensor:
+    def encode_text_from(
+        self, hidden: torch.Tensor, tokens: torch.Tensor, start: int, frozen: bool = False, pooled_only: bool = False
+    ) -> torch.Tensor:
         """Normalised text features from the hidden states entering block `start`; `frozen` runs CLIP's
         own blocks, past any wrapper a method put in their place; `pooled_only` lets the last block
         compute the pooled token alone (open_clip's own text tower; exact)."""
@@ -255,8 +273,12 @@ class CLIPBackbone(nn.Module):
         mask = self._text_mask(tokens, hidden)
         rows = self.text_pool_rows(tokens) if pooled_only and not frozen and t is self.clip else None
         last = self._row_block(blocks, t.transformer) if rows is not None else None
-        if rows is not None and all(getattr(getattr(b, "branch", None), "tokenwise", False) for b in blocks) \
-                and len(blocks) and self._causal():
+        if (
+            rows is not None
+            and all(getattr(getattr(b, "branch", None), "tokenwise", False) for b in blocks)
+            and len(blocks)
+            and self._causal()
+        ):
             # every block is token-wise outside its causal attention: tokens after the last pooled one
             # never reach a pooled token, so the sequence is cut there
             n = int(rows.max()) + 1
@@ -294,8 +316,9 @@ class _RowsCall:
             self.block.rows = None
 
 
-def load_backbone(model_name: str = "ViT-B-16", pretrained: str | None = None,
-                  quick_gelu: bool | None = None) -> CLIPBackbone:
+def load_backbone(
+    model_name: str = "ViT-B-16", pretrained: str | None = None, quick_gelu: bool | None = None
+) -> CLIPBackbone:
     if model_name.startswith("hf:"):  # Hugging Face transformers CLIPModel / SiglipModel
         from dra.backbones.hf import load_hf_backbone
 

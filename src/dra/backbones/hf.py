@@ -8,6 +8,7 @@ The blocks methods wrap are the encoder layers (`CLIPEncoderLayer` / `SiglipEnco
 `self_attn`, `layer_norm2`, `mlp`; see `dra.backbones.blocks`). The text tower runs whole at each call
 (no frozen-prefix cache as for open_clip): slower training of text adapters, the same features.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,9 @@ class HFCLIPBackbone(CLIPBackbone):
         nn.Module.__init__(self)
         kind = getattr(model.config, "model_type", "")
         if kind not in ("clip", "siglip"):
-            raise BackboneError(f"{info.get('model')}: Hugging Face model type '{kind}' is not supported "
-                                "(CLIPModel or SiglipModel)")
+            raise BackboneError(
+                f"{info.get('model')}: Hugging Face model type '{kind}' is not supported (CLIPModel or SiglipModel)"
+            )
         self.clip = model
         self.info = dict(info)
         self.kind = kind
@@ -66,8 +68,10 @@ class HFCLIPBackbone(CLIPBackbone):
         """Without tokenizer files: open_clip's CLIP BPE (the same vocabulary as OpenAI's CLIP, 49408 tokens)."""
         tcfg = self.clip.config.text_config
         if self.kind != "clip" or int(tcfg.vocab_size) != 49408:
-            raise BackboneError(f"{self.info.get('model')}: no tokenizer files found next to the model "
-                                "(tokenizer.json / vocab files); save the tokenizer with the model")
+            raise BackboneError(
+                f"{self.info.get('model')}: no tokenizer files found next to the model "
+                "(tokenizer.json / vocab files); save the tokenizer with the model"
+            )
         from open_clip.tokenizer import SimpleTokenizer
 
         return SimpleTokenizer(context_length=self.context_length)
@@ -106,8 +110,9 @@ class HFCLIPBackbone(CLIPBackbone):
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         tok = self.tokenizer
         if hasattr(tok, "pad_token_id"):  # a transformers tokenizer
-            ids = tok(prompts, padding="max_length", max_length=self.context_length, truncation=True,
-                      return_tensors="pt")["input_ids"]
+            ids = tok(
+                prompts, padding="max_length", max_length=self.context_length, truncation=True, return_tensors="pt"
+            )["input_ids"]
         else:
             ids = tok(prompts)
         return ids.to(self.text_device)
@@ -116,8 +121,9 @@ class HFCLIPBackbone(CLIPBackbone):
         """No cached prefix for HF towers: the tokens themselves (encode_text_from runs the whole tower)."""
         return tokens
 
-    def encode_text_from(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int, frozen: bool = False,
-                         pooled_only: bool = False) -> torch.Tensor:
+    def encode_text_from(
+        self, hidden: torch.Tensor, tokens: torch.Tensor, start: int, frozen: bool = False, pooled_only: bool = False
+    ) -> torch.Tensor:
         """The whole HF text tower (its layers run as they are: `frozen` is not supported and refused)."""
         if frozen:
             raise NotImplementedError("frozen reference text features are not available for Hugging Face backbones")
@@ -143,7 +149,7 @@ def _norm_from_folder(folder: Path):
 def load_hf_backbone(model_name: str, pretrained: str | None = "hf") -> HFCLIPBackbone:
     """`hf:<repo id or folder>`; `pretrained` None or "" builds the architecture with random weights."""
     transformers = _transformers()
-    name = model_name[len(HF_PREFIX):] if model_name.startswith(HF_PREFIX) else model_name
+    name = model_name[len(HF_PREFIX) :] if model_name.startswith(HF_PREFIX) else model_name
     folder = Path(os.path.expanduser(name))
     local = folder.is_dir()
     if not local and (name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)):
@@ -153,13 +159,18 @@ def load_hf_backbone(model_name: str, pretrained: str | None = "hf") -> HFCLIPBa
     try:
         config = transformers.AutoConfig.from_pretrained(source, local_files_only=only_local)
     except OSError as e:
-        raise _offline_error(name, e) if only_local and not local else BackboneError(
-            f"cannot read the Hugging Face config of {source} ({str(e).splitlines()[0][:200]})") from None
+        raise (
+            _offline_error(name, e)
+            if only_local and not local
+            else BackboneError(f"cannot read the Hugging Face config of {source} ({str(e).splitlines()[0][:200]})")
+        ) from None
     classes = {"clip": transformers.CLIPModel, "siglip": transformers.SiglipModel}
     cls = classes.get(getattr(config, "model_type", ""))
     if cls is None:
-        raise BackboneError(f"{model_name}: Hugging Face model type '{config.model_type}' is not supported "
-                            "(CLIPModel or SiglipModel: model_type clip or siglip)")
+        raise BackboneError(
+            f"{model_name}: Hugging Face model type '{config.model_type}' is not supported "
+            "(CLIPModel or SiglipModel: model_type clip or siglip)"
+        )
     random_weights = pretrained is None or str(pretrained) == ""
     if random_weights:
         with torch.random.fork_rng(devices=[]):
@@ -169,8 +180,11 @@ def load_hf_backbone(model_name: str, pretrained: str | None = "hf") -> HFCLIPBa
         try:
             model = cls.from_pretrained(source, local_files_only=only_local)
         except OSError as e:
-            raise _offline_error(name, e) if only_local and not local else BackboneError(
-                f"cannot load the weights of {source} ({str(e).splitlines()[0][:200]})") from None
+            raise (
+                _offline_error(name, e)
+                if only_local and not local
+                else BackboneError(f"cannot load the weights of {source} ({str(e).splitlines()[0][:200]})")
+            ) from None
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -10,6 +10,7 @@
 OpenAI's CLIP uses QuickGELU; `quick_gelu=None` turns it on for the "openai" tag and OpenAI files,
 so that `ViT-B-16` + OpenAI weights never silently runs the wrong activation.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -64,7 +65,9 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
                 sd = torch.jit.load(str(path), map_location="cpu").state_dict()
         except Exception as e:  # noqa: BLE001
             first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-            raise BackboneError(f"weights file {path} is a corrupt TorchScript archive ({first.strip()[:200]})") from None
+            raise BackboneError(
+                f"weights file {path} is a corrupt TorchScript archive ({first.strip()[:200]})"
+            ) from None
         for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # not weights
             sd.pop(key, None)
         return sd, True
@@ -93,7 +96,7 @@ def _read_plain_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(checkpoint, dict) or not checkpoint or not all(torch.is_tensor(v) for v in checkpoint.values()):
         raise BackboneError(f"weights file {path} holds no state dict of tensors")
     if next(iter(checkpoint)).startswith("module."):
-        checkpoint = {k[len("module."):]: v for k, v in checkpoint.items()}
+        checkpoint = {k[len("module.") :]: v for k, v in checkpoint.items()}
     return checkpoint
 
 
@@ -149,8 +152,9 @@ def open_clip_quietly():
     return mock.patch.object(importlib.import_module("open_clip.factory"), "logging", _OPEN_CLIP_LOG)
 
 
-def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | None = None,
-                quick_gelu: bool | None = None) -> tuple[nn.Module, dict]:
+def create_clip(
+    model_name: str = "ViT-B-16", pretrained: str | os.PathLike | None = None, quick_gelu: bool | None = None
+) -> tuple[nn.Module, dict]:
     """Build the open_clip model and return it with the weights' description (for checkpoints)."""
     register_model_configs()
     if model_name not in open_clip.list_models():
@@ -161,6 +165,7 @@ def create_clip(model_name: str = "ViT-B-16", pretrained: str | os.PathLike | No
     state, openai_file, source = None, False, "random"
     if str(pretrained) == "pocket":  # the pocket world's tiny CLIP (a simulation), shipped in the package
         from dra.pocket import pocket_weights
+
         (state, _), source = _read_state_dict(pocket_weights(model_name)), "pocket"
     elif pretrained is not None and str(pretrained) != "":
         path = Path(pretrained).expanduser()

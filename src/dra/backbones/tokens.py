@@ -8,6 +8,7 @@
 The tokens come from `source()`, a callable of the method: the learned tensors live in the method's
 own module (one place for checkpoints), the wrappers only say where they enter.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -42,13 +43,18 @@ class ReplaceTokens(ModuleWrapper):
         self.start = start
         self.batch_first = getattr(getattr(base, "attn", None), "batch_first", True)
 
-    def forward(self, q_x: torch.Tensor, k_x: torch.Tensor | None = None, v_x: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        q_x: torch.Tensor,
+        k_x: torch.Tensor | None = None,
+        v_x: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = q_x if self.batch_first else q_x.transpose(0, 1)
         tokens = _batched(self.source(), x.shape[0], x.dtype)
         n = tokens.shape[1]
         start = x.shape[1] - n if self.start is None else self.start
-        x = torch.cat([x[:, :start], tokens, x[:, start + n:]], dim=1)
+        x = torch.cat([x[:, :start], tokens, x[:, start + n :]], dim=1)
         return self.base(x if self.batch_first else x.transpose(0, 1), attn_mask=attn_mask)
 
     def extra_repr(self) -> str:

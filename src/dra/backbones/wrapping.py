@@ -5,6 +5,7 @@ As PEFT does for LoRA layers, the original module lives on inside its wrapper as
 `unwrap` puts the original back. Every method that changes CLIP's inside (adapters beside a block's
 attention, prompt tokens entering a block, low-rank updates of a projection) is a `ModuleWrapper`.
 """
+
 from __future__ import annotations
 
 from typing import Callable

@@ -18,6 +18,7 @@ the same rounds (the noise of a shared machine cancels in the ratio). Peak memor
 allocator's peak, or on the CPU the live tensors plus the `torch.profiler` allocation peak. What is
 timed and counted, exactly: benchmarks/README.md ("What is measured").
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,10 +39,11 @@ from dra.settings import PAPER_SGD  # DESIGN.md section 2; written once, as Trai
 
 __all__ = ["PAPER_SGD", "PRECISIONS", "measure_methods"]
 
-_MB = 2.0 ** 20
+_MB = 2.0**20
 
 
 # -- arguments -------------------------------------------------------------------------------------
+
 
 def _check_methods(methods: Iterable[str]) -> list[str]:
     from dra.methods import METHODS
@@ -58,6 +60,7 @@ def _check_methods(methods: Iterable[str]) -> list[str]:
 
 
 # -- memory ----------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _quiet_stderr():
@@ -152,6 +155,7 @@ def _tensor_bytes(*sources: Any) -> int:
 
 # -- one method ------------------------------------------------------------------------------------
 
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -168,8 +172,16 @@ def _share_weights(backbone):
 class _Runner:
     """One method on its own view of the backbone: its training step and its inference step."""
 
-    def __init__(self, name: str, model, images: torch.Tensor, labels: torch.Tensor,
-                 device: torch.device, precision: str, compiled: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        model,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        device: torch.device,
+        precision: str,
+        compiled: bool = False,
+    ) -> None:
         self.name, self.device, self.precision = name, device, precision
         self.images, self.labels = images, labels
         self.model = model.to(device)
@@ -181,7 +193,9 @@ class _Runner:
         self.train_times: list[float] = []
         self.infer_times: list[float] = []
         self.ref_times: list[float] = []
-        self.error: str | None = None  # why a torch.compile row could not run  # zero-shot only: its inference steps inside the training rounds
+        self.error: str | None = (
+            None  # why a torch.compile row could not run  # zero-shot only: its inference steps inside the training rounds
+        )
 
     def train_step(self) -> None:
         """zero_grad, forward (training mode), loss (CE + regularisation), backward, SGD step."""
@@ -248,10 +262,20 @@ def _rounds(runners: list[_Runner], step: str, steps: int, warmup: int) -> None:
 
 # -- public ----------------------------------------------------------------------------------------
 
-def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), model: str = "ViT-B-16",
-                    batch_size: int = 16, steps: int = 5, warmup: int = 2, device: str | None = None,
-                    num_classes: int = 10, precision: str = "auto", seed: int = 0, mma_source=None,
-                    compile: bool = False) -> list[dict[str, Any]]:
+
+def measure_methods(
+    methods: Iterable[str] = ("dra", "adapter", "zeroshot"),
+    model: str = "ViT-B-16",
+    batch_size: int = 16,
+    steps: int = 5,
+    warmup: int = 2,
+    device: str | None = None,
+    num_classes: int = 10,
+    precision: str = "auto",
+    seed: int = 0,
+    mma_source=None,
+    compile: bool = False,
+) -> list[dict[str, Any]]:
     """Measure each method's Table 6 columns side by side (see the module docstring for what exactly).
 
     Args:
@@ -276,8 +300,12 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
     from dra.backbones import BackboneError, load_backbone
 
     names = _check_methods(methods)
-    for label, value, low in (("batch_size", batch_size, 1), ("steps", steps, 1), ("warmup", warmup, 0),
-                              ("num_classes", num_classes, 1)):
+    for label, value, low in (
+        ("batch_size", batch_size, 1),
+        ("steps", steps, 1),
+        ("warmup", warmup, 0),
+        ("num_classes", num_classes, 1),
+    ):
         if int(value) != value or value < low:
             raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
     dev = resolve_device(device)
@@ -294,11 +322,18 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
     labels = torch.randint(0, num_classes, (batch_size,), generator=gen).to(dev)
     classnames = [f"class {i}" for i in range(num_classes)]
 
-    extras = {"model": model, "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
-              "precision": prec, "batch_size": batch_size, "steps": steps, "warmup": warmup,
-              "num_classes": num_classes,
-              "memory_measure": "torch.cuda.max_memory_allocated" if dev.type == "cuda"
-              else "live tensors + torch.profiler allocation peak"}
+    extras = {
+        "model": model,
+        "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+        "precision": prec,
+        "batch_size": batch_size,
+        "steps": steps,
+        "warmup": warmup,
+        "num_classes": num_classes,
+        "memory_measure": "torch.cuda.max_memory_allocated"
+        if dev.type == "cuda"
+        else "live tensors + torch.profiler allocation peak",
+    }
     runners: list[_Runner] = []
     try:
         from dra.methods import build_method
@@ -330,13 +365,22 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
         ref = next((r.ref_times for r in runners if r.ref_times), None)
         for r in runners:
             if r.error is not None or not r.infer_times or (r.trainable and not r.train_times):
-                rows.append({"method": r.name, "trainable_params": int(r.model.parameter_counts()["trainable"]),
-                             "train_images_per_s": None, "infer_images_per_s": None, "peak_memory_mb": None,
-                             "error": r.error, **extras})
+                rows.append(
+                    {
+                        "method": r.name,
+                        "trainable_params": int(r.model.parameter_counts()["trainable"]),
+                        "train_images_per_s": None,
+                        "infer_images_per_s": None,
+                        "peak_memory_mb": None,
+                        "error": r.error,
+                        **extras,
+                    }
+                )
                 continue
             train_mb = None
-            state = [t for st in (r.opt.state.values() if r.opt else []) for t in st.values()
-                     if isinstance(t, torch.Tensor)]
+            state = [
+                t for st in (r.opt.state.values() if r.opt else []) for t in st.values() if isinstance(t, torch.Tensor)
+            ]
             extra = _tensor_bytes(*r.params, *state)  # adapters and SGD momentum, live before the step
             if r.name == "mma":  # MMA's model holds its own CLIP weights
                 extra += _tensor_bytes(r.model) - _tensor_bytes(*r.params)
@@ -353,24 +397,26 @@ def measure_methods(methods: Iterable[str] = ("dra", "adapter", "zeroshot"), mod
                 r.infer_step()
             infer_mb = mem.mb
             peaks = [m for m in (train_mb, infer_mb) if m is not None]
-            rows.append({
-                "method": r.name,
-                "trainable_params": int(r.model.parameter_counts()["trainable"]),
-                "train_images_per_s": batch_size / min(r.train_times) if r.trainable else None,
-                "infer_images_per_s": batch_size / min(r.infer_times),
-                "peak_memory_mb": max(peaks) if peaks else None,
-                "train_peak_memory_mb": train_mb,
-                "infer_peak_memory_mb": infer_mb,
-                "train_images_per_s_median":
-                    batch_size / statistics.median(r.train_times) if r.trainable else None,
-                "infer_images_per_s_median": batch_size / statistics.median(r.infer_times),
-                "train_x_zs_infer": min(ref) / min(r.train_times) if r.trainable and ref else None,
-                "train_x_zs_infer_median":
-                    statistics.median(ref) / statistics.median(r.train_times) if r.trainable and ref else None,
-                "train_step_s": [round(t, 6) for t in r.train_times] or None,
-                "infer_step_s": [round(t, 6) for t in r.infer_times],
-                **extras,
-            })
+            rows.append(
+                {
+                    "method": r.name,
+                    "trainable_params": int(r.model.parameter_counts()["trainable"]),
+                    "train_images_per_s": batch_size / min(r.train_times) if r.trainable else None,
+                    "infer_images_per_s": batch_size / min(r.infer_times),
+                    "peak_memory_mb": max(peaks) if peaks else None,
+                    "train_peak_memory_mb": train_mb,
+                    "infer_peak_memory_mb": infer_mb,
+                    "train_images_per_s_median": batch_size / statistics.median(r.train_times) if r.trainable else None,
+                    "infer_images_per_s_median": batch_size / statistics.median(r.infer_times),
+                    "train_x_zs_infer": min(ref) / min(r.train_times) if r.trainable and ref else None,
+                    "train_x_zs_infer_median": statistics.median(ref) / statistics.median(r.train_times)
+                    if r.trainable and ref
+                    else None,
+                    "train_step_s": [round(t, 6) for t in r.train_times] or None,
+                    "infer_step_s": [round(t, 6) for t in r.infer_times],
+                    **extras,
+                }
+            )
         return rows
     finally:
         for r in runners:

@@ -8,6 +8,7 @@ MMA's `configs/trainers/MultiModalAdapter/vit_b16_ep5.yaml` (adapters in blocks 
 0.001), and trains what MMA trains (its adapters) with the same loss MMA's trainer uses
 (cross-entropy on the logits).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,7 +27,7 @@ def _dassl_stand_ins():
     """Empty `dassl.*` modules for the import of MMA's trainer file (its model classes do not use them)."""
     names = ["dassl", "dassl.engine", "dassl.utils", "dassl.optim"]
     saved = {n: sys.modules.get(n) for n in names}
-    stub = types.SimpleNamespace(register=lambda *a, **k: (lambda cls: cls))
+    stub = types.SimpleNamespace(register=lambda *a, **k: lambda cls: cls)
     mods = {n: types.ModuleType(n) for n in names}
     mods["dassl.engine"].TRAINER_REGISTRY = stub
     mods["dassl.engine"].TrainerX = object
@@ -46,7 +47,9 @@ def _dassl_stand_ins():
 def _import_mma(root: Path):
     root = Path(root).expanduser().resolve()
     if not (root / "trainers" / "mmadapter.py").is_file() or not (root / "clip" / "model.py").is_file():
-        raise ValueError(f"{root} is not a clone of ZjjConan/Multi-Modal-Adapter (no trainers/mmadapter.py, clip/model.py)")
+        raise ValueError(
+            f"{root} is not a clone of ZjjConan/Multi-Modal-Adapter (no trainers/mmadapter.py, clip/model.py)"
+        )
     saved_clip = {k: v for k, v in sys.modules.items() if k == "clip" or k.startswith("clip.")}
     for k in saved_clip:
         del sys.modules[k]
@@ -69,8 +72,14 @@ def _import_mma(root: Path):
 
 def _cfg(image_size: int, layers: int):
     ns = types.SimpleNamespace
-    mm = ns(TEXT_CTX_INIT="a photo of a", ADAPTER_START=min(5, layers), ADAPTER_END=layers, ADAPTER_DIM=32, ADAPTER_SCALE=0.001,
-            PREC="fp32")
+    mm = ns(
+        TEXT_CTX_INIT="a photo of a",
+        ADAPTER_START=min(5, layers),
+        ADAPTER_END=layers,
+        ADAPTER_DIM=32,
+        ADAPTER_SCALE=0.001,
+        PREC="fp32",
+    )
     return ns(INPUT=ns(SIZE=(image_size, image_size)), TRAINER=ns(MMADAPTER=mm))
 
 
@@ -117,11 +126,17 @@ def build_mma(source, backbone, classnames: list[str]) -> MMAModel:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         mma_clip = model_module.CLIP(
-            embed_dim=clip.text_projection.shape[1], image_resolution=size,
-            vision_layers=len(vis.transformer.resblocks), vision_width=vis.transformer.width,
-            vision_patch_size=patch, context_length=clip.context_length, vocab_size=clip.vocab_size,
-            transformer_width=clip.transformer.width, transformer_heads=heads or clip.transformer.width // 64,
-            transformer_layers=len(clip.transformer.resblocks)).float()
+            embed_dim=clip.text_projection.shape[1],
+            image_resolution=size,
+            vision_layers=len(vis.transformer.resblocks),
+            vision_width=vis.transformer.width,
+            vision_patch_size=patch,
+            context_length=clip.context_length,
+            vocab_size=clip.vocab_size,
+            transformer_width=clip.transformer.width,
+            transformer_heads=heads or clip.transformer.width // 64,
+            transformer_layers=len(clip.transformer.resblocks),
+        ).float()
         net = trainer.CustomCLIP(_cfg(size, len(vis.transformer.resblocks)), classnames, mma_clip)
     for name, p in net.named_parameters():  # MMA's build_model: only the adapters train
         p.requires_grad_("text_adapter" in name or "visual_adapter" in name or "shared_adapter" in name)

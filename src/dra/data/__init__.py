@@ -7,6 +7,7 @@
 `build_transforms` and `ImageDataset` need torch; they are imported on first use so that the
 registry and the draws stay light.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

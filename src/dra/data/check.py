@@ -1,4 +1,5 @@
 """`dra data check`: counts per split and class, every listed file present, optionally decoded."""
+
 from __future__ import annotations
 
 import os
@@ -83,12 +84,15 @@ def check_dataset(
     if shots is not None and shots >= 1:
         short = [(splits.classnames[i], c["train"]) for i, c in enumerate(per_class) if c["train"] < shots]
         if short:
-            warnings.append(f"{len(short)} of {len(per_class)} classes have fewer than {shots} training images "
-                            f"(smallest: {min(n for _, n in short)}); they train on all they have")
+            warnings.append(
+                f"{len(short)} of {len(per_class)} classes have fewer than {shots} training images "
+                f"(smallest: {min(n for _, n in short)}); they train on all they have"
+            )
     paths = list(dict.fromkeys(d.impath for items in lists.values() for d in items))
     missing = [p for p in paths if not os.path.isfile(p)]
-    report = CheckReport(spec, splits, counts, per_class, len(paths), missing=missing, warnings=warnings,
-                         shots=shots, short=short)
+    report = CheckReport(
+        spec, splits, counts, per_class, len(paths), missing=missing, warnings=warnings, shots=shots, short=short
+    )
     if decode:
         absent = set(missing)
         present = [p for p in paths if p not in absent]

@@ -1,4 +1,5 @@
 """`dra data ...`: list datasets, check a layout on disk, print a few-shot draw, write `shapes`."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ from dra.data.core import DataError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
-DATASET_HELP = ("Dataset name, e.g. eurosat, oxford_pets, imagenet, shapes (see `dra data list`), or a folder "
-                "with one sub-folder of images per class.")
+DATASET_HELP = (
+    "Dataset name, e.g. eurosat, oxford_pets, imagenet, shapes (see `dra data list`), or a folder "
+    "with one sub-folder of images per class."
+)
 ROOT_HELP = "Folder that holds the datasets in CoOp's layout (not needed for `shapes` or a folder dataset)."
 SPLIT_HELP = "A CoOp split file (JSON) for a folder dataset (default: a deterministic 50/20/30 split)."
 
@@ -53,8 +56,9 @@ def check(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help=ROOT_HELP),
     split: Optional[Path] = typer.Option(None, "--split", help=SPLIT_HELP),
     shots: Optional[int] = typer.Option(None, "--shots", help="List the classes with fewer training images."),
-    decode: Optional[bool] = typer.Option(None, "--decode/--no-decode",
-                                          help="Also open every image (default: on for folders, off otherwise)."),
+    decode: Optional[bool] = typer.Option(
+        None, "--decode/--no-decode", help="Also open every image (default: on for folders, off otherwise)."
+    ),
     workers: int = typer.Option(4, "--workers", help="Threads used to decode images."),
     max_listed: int = typer.Option(20, "--max-listed", help="Missing or bad files printed at most."),
 ) -> None:
@@ -63,7 +67,9 @@ def check(
     from dra.data.registry import get_spec
 
     if (path is None) == (dataset is None):
-        raise DataError("give a dataset: `dra data check PATH` or `dra data check --dataset NAME`; see docs/datasets.md")
+        raise DataError(
+            "give a dataset: `dra data check PATH` or `dra data check --dataset NAME`; see docs/datasets.md"
+        )
     dataset = dataset or path
     if decode is None:
         decode = get_spec(dataset, split).user_folder
@@ -79,16 +85,20 @@ def check(
         bar.update(n)
 
     try:
-        report = check_dataset(dataset, data_root, decode=decode, workers=workers, progress=progress, split=split,
-                               shots=shots)
+        report = check_dataset(
+            dataset, data_root, decode=decode, workers=workers, progress=progress, split=split, shots=shots
+        )
     finally:
         if bar is not None:
             bar.close()
     spec, splits = report.spec, report.splits
     echo = typer.echo
-    echo(f"dataset     {spec.name} ({spec.title})" if not spec.user_folder
-         else f"dataset     {spec.name} (image folder {spec.folder}"
-              + (f", split {spec.split_file})" if spec.split_file else ", CoOp's 50/20/30 split)"))
+    echo(
+        f"dataset     {spec.name} ({spec.title})"
+        if not spec.user_folder
+        else f"dataset     {spec.name} (image folder {spec.folder}"
+        + (f", split {spec.split_file})" if spec.split_file else ", CoOp's 50/20/30 split)")
+    )
     echo(f"image dir   {splits.image_dir}")
     echo(f"classes     {len(splits.classnames)}")
     expected = spec.expected_counts or (None, None, None)
@@ -105,14 +115,16 @@ def check(
     for label, (name, c) in enumerate(zip(splits.classnames, report.per_class)):
         echo(f"{label:5d}  {name:{width}s}  {c['train']:7d} {c['val']:7d} {c['test']:7d}")
     echo("")
-    echo(f"files       {report.files} listed, {report.files - len(report.missing)} present, {len(report.missing)} missing")
+    echo(
+        f"files       {report.files} listed, {report.files - len(report.missing)} present, {len(report.missing)} missing"
+    )
     for p in report.missing[:max_listed]:
         echo(f"  missing   {p}")
     if len(report.missing) > max_listed:
         echo(f"  ... and {len(report.missing) - max_listed} more missing")
     if report.decoded is not None:
         echo(f"decoded     {report.decoded} opened, {report.decoded - len(report.bad)} ok, {len(report.bad)} bad")
-        for p, err in report.bad[:max_listed]:
+        for p, _err in report.bad[:max_listed]:
             echo(f"  bad       {p}")
         if len(report.bad) > max_listed:
             echo(f"  ... and {len(report.bad) - max_listed} more bad")
@@ -144,18 +156,14 @@ def fewshot(
     indent: Optional[int] = typer.Option(None, "--indent", help="Indent the JSON (default: one line)."),
 ) -> None:
     """Print the few-shot draw as JSON: {"train": [[relpath, label, classname], ...], "val", "test", "classnames"}."""
-    from dra.data.fewshot import SUBSAMPLES
+    from dra.data.fewshot import SUBSAMPLES, subsample_classes
     from dra.data.fewshot import fewshot as draw
-    from dra.data.fewshot import subsample_classes
     from dra.data.registry import build_dataset
 
     if subsample not in SUBSAMPLES:  # before reading a large dataset
         raise DataError(f"--subsample must be one of {', '.join(SUBSAMPLES)}, not {subsample!r}; see docs/datasets.md")
     splits = subsample_classes(draw(build_dataset(dataset, data_root, split), shots, seed), subsample)
-    out = {
-        k: [[splits.relpath(d), d.label, d.classname] for d in getattr(splits, k)]
-        for k in ("train", "val", "test")
-    }
+    out = {k: [[splits.relpath(d), d.label, d.classname] for d in getattr(splits, k)] for k in ("train", "val", "test")}
     out["classnames"] = list(splits.classnames)
     typer.echo(json.dumps(out, indent=indent, ensure_ascii=False))
 

@@ -1,4 +1,5 @@
 """The small value types every data module shares: `Datum`, `DatasetSplits`, `DataError`."""
+
 from __future__ import annotations
 
 import os

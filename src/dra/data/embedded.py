@@ -6,6 +6,7 @@ from its own `random.Random` seeded by a fixed string, so the same code writes t
 every machine. It is written in CoOp's layout, `shapes/images/<class>/<class>_NNN.png` and
 `shapes/split_zhou_Shapes.json`, and read back through the same registry code as EuroSAT.
 """
+
 from __future__ import annotations
 
 import json
@@ -84,10 +85,31 @@ def _shape_mask(shape: str, rng: random.Random) -> Image.Image:
         draw.polygon(_polygon(6, cx, cy, r, spin), fill=255)
     elif shape == "cross":
         w = 0.36 * r
-        pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
+        pts = [
+            (-w, -r),
+            (w, -r),
+            (w, -w),
+            (r, -w),
+            (r, w),
+            (w, w),
+            (w, r),
+            (-w, r),
+            (-w, w),
+            (-r, w),
+            (-r, -w),
+            (-w, -w),
+        ]
         draw.polygon(_rotated(pts, cx, cy, tilt), fill=255)
     elif shape == "arrow":
-        pts = [(-r, -0.25 * r), (0.1 * r, -0.25 * r), (0.1 * r, -0.65 * r), (r, 0), (0.1 * r, 0.65 * r), (0.1 * r, 0.25 * r), (-r, 0.25 * r)]
+        pts = [
+            (-r, -0.25 * r),
+            (0.1 * r, -0.25 * r),
+            (0.1 * r, -0.65 * r),
+            (r, 0),
+            (0.1 * r, 0.65 * r),
+            (0.1 * r, 0.25 * r),
+            (-r, 0.25 * r),
+        ]
         draw.polygon(_rotated(pts, cx, cy, spin), fill=255)
     elif shape == "crescent":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
@@ -118,8 +140,9 @@ def class_folder(classname: str) -> str:
 
 
 def _write(dataset_dir: Path) -> None:
-    write_coop_dataset(dataset_dir, [c for c, _, _ in SHAPES_CLASSES], PER_CLASS, render_image, SPLIT_FILE,
-                       GENERATOR_VERSION)
+    write_coop_dataset(
+        dataset_dir, [c for c, _, _ in SHAPES_CLASSES], PER_CLASS, render_image, SPLIT_FILE, GENERATOR_VERSION
+    )
 
 
 def write_coop_dataset(dataset_dir: Path, classnames, per_class: dict, render, split_file: str, version: str) -> None:

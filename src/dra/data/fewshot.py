@@ -16,6 +16,7 @@ the very same images, in the same order, as the published runs:
 (few-shot) train list, the first `ceil(n/2)` are "base", the rest "new"; every list is filtered in
 order and relabelled to the index within the selected group.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,9 +91,7 @@ def subsample_classes(splits: DatasetSplits, subsample: str = "all") -> DatasetS
 
     def _filter(items: Sequence[Datum]) -> list[Datum]:
         return [
-            Datum(impath=d.impath, label=relabel[d.label], classname=d.classname)
-            for d in items
-            if d.label in relabel
+            Datum(impath=d.impath, label=relabel[d.label], classname=d.classname) for d in items if d.label in relabel
         ]
 
     return replace(

@@ -20,6 +20,7 @@ that is an existing directory to a `folder_spec`, whose reader is `read_image_fo
   ignored. Whether each image opens is checked by `dra data check PATH` (and by training with
   `train.skip_bad_images=true`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,10 +69,15 @@ def folder_spec(path: str | os.PathLike, split: str | os.PathLike | None = None)
     p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
     split_path = None if split in (None, "") else Path(os.path.abspath(os.path.expanduser(os.fspath(split))))
     return DatasetSpec(
-        name=folder_dataset_name(p, split_path), title=p.name or str(p), folder=str(p), image_subdir="",
+        name=folder_dataset_name(p, split_path),
+        title=p.name or str(p),
+        folder=str(p),
+        image_subdir="",
         layout=f"{p}/<class folder>/*.jpg|png|... (optional {CLASSNAMES_FILE}: '<folder> <class name>' per line)",
-        reader=read_image_folder, split_file=None if split_path is None else str(split_path),
-        aliases=(), user_folder=True,
+        reader=read_image_folder,
+        split_file=None if split_path is None else str(split_path),
+        aliases=(),
+        user_folder=True,
     )
 
 
@@ -93,7 +99,7 @@ def split_class(files: list[str], folder: str) -> tuple[list[str], list[str], li
     if n and n_train == 0:
         n_train = 1
     n_val = min(n_val, n - n_train)
-    return files[:n_train], files[n_train:n_train + n_val], files[n_train + n_val:]
+    return files[:n_train], files[n_train : n_train + n_val], files[n_train + n_val :]
 
 
 def _class_files(class_dir: Path) -> list[str]:
@@ -115,8 +121,9 @@ def read_classnames_file(path: Path) -> dict[str, str]:
                 continue
             folder, _, name = line.partition(" ")
             if not name.strip():
-                raise DataError(f"{path} line {number}: expected '<folder name> <class name>', got {line!r}; "
-                                f"{DOCS_HINT}")
+                raise DataError(
+                    f"{path} line {number}: expected '<folder name> <class name>', got {line!r}; {DOCS_HINT}"
+                )
             names[folder] = name.strip()
     return names
 
@@ -141,12 +148,15 @@ def read_image_folder(spec, root: Path | None = None) -> DatasetSplits:
         return read_split_json(spec, Path(spec.split_file), ddir)
     folders, names = class_folders(ddir)
     if not folders:
-        raise DataError(f"{ddir} has no class folders: an image-folder dataset holds one sub-folder of images per "
-                        f"class ({spec.layout}); {DOCS_HINT}")
+        raise DataError(
+            f"{ddir} has no class folders: an image-folder dataset holds one sub-folder of images per "
+            f"class ({spec.layout}); {DOCS_HINT}"
+        )
     lists: dict[str, list[Datum]] = {"train": [], "val": [], "test": []}
     for label, (folder, name) in enumerate(zip(folders, names, strict=True)):
         parts = split_class(_class_files(ddir / folder), folder)
         for key, files in zip(lists, parts, strict=True):
             lists[key].extend(Datum(impath=str(ddir / folder / f), label=label, classname=name) for f in files)
-    return DatasetSplits(train=lists["train"], val=lists["val"], test=lists["test"], classnames=names,
-                         name=spec.name, image_dir=ddir)
+    return DatasetSplits(
+        train=lists["train"], val=lists["val"], test=lists["test"], classnames=names, name=spec.name, image_dir=ddir
+    )

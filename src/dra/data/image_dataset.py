@@ -1,4 +1,5 @@
 """A torch `Dataset` over `Datum` lists, with clear errors for bad images and an opt-in skip."""
+
 from __future__ import annotations
 
 import logging
@@ -73,4 +74,6 @@ class ImageDataset(Dataset):
                 self._bad.add(j)
                 self.skipped.append(self.items[j].impath)
                 log.warning("skipping bad image %s (item %d): %s", self.items[j].impath, j, e)
-        raise DataError(f"no readable image among the {n} items of this dataset (first: {self.items[0].impath if n else '-'}); {DOCS_HINT}")
+        raise DataError(
+            f"no readable image among the {n} items of this dataset (first: {self.items[0].impath if n else '-'}); {DOCS_HINT}"
+        )

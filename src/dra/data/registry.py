@@ -17,6 +17,7 @@ one can reproduce on another disk: here class folders *and* files are listed in 
 the split-file datasets the draw is therefore bit-for-bit CoOp's; for ImageNet it is the same
 procedure on a documented, reproducible order (see docs/datasets.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ from typing import Callable, Optional, Sequence
 from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum
 from dra.data.embedded import SHAPES_CLASSES, SHAPES_COUNTS, ensure_shapes
 from dra.data.embedded import SPLIT_FILE as SHAPES_SPLIT_FILE
-from dra.pocket.datasets import POCKET_BENCHMARK, POCKET_DATASETS
+from dra.pocket.datasets import POCKET_DATASETS
 
 Reader = Callable[["DatasetSpec", Path], DatasetSplits]
 
@@ -74,10 +75,7 @@ def _missing(spec: DatasetSpec, data_root: Path, path: Path, what: str) -> DataE
     )
     if looks_inside and not spec.dataset_dir(data_root).is_dir():
         hint = f" (the data root should be the folder that contains {spec.folder}/, not {spec.folder}/ itself)"
-    return DataError(
-        f"{spec.name}: {what} not found: expected {path}{hint}; "
-        f"CoOp layout: {spec.layout}; {DOCS_HINT}"
-    )
+    return DataError(f"{spec.name}: {what} not found: expected {path}{hint}; CoOp layout: {spec.layout}; {DOCS_HINT}")
 
 
 def _require_dir(spec: DatasetSpec, root: Path, path: Path, what: str) -> None:
@@ -137,8 +135,9 @@ def read_imagenet_classnames(path: Path) -> dict[str, str]:
     return dict(read_key_value_lines(path))
 
 
-def _wnid_folders(spec: DatasetSpec, folder: Path, name_of: dict[str, str], names_path: Path
-                  ) -> tuple[list[str], dict[str, int]]:
+def _wnid_folders(
+    spec: DatasetSpec, folder: Path, name_of: dict[str, str], names_path: Path
+) -> tuple[list[str], dict[str, int]]:
     """The sorted wnid folders under `folder` (each must have a name) and their labels 0..n-1."""
     folders = _sorted_subdirs(folder)
     if not folders:
@@ -159,9 +158,7 @@ def _read_class_folders(
     for folder in folders:
         label, classname = label_of[folder], name_of[folder]
         base = split_dir / folder
-        items.extend(
-            Datum(impath=str(base / f), label=label, classname=classname) for f in _sorted_files(base)
-        )
+        items.extend(Datum(impath=str(base / f), label=label, classname=classname) for f in _sorted_files(base))
     return items
 
 
@@ -223,8 +220,12 @@ def read_split_json(spec: DatasetSpec, split_path: Path, image_dir: Path) -> Dat
         lists[key] = out
     classnames = _classnames_from_items(spec, split_path, lists["train"], lists["val"], lists["test"])
     return DatasetSplits(
-        train=lists["train"], val=lists["val"], test=lists["test"], classnames=classnames,
-        name=spec.name, image_dir=image_dir,
+        train=lists["train"],
+        val=lists["val"],
+        test=lists["test"],
+        classnames=classnames,
+        name=spec.name,
+        image_dir=image_dir,
     )
 
 
@@ -258,8 +259,13 @@ def read_imagenet(spec: DatasetSpec, root: Path) -> DatasetSplits:
     train = _read_class_folders(train_dir, folders, label_of, name_of)
     test = _read_class_folders(val_dir, val_folders, label_of, name_of)
     return DatasetSplits(
-        train=train, val=list(test), test=test, classnames=[name_of[f] for f in folders],
-        name=spec.name, image_dir=image_dir, val_is_test=True,
+        train=train,
+        val=list(test),
+        test=test,
+        classnames=[name_of[f] for f in folders],
+        name=spec.name,
+        image_dir=image_dir,
+        val_is_test=True,
     )
 
 
@@ -277,8 +283,12 @@ def read_imagenet_wnid_variant(spec: DatasetSpec, root: Path) -> DatasetSplits:
     folders, label_of = _wnid_folders(spec, image_dir, name_of, names_path)
     test = _read_class_folders(image_dir, folders, label_of, name_of)
     return DatasetSplits(
-        train=[], val=[], test=test, classnames=[name_of[f] for f in folders],
-        name=spec.name, image_dir=image_dir,
+        train=[],
+        val=[],
+        test=test,
+        classnames=[name_of[f] for f in folders],
+        name=spec.name,
+        image_dir=image_dir,
     )
 
 
@@ -295,9 +305,7 @@ def read_imagenetv2(spec: DatasetSpec, root: Path) -> DatasetSplits:
     absent = [f for f in folders if not (image_dir / f).is_dir()]
     if absent:
         raise _missing(spec, root, image_dir / absent[0], f"class folder ({len(absent)} of 1000 absent)")
-    test = _read_class_folders(
-        image_dir, folders, {f: int(f) for f in folders}, {f: names[int(f)] for f in folders}
-    )
+    test = _read_class_folders(image_dir, folders, {f: int(f) for f in folders}, {f: names[int(f)] for f in folders})
     return DatasetSplits(train=[], val=[], test=test, classnames=names, name=spec.name, image_dir=image_dir)
 
 
@@ -322,8 +330,12 @@ def read_fgvc_aircraft(spec: DatasetSpec, root: Path) -> DatasetSplits:
             items.append(Datum(impath=str(image_dir / f"{imid}.jpg"), label=label_of[classname], classname=classname))
         lists[key] = items
     return DatasetSplits(
-        train=lists["train"], val=lists["val"], test=lists["test"], classnames=classnames,
-        name=spec.name, image_dir=image_dir,
+        train=lists["train"],
+        val=lists["val"],
+        test=lists["test"],
+        classnames=classnames,
+        name=spec.name,
+        image_dir=image_dir,
     )
 
 
@@ -334,74 +346,187 @@ def read_fgvc_aircraft(spec: DatasetSpec, root: Path) -> DatasetSplits:
 def _split_spec(name, title, folder, image_subdir, split_file, n, counts, aliases=(), **kw) -> DatasetSpec:
     img = f"{folder}/{image_subdir}/" if image_subdir else f"{folder}/"
     return DatasetSpec(
-        name=name, title=title, folder=folder, image_subdir=image_subdir,
+        name=name,
+        title=title,
+        folder=folder,
+        image_subdir=image_subdir,
         layout=f"<data-root>/{img}... and <data-root>/{folder}/{split_file}",
-        reader=read_split_file_dataset, split_file=split_file, num_classes=n,
-        expected_counts=counts, aliases=aliases, **kw,
+        reader=read_split_file_dataset,
+        split_file=split_file,
+        num_classes=n,
+        expected_counts=counts,
+        aliases=aliases,
+        **kw,
     )
 
 
 def _variant_spec(name, title, folder, image_subdir, n, count, reader, aliases=()) -> DatasetSpec:
     return DatasetSpec(
-        name=name, title=title, folder=folder, image_subdir=image_subdir,
+        name=name,
+        title=title,
+        folder=folder,
+        image_subdir=image_subdir,
         layout=f"<data-root>/{folder}/{image_subdir}/<class folder>/* and classnames.txt in "
         f"<data-root>/{folder}/ or <data-root>/imagenet/",
-        reader=reader, num_classes=n, expected_counts=(0, 0, count), test_only=True, aliases=aliases,
+        reader=reader,
+        num_classes=n,
+        expected_counts=(0, 0, count),
+        test_only=True,
+        aliases=aliases,
     )
 
 
 _SPECS = [
     DatasetSpec(
-        name="imagenet", title="ImageNet", folder="imagenet", image_subdir="images",
+        name="imagenet",
+        title="ImageNet",
+        folder="imagenet",
+        image_subdir="images",
         layout="<data-root>/imagenet/images/{train,val}/<wnid>/* and <data-root>/imagenet/classnames.txt",
-        reader=read_imagenet, num_classes=1000, expected_counts=(1_281_167, 50_000, 50_000),
+        reader=read_imagenet,
+        num_classes=1000,
+        expected_counts=(1_281_167, 50_000, 50_000),
     ),
-    _split_spec("caltech101", "Caltech101", "caltech-101", "101_ObjectCategories", "split_zhou_Caltech101.json",
-                100, (4128, 1649, 2465), aliases=("caltech-101",)),
-    _split_spec("oxford_pets", "OxfordPets", "oxford_pets", "images", "split_zhou_OxfordPets.json",
-                37, (2944, 736, 3669), aliases=("pets",)),
-    _split_spec("stanford_cars", "StanfordCars", "stanford_cars", "", "split_zhou_StanfordCars.json",
-                196, (6509, 1635, 8041), aliases=("cars",)),
-    _split_spec("oxford_flowers", "Flowers102", "oxford_flowers", "jpg", "split_zhou_OxfordFlowers.json",
-                102, (4093, 1633, 2463), aliases=("flowers", "flowers102")),
-    _split_spec("food101", "Food101", "food-101", "images", "split_zhou_Food101.json",
-                101, (50500, 20200, 30300), aliases=("food-101", "food")),
+    _split_spec(
+        "caltech101",
+        "Caltech101",
+        "caltech-101",
+        "101_ObjectCategories",
+        "split_zhou_Caltech101.json",
+        100,
+        (4128, 1649, 2465),
+        aliases=("caltech-101",),
+    ),
+    _split_spec(
+        "oxford_pets",
+        "OxfordPets",
+        "oxford_pets",
+        "images",
+        "split_zhou_OxfordPets.json",
+        37,
+        (2944, 736, 3669),
+        aliases=("pets",),
+    ),
+    _split_spec(
+        "stanford_cars",
+        "StanfordCars",
+        "stanford_cars",
+        "",
+        "split_zhou_StanfordCars.json",
+        196,
+        (6509, 1635, 8041),
+        aliases=("cars",),
+    ),
+    _split_spec(
+        "oxford_flowers",
+        "Flowers102",
+        "oxford_flowers",
+        "jpg",
+        "split_zhou_OxfordFlowers.json",
+        102,
+        (4093, 1633, 2463),
+        aliases=("flowers", "flowers102"),
+    ),
+    _split_spec(
+        "food101",
+        "Food101",
+        "food-101",
+        "images",
+        "split_zhou_Food101.json",
+        101,
+        (50500, 20200, 30300),
+        aliases=("food-101", "food"),
+    ),
     DatasetSpec(
-        name="fgvc_aircraft", title="FGVCAircraft", folder="fgvc_aircraft", image_subdir="images",
+        name="fgvc_aircraft",
+        title="FGVCAircraft",
+        folder="fgvc_aircraft",
+        image_subdir="images",
         layout="<data-root>/fgvc_aircraft/images/*.jpg, variants.txt and images_variant_{train,val,test}.txt "
         "in <data-root>/fgvc_aircraft/",
-        reader=read_fgvc_aircraft, num_classes=100, expected_counts=(3334, 3333, 3333),
+        reader=read_fgvc_aircraft,
+        num_classes=100,
+        expected_counts=(3334, 3333, 3333),
         aliases=("aircraft", "fgvcaircraft"),
     ),
-    _split_spec("sun397", "SUN397", "sun397", "SUN397", "split_zhou_SUN397.json",
-                397, (15880, 3970, 19850)),
-    _split_spec("dtd", "DTD", "dtd", "images", "split_zhou_DescribableTextures.json",
-                47, (2820, 1128, 1692), aliases=("describabletextures",)),
-    _split_spec("eurosat", "EuroSAT", "eurosat", "2750", "split_zhou_EuroSAT.json",
-                10, (13500, 5400, 8100)),
-    _split_spec("ucf101", "UCF101", "ucf101", "UCF-101-midframes", "split_zhou_UCF101.json",
-                101, (7639, 1898, 3783)),
-    _variant_spec("imagenetv2", "ImageNet-V2", "imagenetv2", "imagenetv2-matched-frequency-format-val",
-                  1000, 10_000, read_imagenetv2, aliases=("imagenet-v2",)),
-    _variant_spec("imagenet_sketch", "ImageNet-Sketch", "imagenet-sketch", "images",
-                  1000, 50_889, read_imagenet_wnid_variant, aliases=("imagenet-sketch",)),
-    _variant_spec("imagenet_a", "ImageNet-A", "imagenet-adversarial", "imagenet-a",
-                  200, 7_500, read_imagenet_wnid_variant, aliases=("imagenet-a", "imagenet-adversarial")),
-    _variant_spec("imagenet_r", "ImageNet-R", "imagenet-rendition", "imagenet-r",
-                  200, 30_000, read_imagenet_wnid_variant, aliases=("imagenet-r", "imagenet-rendition")),
-    _split_spec("shapes", "Shapes", "shapes", "images", SHAPES_SPLIT_FILE,
-                len(SHAPES_CLASSES), SHAPES_COUNTS, embedded=True),
+    _split_spec("sun397", "SUN397", "sun397", "SUN397", "split_zhou_SUN397.json", 397, (15880, 3970, 19850)),
+    _split_spec(
+        "dtd",
+        "DTD",
+        "dtd",
+        "images",
+        "split_zhou_DescribableTextures.json",
+        47,
+        (2820, 1128, 1692),
+        aliases=("describabletextures",),
+    ),
+    _split_spec("eurosat", "EuroSAT", "eurosat", "2750", "split_zhou_EuroSAT.json", 10, (13500, 5400, 8100)),
+    _split_spec("ucf101", "UCF101", "ucf101", "UCF-101-midframes", "split_zhou_UCF101.json", 101, (7639, 1898, 3783)),
+    _variant_spec(
+        "imagenetv2",
+        "ImageNet-V2",
+        "imagenetv2",
+        "imagenetv2-matched-frequency-format-val",
+        1000,
+        10_000,
+        read_imagenetv2,
+        aliases=("imagenet-v2",),
+    ),
+    _variant_spec(
+        "imagenet_sketch",
+        "ImageNet-Sketch",
+        "imagenet-sketch",
+        "images",
+        1000,
+        50_889,
+        read_imagenet_wnid_variant,
+        aliases=("imagenet-sketch",),
+    ),
+    _variant_spec(
+        "imagenet_a",
+        "ImageNet-A",
+        "imagenet-adversarial",
+        "imagenet-a",
+        200,
+        7_500,
+        read_imagenet_wnid_variant,
+        aliases=("imagenet-a", "imagenet-adversarial"),
+    ),
+    _variant_spec(
+        "imagenet_r",
+        "ImageNet-R",
+        "imagenet-rendition",
+        "imagenet-r",
+        200,
+        30_000,
+        read_imagenet_wnid_variant,
+        aliases=("imagenet-r", "imagenet-rendition"),
+    ),
+    _split_spec(
+        "shapes", "Shapes", "shapes", "images", SHAPES_SPLIT_FILE, len(SHAPES_CLASSES), SHAPES_COUNTS, embedded=True
+    ),
     # The pocket benchmark: generated from the pocket world (a simulation; see docs/pocket.md).
-    *(_split_spec(p.name, p.title, p.name, "images", p.split_file, len(p.classnames), p.counts, embedded=True)
-      for p in POCKET_DATASETS.values()),
+    *(
+        _split_spec(p.name, p.title, p.name, "images", p.split_file, len(p.classnames), p.counts, embedded=True)
+        for p in POCKET_DATASETS.values()
+    ),
 ]
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in _SPECS}
 
 # The 11 datasets of the base-to-new table, in the papers' order; the 4 domain-shift targets.
 BASE_TO_NEW_DATASETS = (
-    "imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-    "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
+    "imagenet",
+    "caltech101",
+    "oxford_pets",
+    "stanford_cars",
+    "oxford_flowers",
+    "food101",
+    "fgvc_aircraft",
+    "sun397",
+    "dtd",
+    "eurosat",
+    "ucf101",
 )
 DOMAIN_SHIFT_DATASETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 # POCKET_BENCHMARK (imported above): the pocket world's benchmark tasks (a simulation)
@@ -416,7 +541,7 @@ for _s in _SPECS:
     for _n in (_s.name, _s.title, _s.folder, *_s.aliases):
         _LOOKUP.setdefault(_key(_n), _s.name)
     if _s.split_file:  # CoOp's class names: split_zhou_OxfordPets.json -> "oxfordpets"
-        _LOOKUP.setdefault(_key(_s.split_file[len("split_zhou_"):-len(".json")]), _s.name)
+        _LOOKUP.setdefault(_key(_s.split_file[len("split_zhou_") : -len(".json")]), _s.name)
 
 
 def get_spec(name: str | os.PathLike, split: str | os.PathLike | None = None) -> DatasetSpec:
@@ -432,11 +557,15 @@ def get_spec(name: str | os.PathLike, split: str | os.PathLike | None = None) ->
         if key is None:
             looks_like_path = any(c in os.fspath(name) for c in "/\\.") or os.fspath(name).startswith("~")
             what = "no such folder" if looks_like_path else "unknown dataset"
-            raise DataError(f"{what} {os.fspath(name)!r}: a dataset is a registry name (known: {', '.join(DATASETS)}) "
-                            f"or a folder with one sub-folder of images per class; {DOCS_HINT}")
+            raise DataError(
+                f"{what} {os.fspath(name)!r}: a dataset is a registry name (known: {', '.join(DATASETS)}) "
+                f"or a folder with one sub-folder of images per class; {DOCS_HINT}"
+            )
     if split not in (None, ""):
-        raise DataError(f"{DATASETS[key].name}: a split file (--split) is for image-folder datasets; "
-                        f"{DATASETS[key].title} uses CoOp's own split; {DOCS_HINT}")
+        raise DataError(
+            f"{DATASETS[key].name}: a split file (--split) is for image-folder datasets; "
+            f"{DATASETS[key].title} uses CoOp's own split; {DOCS_HINT}"
+        )
     return DATASETS[key]
 
 
@@ -478,8 +607,9 @@ def resolve_data_root(spec: DatasetSpec, data_root: str | os.PathLike | None) ->
     return root
 
 
-def build_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None = None,
-                  split: str | os.PathLike | None = None) -> DatasetSplits:
+def build_dataset(
+    name: str | os.PathLike, data_root: str | os.PathLike | None = None, split: str | os.PathLike | None = None
+) -> DatasetSplits:
     """The full train / val / test splits of a dataset, read from CoOp's layout under `data_root`.
 
     `data_root` may be None for the embedded dataset ("shapes"), which is then generated once

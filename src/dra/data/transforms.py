@@ -7,6 +7,7 @@ test:  Resize(224, bicubic; shorter side) -> CenterCrop(224) -> ToTensor -> CLIP
 (open_clip) eval preprocessing and keeps the recipe above. open_clip's *train* preprocessing is not
 used: it crops with scale (0.9, 1) and does not flip, which is not what the published runs did.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,7 +67,9 @@ def preprocess_params(preprocess) -> dict:
             if step.interpolation != InterpolationMode.BICUBIC:
                 log.warning("backbone resizes with %s; the benchmark uses bicubic", step.interpolation.value)
             if not isinstance(step.size, int) and len(step.size) != 1:
-                log.warning("backbone resizes to %s, not the shorter side; the benchmark resizes the shorter side", step.size)
+                log.warning(
+                    "backbone resizes to %s, not the shorter side; the benchmark resizes the shorter side", step.size
+                )
     return params
 
 

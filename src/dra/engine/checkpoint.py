@@ -4,11 +4,12 @@ The JSON names the method, the backbone (model name and weights), the method con
 names, so that a checkpoint is loaded only onto a model it fits and can rebuild that model alone.
 Writes are atomic (temp file + os.replace): an interrupted save never leaves a half file.
 """
+
 from __future__ import annotations
 
 import json
-import uuid
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,15 @@ def save_adapters(model, path: str | os.PathLike, extra: dict[str, Any] | None =
     weights_path, meta_path = _paths(path)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.adapter_state_dict().items()}
     save_id = uuid.uuid4().hex  # both files carry it: a pair from two different saves is refused
-    meta = {"format_version": FORMAT_VERSION, **describe(model), "classnames": list(model.classnames),
-            "parameter_counts": model.parameter_counts(), "save_id": save_id, **model.checkpoint_metadata(),
-            **(extra or {})}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        **describe(model),
+        "classnames": list(model.classnames),
+        "parameter_counts": model.parameter_counts(),
+        "save_id": save_id,
+        **model.checkpoint_metadata(),
+        **(extra or {}),
+    }
     atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"dra": "adapters", "save_id": save_id}))
     atomic_write_text(meta_path, json.dumps(meta, indent=2))
     return weights_path
@@ -70,20 +77,27 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         with safe_open(str(weights_path), "pt") as f:
             weights_id = (f.metadata() or {}).get("save_id")
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"checkpoint {weights_path} is unreadable or corrupt ({one_line(e)}); "
-                              "re-save or re-train it") from None
+        raise CheckpointError(
+            f"checkpoint {weights_path} is unreadable or corrupt ({one_line(e)}); re-save or re-train it"
+        ) from None
     if not isinstance(meta, dict) or not all(k in meta for k in ("method", "model", "classnames")):
-        raise CheckpointError(f"checkpoint {meta_path} is not a dra adapter description "
-                              "(it needs method, model and classnames); re-save or re-train it")
+        raise CheckpointError(
+            f"checkpoint {meta_path} is not a dra adapter description "
+            "(it needs method, model and classnames); re-save or re-train it"
+        )
     if weights_id != meta.get("save_id"):
-        raise CheckpointError(f"checkpoint {weights_path} and {meta_path.name} come from two different saves (a save "
-                              "was interrupted between the two files); re-save or re-train it")
+        raise CheckpointError(
+            f"checkpoint {weights_path} and {meta_path.name} come from two different saves (a save "
+            "was interrupted between the two files); re-save or re-train it"
+        )
     return tensors, meta
 
 
 def _differences(saved: dict, current: dict) -> list[str]:
     keys = sorted(set(saved) | set(current))
-    return [f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+    return [
+        f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)
+    ]
 
 
 def load_adapters(model, path: str | os.PathLike) -> dict[str, Any]:
@@ -98,7 +112,8 @@ def load_adapters(model, path: str | os.PathLike) -> dict[str, Any]:
     if problems:
         raise CheckpointError(
             f"checkpoint {_paths(path)[0]} (method {meta.get('method')}, model {meta.get('model')}) does not fit "
-            f"this model (method {here['method']}, model {here['model']}): " + "; ".join(problems)
+            f"this model (method {here['method']}, model {here['model']}): "
+            + "; ".join(problems)
             + ". Build the model with the checkpoint's settings, e.g. dra.load_model(checkpoint)"
         )
     assign_adapters(model, tensors, source=str(_paths(path)[0]))
@@ -129,7 +144,12 @@ def load_model(checkpoint: str | os.PathLike, pretrained: str | None = None, cla
     source = pretrained if pretrained is not None else meta.get("pretrained")
     source = None if source in ("random", "") else source
     backbone = load_backbone(meta["model"], source, meta.get("quick_gelu"))
-    model = build_method(meta["method"], backbone, classnames or meta["classnames"], meta.get("config") or None,
-                         meta.get("template", DEFAULT_TEMPLATE))
+    model = build_method(
+        meta["method"],
+        backbone,
+        classnames or meta["classnames"],
+        meta.get("config") or None,
+        meta.get("template", DEFAULT_TEMPLATE),
+    )
     load_adapters(model, checkpoint)
     return model

@@ -6,6 +6,7 @@
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; `setup()` joins the process group (NCCL on CUDA,
 gloo on CPU). Without torchrun everything runs in one process and these helpers are no-ops.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,7 +38,7 @@ def resolve_device(device: str | torch.device | None, local_rank: int | None = N
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
+    except (RuntimeError, TypeError):
         raise ValueError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():

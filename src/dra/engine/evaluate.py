@@ -1,4 +1,5 @@
 """Top-1 accuracy of a model over a list of labelled images (sharded across torchrun processes)."""
+
 from __future__ import annotations
 
 import torch
@@ -11,16 +12,25 @@ from dra.engine.precision import autocast, resolve
 
 
 @torch.no_grad()
-def evaluate(model, items, transform, batch_size: int = 100, device: torch.device | str = "cpu",
-             precision: str = "auto", num_workers: int = 0, desc: str = "eval") -> dict:
+def evaluate(
+    model,
+    items,
+    transform,
+    batch_size: int = 100,
+    device: torch.device | str = "cpu",
+    precision: str = "auto",
+    num_workers: int = 0,
+    desc: str = "eval",
+) -> dict:
     """{"accuracy": percent, "correct": int, "total": int} over `items` with the model's class names."""
     device = torch.device(device)
     precision = resolve(precision, device)
     info = distributed.current()
     dataset = ImageDataset(items, transform)
     shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))  # no padding, no repeats
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
+    )
     was_training = model.training
     model.eval()
     correct = total = 0

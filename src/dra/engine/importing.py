@@ -6,6 +6,7 @@ Each method that can be imported has a key mapping here (`IMPORTERS[method]`): o
 and the names of the official buffers that are not learned (dropped, but `tokenized_prompts` gives the
 class names when no `--classnames` file is given).
 """
+
 from __future__ import annotations
 
 import os
@@ -75,15 +76,17 @@ def convert(method: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch
     out = {}
     for key, value in state_dict.items():
         if key.startswith("module."):  # saved from nn.DataParallel
-            key = key[len("module."):]
+            key = key[len("module.") :]
         if key.split(".")[-1] in IGNORED:
             continue
         new = mapping(key)
         if new == FROZEN:
             continue
         if new is None:
-            raise CheckpointError(f"the {method} checkpoint holds '{key}', which dra's {method} has no place for "
-                                  f"(is it a {method} checkpoint?)")
+            raise CheckpointError(
+                f"the {method} checkpoint holds '{key}', which dra's {method} has no place for "
+                f"(is it a {method} checkpoint?)"
+            )
         out[new] = value.detach().to("cpu").float().contiguous()
     return out
 
@@ -96,7 +99,9 @@ def read_dassl(path: str | os.PathLike) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - weights_only refuses anything that is not tensors/containers
-        raise CheckpointError(f"{path} cannot be read as tensors only ({one_line(e)}); dra never unpickles code") from None
+        raise CheckpointError(
+            f"{path} cannot be read as tensors only ({one_line(e)}); dra never unpickles code"
+        ) from None
     if isinstance(data, dict) and "state_dict" not in data and all(torch.is_tensor(v) for v in data.values()):
         data = {"state_dict": data}
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
@@ -128,8 +133,11 @@ def maple_config(tensors: dict[str, torch.Tensor]) -> dict:
     return {"ctx_init": "a photo of a", "n_ctx": int(tensors["context.ctx"].shape[0]), "depth": depth}
 
 
-CONFIGS: dict[str, Callable[[dict[str, torch.Tensor]], dict]] = {"mma": mma_config, "coop": coop_config,
-                                                                   "maple": maple_config}
+CONFIGS: dict[str, Callable[[dict[str, torch.Tensor]], dict]] = {
+    "mma": mma_config,
+    "coop": coop_config,
+    "maple": maple_config,
+}
 """method -> the method config the imported tensors imply (blocks, widths)."""
 
 
@@ -142,7 +150,7 @@ def classnames_from_tokens(tokens: torch.Tensor, decode: Callable[[list[int]], s
         ids = [t for t in row if t != 0][1:-1]  # drop padding, SOT and EOT
         text = decode(ids).strip()
         if head and text.startswith(head):
-            text = text[len(head):].strip()
+            text = text[len(head) :].strip()
         if tail and text.endswith(tail):
             text = text[: -len(tail)].strip()
         names.append(text)
@@ -160,9 +168,15 @@ def read_classnames(path: str | os.PathLike) -> list[str]:
     return names
 
 
-def import_checkpoint(source: str | os.PathLike, method: str, model: str, pretrained: str | None,
-                      output: str | os.PathLike, classnames: list[str] | None = None,
-                      template: str | None = None) -> dict:
+def import_checkpoint(
+    source: str | os.PathLike,
+    method: str,
+    model: str,
+    pretrained: str | None,
+    output: str | os.PathLike,
+    classnames: list[str] | None = None,
+    template: str | None = None,
+) -> dict:
     """Write a dra checkpoint (`output` .safetensors + .json) from an official Dassl checkpoint."""
     from dra.backbones import load_backbone
     from dra.engine.checkpoint import assign_adapters, save_adapters
@@ -171,20 +185,29 @@ def import_checkpoint(source: str | os.PathLike, method: str, model: str, pretra
     if method not in IMPORTERS:
         raise ValueError(f"no importer for method '{method}'; importable: {sorted(IMPORTERS)}")
     data = read_dassl(source)
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in data["state_dict"].items()}
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in data["state_dict"].items()}
     tensors = convert(method, state)
     template = template or DEFAULT_TEMPLATE
     backbone = load_backbone(model, pretrained)
     if classnames is None:
         tokens = state.get("tokenized_prompts")
         if tokens is None:
-            raise CheckpointError(f"{source} holds no tokenized_prompts to read the class names from; "
-                                  "give them with --classnames FILE (one per line)")
+            raise CheckpointError(
+                f"{source} holds no tokenized_prompts to read the class names from; "
+                "give them with --classnames FILE (one per line)"
+            )
         classnames = classnames_from_tokens(tokens, backbone.tokenizer.decode, template)
     net = build_method(method, backbone, classnames, CONFIGS[method](tensors), template)
     assign_adapters(net, tensors, source=str(source))
     epoch = data.get("epoch")
     extra = {"imported_from": str(source), "epoch": int(epoch) if isinstance(epoch, int) else None}
     path = save_adapters(net, output, extra=extra)
-    return {"checkpoint": str(path), "method": method, "model": model, "classes": len(classnames),
-            "epoch": extra["epoch"], "config": net.method_config(), "parameter_counts": net.parameter_counts()}
+    return {
+        "checkpoint": str(path),
+        "method": method,
+        "model": model,
+        "classes": len(classnames),
+        "epoch": extra["epoch"],
+        "config": net.method_config(),
+        "parameter_counts": net.parameter_counts(),
+    }

@@ -10,6 +10,7 @@ interrupted (those after the last saved epoch), then continues: the file never h
 TensorBoard events go to `<run>/tensorboard/` (scalars `train/<part>`, `epoch/<part>`, `eval/<name>`);
 a resumed run purges the events past the last saved epoch (SummaryWriter's `purge_step`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -123,18 +124,30 @@ class MetricsLog:
         if self._file is None:
             new = not self.path.is_file() or self.path.stat().st_size == 0
             self._file = open(self.path, "a", newline="", encoding="utf-8")
-            self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore",
-                                          lineterminator="\n")
+            self._writer = csv.DictWriter(
+                self._file, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
+            )
             if new:
                 self._writer.writeheader()
         self._writer.writerow({k: _fmt(v) for k, v in row.items()})
         self._file.flush()
 
     # -- rows ---------------------------------------------------------------------------------------
-    def step(self, epoch: int, step: int, global_step: int, parts: dict[str, float], lr: float, img_s: float,
-             seconds: float) -> None:
-        self._write({"kind": "step", "epoch": epoch, "step": step, "global_step": global_step, **parts, "lr": lr,
-                     "img_s": img_s, "seconds": seconds})
+    def step(
+        self, epoch: int, step: int, global_step: int, parts: dict[str, float], lr: float, img_s: float, seconds: float
+    ) -> None:
+        self._write(
+            {
+                "kind": "step",
+                "epoch": epoch,
+                "step": step,
+                "global_step": global_step,
+                **parts,
+                "lr": lr,
+                "img_s": img_s,
+                "seconds": seconds,
+            }
+        )
         if self.tb is not None:
             for k, v in {**parts, "lr": lr, "img_s": img_s}.items():
                 self.tb.add_scalar(f"train/{k}", v, global_step)

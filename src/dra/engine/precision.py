@@ -1,4 +1,5 @@
 """Mixed precision where the device supports it: bf16 (or fp16 + GradScaler) on CUDA, fp32 on CPU."""
+
 from __future__ import annotations
 
 import contextlib
@@ -6,7 +7,6 @@ import contextlib
 import torch
 
 from dra.config import PRECISIONS
-
 
 
 def resolve(precision: str, device: torch.device) -> str:

@@ -10,6 +10,7 @@ files are reported in `errors` and skipped; every other image keeps its result. 
 the softmax of the model's logits over its current class names (`model.set_classnames` or
 `classnames=` swaps the label space: zero-shot classes the adapters never saw).
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,7 +53,7 @@ class Predictions:
         width = min(60, max(len(r["image"]) for r in self.rows))
         lines = []
         for r in self.rows:
-            name = r["image"] if len(r["image"]) <= width else "..." + r["image"][-(width - 3):]
+            name = r["image"] if len(r["image"]) <= width else "..." + r["image"][-(width - 3) :]
             tops = "  ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r["top"])
             lines.append(f"{name:{width}s}  {tops}")
         return "\n".join(lines)
@@ -64,8 +65,13 @@ def collect_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list
     for item in inputs:
         p = Path(os.path.expanduser(os.fspath(item)))
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_file(f.name)
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            found = sorted(
+                str(f)
+                for f in p.rglob("*")
+                if f.is_file()
+                and is_image_file(f.name)
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
             if not found:
                 errors.append({"image": str(p), "error": f"no image files in folder {p}"})
             files.extend(found)
@@ -111,9 +117,17 @@ def _label(item, i: int) -> str:
 
 
 @torch.no_grad()
-def predict(model, images, top_k: int = 5, classnames: Sequence[str] | None = None, batch_size: int = 32,
-            device: torch.device | str | None = None, num_workers: int = 0, progress: bool | None = None,
-            precision: str = "auto") -> Predictions:
+def predict(
+    model,
+    images,
+    top_k: int = 5,
+    classnames: Sequence[str] | None = None,
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+    num_workers: int = 0,
+    progress: bool | None = None,
+    precision: str = "auto",
+) -> Predictions:
     """Top-k classes of each image (paths, folders, PIL images or transformed tensors)."""
     from tqdm.auto import tqdm
 
@@ -139,8 +153,9 @@ def predict(model, images, top_k: int = 5, classnames: Sequence[str] | None = No
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve(precision, device)
     transform = clip_transforms(model.backbone.preprocess)[1]
-    loader = DataLoader(_Inputs(items, transform), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=_collate)
+    loader = DataLoader(
+        _Inputs(items, transform), batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
+    )
     was_training = model.training
     model.to(device).eval()
     out = Predictions(errors=errors, classnames=list(model.classnames))
@@ -160,8 +175,10 @@ def predict(model, images, top_k: int = 5, classnames: Sequence[str] | None = No
             probs = logits.float().softmax(-1).cpu()
             values, indices = probs.topk(k, dim=-1)
             for (i, _), v, idx in zip(good, values.tolist(), indices.tolist(), strict=True):
-                results[i] = {"image": _label(items[i], i),
-                              "top": [{"class": model.classnames[j], "prob": p} for j, p in zip(idx, v, strict=True)]}
+                results[i] = {
+                    "image": _label(items[i], i),
+                    "top": [{"class": model.classnames[j], "prob": p} for j, p in zip(idx, v, strict=True)],
+                }
     finally:
         model.train(was_training)
     out.rows = [results[i] for i in sorted(results)]

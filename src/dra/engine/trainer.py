@@ -9,6 +9,7 @@ Each epoch reseeds the RNGs from (seed, epoch, rank), so a resumed run continues
 uninterrupted one would have. A non-finite loss stops training (`TrainingDivergedError`) before
 anything of that epoch is saved. The main process holds a lock on the run folder while it trains.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,21 +21,20 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
-
 from filelock import FileLock, Timeout
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
 
 from dra.data import DataError, ImageDataset
 from dra.engine import distributed
 from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
 from dra.engine.metrics_log import METRICS_FILE, TB_DIR, MetricsLog
+from dra.engine.precision import autocast, grad_scaler, resolve
 from dra.errors import one_line as _one_line
 from dra.io import OutputError, atomic_write, remove_orphans
-from dra.engine.precision import autocast, grad_scaler, resolve
 from dra.settings import TrainSettings  # noqa: F401 - the engine takes its plain settings from the config layer
 
 log = logging.getLogger("dra.train")
@@ -100,8 +100,9 @@ def _plain(value):
 
 def save_resume_state(path: Path, model, epoch: int, identity: dict, opt, sched, scaler, history) -> None:
     """Tensors in a safetensors file, everything else as JSON in its metadata (no pickle anywhere)."""
-    tensors = {f"adapters/{k}": v.detach().to("cpu").contiguous().clone()
-               for k, v in model.adapter_state_dict().items()}
+    tensors = {
+        f"adapters/{k}": v.detach().to("cpu").contiguous().clone() for k, v in model.adapter_state_dict().items()
+    }
     osd = opt.state_dict()
     opt_state = {}
     for idx, entry in osd["state"].items():
@@ -112,9 +113,16 @@ def save_resume_state(path: Path, model, epoch: int, identity: dict, opt, sched,
             else:
                 plain[k] = v
         opt_state[str(idx)] = plain
-    meta = {"format": "dra-resume", "format_version": 1, "epoch": epoch, "identity": identity,
-            "history": history, "optimizer": {"state": opt_state, "param_groups": osd["param_groups"]},
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict()}
+    meta = {
+        "format": "dra-resume",
+        "format_version": 1,
+        "epoch": epoch,
+        "identity": identity,
+        "history": history,
+        "optimizer": {"state": opt_state, "param_groups": osd["param_groups"]},
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+    }
     text = json.dumps(meta, allow_nan=False)  # a non-finite value is never saved
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"dra_resume": text}))
 
@@ -141,21 +149,23 @@ def read_resume_state(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def _restore(state_path: Path, meta: dict, tensors: dict, model, opt, sched, scaler) -> None:
-    adapters = {k[len("adapters/"):]: v for k, v in tensors.items() if k.startswith("adapters/")}
+    adapters = {k[len("adapters/") :]: v for k, v in tensors.items() if k.startswith("adapters/")}
     assign_adapters(model, adapters, source=str(state_path))
     try:
         opt_state = {}
         for idx, plain in meta["optimizer"]["state"].items():
             entry = dict(plain)
             prefix = f"optimizer/{idx}/"
-            entry.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            entry.update({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
             opt_state[int(idx)] = entry
         opt.load_state_dict({"state": opt_state, "param_groups": meta["optimizer"]["param_groups"]})
         sched.load_state_dict(meta["scheduler"])
         scaler.load_state_dict(meta["scaler"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        raise CheckpointError(f"resume state {state_path} does not fit this run's optimiser ({_one_line(e)}); "
-                              "delete it to start the run over") from None
+        raise CheckpointError(
+            f"resume state {state_path} does not fit this run's optimiser ({_one_line(e)}); "
+            "delete it to start the run over"
+        ) from None
 
 
 class _NonFinite:
@@ -182,10 +192,12 @@ class _NonFinite:
         parts = ", ".join(f"{k} {v:.4g}" for k, v in zip(self.names, self.parts.tolist()))
         raise TrainingDivergedError(
             f"training diverged: non-finite loss at epoch {epoch}/{epochs} step {bad + 1}/{steps} ({parts}); "
-            f"{_kept(last_good)}; lower train.lr (now {lr:g}) or check the data")
+            f"{_kept(last_good)}; lower train.lr (now {lr:g}) or check the data"
+        )
 
-    def check_weights(self, model, epoch: int, epochs: int, steps: int, last_good: int, lr: float,
-                      last: dict[str, torch.Tensor]) -> None:
+    def check_weights(
+        self, model, epoch: int, epochs: int, steps: int, last_good: int, lr: float, last: dict[str, torch.Tensor]
+    ) -> None:
         """Before a checkpoint is written: the last step's update may have made the weights non-finite."""
         bad = [k for k, v in model.adapter_state_dict().items() if not bool(torch.isfinite(v).all())]
         if bad:
@@ -193,15 +205,23 @@ class _NonFinite:
             raise TrainingDivergedError(
                 f"training diverged: {len(bad)} adapter tensors became non-finite at epoch {epoch}/{epochs} "
                 f"step {steps}/{steps} (last loss parts: {parts}); {_kept(last_good)}; lower train.lr "
-                f"(now {lr:g}) or check the data")
+                f"(now {lr:g}) or check the data"
+            )
 
 
 def _kept(last_good: int) -> str:
     return f"epoch {last_good}'s checkpoint stays the resumable state" if last_good else "nothing was saved"
 
 
-def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str | os.PathLike,
-        device: torch.device | str = "cpu", identity: dict | None = None) -> list[dict]:
+def fit(
+    model,
+    items,
+    transforms: tuple,
+    settings: TrainSettings,
+    run_dir: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    identity: dict | None = None,
+) -> list[dict]:
     """Train `model`'s adapters on `items`; returns the per-epoch history. Resumes from `run_dir`."""
     device = torch.device(device)
     info = distributed.current()
@@ -228,8 +248,10 @@ def fit(model, items, transforms: tuple, settings: TrainSettings, run_dir: str |
                 lock.acquire(timeout=0)
             except Timeout:
                 lock = None
-                raise RunBusyError(f"{run_dir} is in use by another dra process (it holds {run_dir / LOCK_FILE}); "
-                                   "wait for it to finish, or use another --output") from None
+                raise RunBusyError(
+                    f"{run_dir} is in use by another dra process (it holds {run_dir / LOCK_FILE}); "
+                    "wait for it to finish, or use another --output"
+                ) from None
             owned = True
             remove_orphans(run_dir)  # temp files of a killed atomic write
         handler = _file_logger(run_dir) if info.is_main else None
@@ -271,8 +293,19 @@ def _undo(run_dir: Path, created: list[Path]) -> None:
             break
 
 
-def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Path, device, identity: dict,
-         precision: str, info, metrics: MetricsLog | None = None) -> list[dict]:
+def _fit(
+    model,
+    params,
+    items,
+    transforms,
+    settings: TrainSettings,
+    run_dir: Path,
+    device,
+    identity: dict,
+    precision: str,
+    info,
+    metrics: MetricsLog | None = None,
+) -> list[dict]:
     local_batch = settings.batch_size // info.world_size
     model.to(device)
     opt, sched = build_optimizer(params, settings)
@@ -284,7 +317,8 @@ def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Pat
     if legacy.exists():
         raise CheckpointError(
             f"{legacy} is a resume state of an older dra (a pickle); it is not loaded because unpickling can "
-            "run code. Delete it to start this run over, or use another --output")
+            "run code. Delete it to start this run over, or use another --output"
+        )
     state_path = run_dir / RESUME_FILE
     if state_path.is_file():
         meta, tensors = read_resume_state(state_path)
@@ -303,15 +337,19 @@ def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Pat
 
     train_tf, test_tf = transforms
     dataset = ImageDataset(items, train_tf if settings.augment else test_tf, skip_bad=settings.skip_bad_images)
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=settings.seed)
+    sampler = DistributedSampler(
+        dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=settings.seed
+    )
     drop_last = len(dataset) >= settings.batch_size  # Dassl: drop the last partial batch if one full exists
     net = model
     if info.enabled:
         find_unused = not getattr(getattr(model, "config", None), "learnable_scores", True)
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=find_unused)
-    steps_per_epoch = len(dataset) // settings.batch_size if drop_last else math.ceil(len(dataset) / settings.batch_size)
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused
+        )
+    steps_per_epoch = (
+        len(dataset) // settings.batch_size if drop_last else math.ceil(len(dataset) / settings.batch_size)
+    )
     total_steps = steps_per_epoch * (settings.epochs - start_epoch)
     done_steps, started = 0, time.monotonic()
     if metrics is not None:  # curves: a resume drops the interrupted epoch's rows, then appends
@@ -321,15 +359,22 @@ def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Pat
     for epoch in range(start_epoch, settings.epochs):
         _seed_epoch(settings.seed, epoch, info.rank)
         sampler.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, drop_last=drop_last,
-                            num_workers=settings.num_workers, pin_memory=device.type == "cuda",
-                            persistent_workers=False)
+        loader = DataLoader(
+            dataset,
+            batch_size=local_batch,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=settings.num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+        )
         lr = opt.param_groups[0]["lr"]
         sums: dict[str, torch.Tensor] = {}
         guard = _NonFinite(device)
         seen, epoch_start = 0, time.monotonic()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False, disable=not info.is_main,
-                   unit="batch")
+        bar = tqdm(
+            loader, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False, disable=not info.is_main, unit="batch"
+        )
         batches = iter(bar)
         try:
             for step in range(steps_per_epoch):
@@ -360,21 +405,40 @@ def _fit(model, params, items, transforms, settings: TrainSettings, run_dir: Pat
                     eta = (time.monotonic() - started) / done_steps * (total_steps - done_steps)
                     bar.set_postfix(loss=f"{current:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", eta=f"{eta:.0f}s")
                     if info.is_main:
-                        log.info("epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs", epoch + 1,
-                                 settings.epochs, step + 1, steps_per_epoch, current, lr, rate, eta)
+                        log.info(
+                            "epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs",
+                            epoch + 1,
+                            settings.epochs,
+                            step + 1,
+                            steps_per_epoch,
+                            current,
+                            lr,
+                            rate,
+                            eta,
+                        )
                         if metrics is not None:
-                            metrics.step(epoch + 1, step + 1, epoch * steps_per_epoch + step + 1,
-                                         {k: float(v) for k, v in parts.items()}, lr, rate,
-                                         time.monotonic() - epoch_start)
+                            metrics.step(
+                                epoch + 1,
+                                step + 1,
+                                epoch * steps_per_epoch + step + 1,
+                                {k: float(v) for k, v in parts.items()},
+                                lr,
+                                rate,
+                                time.monotonic() - epoch_start,
+                            )
         finally:
             bar.close()  # also on an error: the terminal keeps the error line, not a half bar
         guard.check(epoch + 1, settings.epochs, steps_per_epoch, epoch, lr)  # never save a non-finite state
         if seen:
             guard.check_weights(model, epoch + 1, settings.epochs, steps_per_epoch, epoch, lr, parts)
         sched.step()
-        record = {"epoch": epoch + 1, "lr": lr, "images": seen * info.world_size,
-                  "seconds": time.monotonic() - epoch_start,
-                  **{k: float(v) / max(seen, 1) for k, v in sums.items()}}
+        record = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "images": seen * info.world_size,
+            "seconds": time.monotonic() - epoch_start,
+            **{k: float(v) / max(seen, 1) for k, v in sums.items()},
+        }
         history.append(record)
         if info.is_main:
             if metrics is not None:  # before the checkpoint: a kill in between drops this row on resume

@@ -3,9 +3,8 @@
 `METHODS` is the registry; the packaged settings files `configs/methods/<name>.yaml` hold each
 method's published hyper-parameters, and a test checks that the two name the same methods.
 """
-from __future__ import annotations
 
-from typing import Any
+from __future__ import annotations
 
 from dra.backbones import CLIPBackbone
 from dra.methods.adapter import PlainAdapterCLIP
@@ -15,10 +14,10 @@ from dra.methods.cocoop import CoCoOp
 from dra.methods.coop import CoOp
 from dra.methods.dra import DRA
 from dra.methods.kgcoop import KgCoOp
-from dra.methods.maple import MaPLe
-from dra.methods.tcp import TCP
 from dra.methods.lora import CLIPLoRA
+from dra.methods.maple import MaPLe
 from dra.methods.mma import MMA
+from dra.methods.tcp import TCP
 from dra.methods.tip_adapter import TipAdapter, TipAdapterF
 from dra.methods.zeroshot import ZeroShotCLIP
 
@@ -39,8 +38,9 @@ METHODS: dict[str, type[ClassifierModel]] = {
 }
 
 
-def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], config=None,
-                 template: str = DEFAULT_TEMPLATE) -> ClassifierModel:
+def build_method(
+    name: str, backbone: CLIPBackbone, classnames: list[str], config=None, template: str = DEFAULT_TEMPLATE
+) -> ClassifierModel:
     """`config`: the method's config object (e.g. `DRAConfig`, `MMAConfig`), a dict of its fields, or None
     for the published defaults; methods without a config ignore it."""
     if name not in METHODS:
@@ -55,6 +55,22 @@ def build_method(name: str, backbone: CLIPBackbone, classnames: list[str], confi
     return cls(backbone, classnames, config or cls.config_class(), template)
 
 
-__all__ = ["METHODS", "DRA", "MMA", "CLIPLoRA", "CLIPAdapter", "TipAdapter", "TipAdapterF", "CoOp", "CoCoOp", "KgCoOp",
-           "MaPLe", "TCP", "PlainAdapterCLIP", "ZeroShotCLIP", "ClassifierModel", "build_method",
-           "DEFAULT_TEMPLATE"]
+__all__ = [
+    "METHODS",
+    "DRA",
+    "MMA",
+    "CLIPLoRA",
+    "CLIPAdapter",
+    "TipAdapter",
+    "TipAdapterF",
+    "CoOp",
+    "CoCoOp",
+    "KgCoOp",
+    "MaPLe",
+    "TCP",
+    "PlainAdapterCLIP",
+    "ZeroShotCLIP",
+    "ClassifierModel",
+    "build_method",
+    "DEFAULT_TEMPLATE",
+]

@@ -4,6 +4,7 @@ Shared by `dra` (DynamicRankAdapter) and `adapter` (PlainAdapter): the two diffe
 each branch wraps. Each adapted block becomes a `ParallelBranchBlock` that owns its `AdapterBranch`;
 checkpoints name the branches `adapters.<image|text>.<block, 1-based>`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,9 @@ class AdaptedCLIP(ClassifierModel):
     config_class = DRAConfig
     config_section = "dra"
 
-    def __init__(self, backbone: CLIPBackbone, classnames: list[str], config=None,
-                 template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(
+        self, backbone: CLIPBackbone, classnames: list[str], config=None, template: str = DEFAULT_TEMPLATE
+    ) -> None:
         super().__init__(backbone, classnames, template)
         self.config = config = config or self.config_class()
         # tower -> {block (1-based): branch}; the branches themselves live in the wrapped blocks.
@@ -44,8 +46,7 @@ class AdaptedCLIP(ClassifierModel):
             self._branches[tower] = {}
             for index in range(start - 1, self.last_block(tower)):
                 branch = self.make_branch(tower, index + 1)
-                backbone.wrap_block(tower, index,
-                                    lambda block, b=branch: ParallelBranchBlock(block, b, self.placement))
+                backbone.wrap_block(tower, index, lambda block, b=branch: ParallelBranchBlock(block, b, self.placement))
                 self._branches[tower][index + 1] = branch
         # Text blocks before the first adapted one are frozen: their output is cached per class set.
         self.text_start = start - 1 if "text" in towers else len(backbone.text_blocks)
@@ -94,13 +95,25 @@ class AdaptedCLIP(ClassifierModel):
     def compute_text_features(self) -> torch.Tensor:
         tokens, hidden = self.text_prefix()
         n = tokens.shape[0]
-        if (self.training and torch.is_grad_enabled() and self.text_chunk > 0 and n > self.text_chunk
-                and n > self.text_chunk_above and self._branches.get("text")):
+        if (
+            self.training
+            and torch.is_grad_enabled()
+            and self.text_chunk > 0
+            and n > self.text_chunk
+            and n > self.text_chunk_above
+            and self._branches.get("text")
+        ):
             return self._chunked_text(tokens, hidden, self.text_chunk)
         if not self.training and not torch.is_grad_enabled() and 0 < self.text_chunk < n and n > self.text_chunk_above:
             # evaluation (no noise, no graph): the same features a chunk at a time, for the same flat memory
-            return torch.cat([self.backbone.encode_text_from(hidden[i:i + self.text_chunk], tokens[i:i + self.text_chunk],
-                                                             self.text_start) for i in range(0, n, self.text_chunk)])
+            return torch.cat(
+                [
+                    self.backbone.encode_text_from(
+                        hidden[i : i + self.text_chunk], tokens[i : i + self.text_chunk], self.text_start
+                    )
+                    for i in range(0, n, self.text_chunk)
+                ]
+            )
         return self.backbone.encode_text_from(hidden, tokens, self.text_start, pooled_only=self.training)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -129,8 +142,16 @@ class AdaptedCLIP(ClassifierModel):
         feats, regs = [], []
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
-            f, r = checkpoint(self._encode_rows, hidden[start:stop], tokens[start:stop], source, start, stop,
-                              branches, use_reentrant=False)
+            f, r = checkpoint(
+                self._encode_rows,
+                hidden[start:stop],
+                tokens[start:stop],
+                source,
+                start,
+                stop,
+                branches,
+                use_reentrant=False,
+            )
             feats.append(f)
             if r is not None:
                 regs.append(r * ((stop - start) / n if self.config.reg_reduction == "mean" else 1.0))
@@ -187,7 +208,8 @@ class AdaptedCLIP(ClassifierModel):
         return {f"adapters.{t}.{k}": b for t, branches in self._branches.items() for k, b in branches.items()}
 
     def parameter_counts(self) -> dict[str, int]:
-        counts = {t: sum(p.numel() for b in self._branches.get(t, {}).values() for p in b.parameters()
-                         if p.requires_grad) for t in TOWERS}
+        counts = {
+            t: sum(p.numel() for b in self._branches.get(t, {}).values() for p in b.parameters() if p.requires_grad)
+            for t in TOWERS
+        }
         return {"trainable": counts["image"] + counts["text"], **counts}
-

@@ -1,4 +1,5 @@
 """The plain adapter baseline (Table 4 "Baseline"): same placement and switches, no dynamic rank."""
+
 from dra.adapters import PlainAdapter
 from dra.methods.adapted import AdaptedCLIP
 

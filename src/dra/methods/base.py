@@ -5,6 +5,7 @@
 Subclasses decide how image and text features are computed and what the training loss adds to the
 cross-entropy. Text features of a class set are computed once in eval mode and reused.
 """
+
 from __future__ import annotations
 
 import torch
@@ -116,13 +117,16 @@ class ClassifierModel(nn.Module):
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changes, as `<prefix>.<name>` tensors: what a checkpoint holds."""
-        return {f"{prefix}.{k}": v for prefix, module in self.learned_modules().items()
-                for k, v in module.state_dict().items()}
+        return {
+            f"{prefix}.{k}": v
+            for prefix, module in self.learned_modules().items()
+            for k, v in module.state_dict().items()
+        }
 
     def load_adapter_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
         """Copy `adapter_state_dict()`-shaped tensors into the learned modules (every key must fit)."""
         for prefix, module in self.learned_modules().items():
-            own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            own = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             module.load_state_dict(own, strict=True)
         self.clear_text_cache()
 

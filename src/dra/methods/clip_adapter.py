@@ -6,6 +6,7 @@
 `f` is CLIP's image embedding before normalisation; the text side is the frozen prompt (cached). No
 block is wrapped: the adapter is a module of the model, `unload()` has nothing to take out of CLIP.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,9 @@ class CLIPAdapter(ClassifierModel):
     config_class = CLIPAdapterConfig
     config_section = "clip_adapter"
 
-    def __init__(self, backbone, classnames, config: CLIPAdapterConfig | None = None,
-                 template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(
+        self, backbone, classnames, config: CLIPAdapterConfig | None = None, template: str = DEFAULT_TEMPLATE
+    ) -> None:
         super().__init__(backbone, classnames, template)
         self.config = config = config or CLIPAdapterConfig()
         dim = backbone.clip.visual.output_dim

@@ -7,6 +7,7 @@
 The text encoder runs for every image over every class (B * C prompts per step): nothing is cached,
 in training or at test. The published recipe trains with batch size 1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,12 +30,16 @@ class CoCoOp(CoOp):
     config_class = CoCoOpConfig
     config_section = "cocoop"
 
-    def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: CoCoOpConfig | None = None,
-                 template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(
+        self,
+        backbone: CLIPBackbone,
+        classnames: list[str],
+        config: CoCoOpConfig | None = None,
+        template: str = DEFAULT_TEMPLATE,
+    ) -> None:
         super().__init__(backbone, classnames, config, template)
         image_dim = backbone.clip.visual.output_dim
-        self.meta_net = MetaNet(image_dim, backbone.text_width, self.config.meta_reduction).to(
-            backbone.text_device)
+        self.meta_net = MetaNet(image_dim, backbone.text_width, self.config.meta_reduction).to(backbone.text_device)
 
     def text_features_for(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D) normalised text features, each image's prompts shifted by its Meta-Net output."""

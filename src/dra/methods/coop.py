@@ -6,6 +6,7 @@
 The context is initialised from the token embeddings of "a photo of a" (M = 4), so that before
 training CoOp equals zero-shot CLIP with that prompt.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,7 +30,7 @@ class PromptContext(nn.Module):
         if init_words:
             tokens = backbone.tokenizer([init_words])  # on the CPU: its EOT position is read here
             n = int(tokens[0].argmax()) - 1 if n_ctx is None else n_ctx  # the words between SOS and EOT
-            init = backbone.token_embeddings(tokens.to(device))[0, 1:1 + n].float().clone()
+            init = backbone.token_embeddings(tokens.to(device))[0, 1 : 1 + n].float().clone()
             self.words = init_words
         else:
             init = torch.randn(n_ctx, backbone.text_width) * 0.02  # N(0, 0.02^2), CoOp's random init
@@ -43,7 +44,7 @@ class PromptContext(nn.Module):
         """Token embeddings (C, L, D) with positions 1..M replaced by the context (M, D) or (C, M, D)."""
         ctx = self.ctx if ctx is None else ctx
         ctx = ctx.to(embeddings.dtype).expand(embeddings.shape[0], -1, -1)
-        return torch.cat([embeddings[:, :1], ctx, embeddings[:, 1 + len(self):]], dim=1)
+        return torch.cat([embeddings[:, :1], ctx, embeddings[:, 1 + len(self) :]], dim=1)
 
 
 class CoOp(ClassifierModel):
@@ -51,8 +52,13 @@ class CoOp(ClassifierModel):
     config_class = CoOpConfig
     config_section = "coop"
 
-    def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: CoOpConfig | None = None,
-                 template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(
+        self,
+        backbone: CLIPBackbone,
+        classnames: list[str],
+        config: CoOpConfig | None = None,
+        template: str = DEFAULT_TEMPLATE,
+    ) -> None:
         self.config = config or self.config_class()
         super().__init__(backbone, classnames, template)
         self.context = PromptContext(backbone, *self._context_words())

@@ -5,6 +5,7 @@
 t_c^clip: frozen CLIP's feature of the hand-written prompt (the model's template) of class c; the mean
 runs over every class of the label space.
 """
+
 from __future__ import annotations
 
 import torch

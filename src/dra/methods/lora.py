@@ -4,6 +4,7 @@ Each block's attention becomes a `LoRAAttention` (the frozen fused projection pl
 pairs). Checkpoint tensors: `lora.<image|text>.<block>.<q|k|v>_<A|B>`. `merge()` folds the updates into
 the frozen weights for inference; `unmerge()`, `train()` and `unload()` take them out again.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,7 +21,9 @@ class CLIPLoRA(ClassifierModel):
     config_class = LoRAConfig
     config_section = "lora"
 
-    def __init__(self, backbone, classnames, config: LoRAConfig | None = None, template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(
+        self, backbone, classnames, config: LoRAConfig | None = None, template: str = DEFAULT_TEMPLATE
+    ) -> None:
         super().__init__(backbone, classnames, template)
         self.config = config = config or LoRAConfig()
         self.towers = [t for t in TOWERS if config.branches in (t, "both")]
@@ -28,13 +31,16 @@ class CLIPLoRA(ClassifierModel):
         for tower in self.towers:
             n = len(backbone.blocks(tower))
             if config.start_layer > n:
-                raise BackboneError(f"lora start_layer {config.start_layer} is past the last of the {n} {tower} "
-                                    f"blocks of {backbone.name}")
+                raise BackboneError(
+                    f"lora start_layer {config.start_layer} is past the last of the {n} {tower} "
+                    f"blocks of {backbone.name}"
+                )
         for tower in self.towers:
             self._attn[tower] = {}
             for index in range(config.start_layer - 1, len(backbone.blocks(tower))):
                 self._attn[tower][index + 1] = backbone.wrap_attention(
-                    tower, index, lambda attn: LoRAAttention(attn, config.rank, config.scaling, config.dropout))
+                    tower, index, lambda attn: LoRAAttention(attn, config.rank, config.scaling, config.dropout)
+                )
         self._tokens: tuple[tuple[str, ...], torch.Tensor] | None = None
 
     @property
@@ -89,6 +95,7 @@ class CLIPLoRA(ClassifierModel):
             self.merge()
 
     def parameter_counts(self) -> dict[str, int]:
-        counts = {t: sum(p.numel() for a in self._attn.get(t, {}).values() for p in a.lora.parameters())
-                  for t in TOWERS}
+        counts = {
+            t: sum(p.numel() for a in self._attn.get(t, {}).values() for p in a.lora.parameters()) for t in TOWERS
+        }
         return {"trainable": counts["image"] + counts["text"], **counts}

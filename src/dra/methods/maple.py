@@ -7,6 +7,7 @@
 F_i: Linear(text width -> image width), one per layer; P_i ~ N(0, 0.02^2). The text reads the full
 "a photo of a {class}." with its first n tokens replaced. Loss: cross-entropy.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,7 +29,8 @@ class MultiModalPrompts(nn.Module):
         n, text, image = config.n_ctx, backbone.text_width, backbone.image_width
         device = backbone.text_device
         self.deep_text = nn.ParameterList(
-            [nn.Parameter(torch.randn(n, text, device=device) * 0.02) for _ in range(config.depth - 1)])
+            [nn.Parameter(torch.randn(n, text, device=device) * 0.02) for _ in range(config.depth - 1)]
+        )
         self.couplings = nn.ModuleList([nn.Linear(text, image, device=device) for _ in range(config.depth)])
 
 
@@ -37,12 +39,19 @@ class MaPLe(CoOp):
     config_class = MaPLeConfig
     config_section = "maple"
 
-    def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: MaPLeConfig | None = None,
-                 template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(
+        self,
+        backbone: CLIPBackbone,
+        classnames: list[str],
+        config: MaPLeConfig | None = None,
+        template: str = DEFAULT_TEMPLATE,
+    ) -> None:
         super().__init__(backbone, classnames, config, template)
         cfg = self.config
         if cfg.depth > min(len(backbone.text_blocks), len(backbone.image_blocks)):
-            raise ValueError(f"maple.depth {cfg.depth} exceeds the {len(backbone.text_blocks)} blocks of {backbone.name}")
+            raise ValueError(
+                f"maple.depth {cfg.depth} exceeds the {len(backbone.text_blocks)} blocks of {backbone.name}"
+            )
         self.prompts_deep = MultiModalPrompts(backbone, cfg)
         visual = backbone.clip.visual
         self._wrapped = [(visual, "ln_pre")]
@@ -60,9 +69,11 @@ class MaPLe(CoOp):
 
     def image_prompt(self, i: int):
         """F_i(P_i), with P_0 the input context."""
+
         def tokens() -> torch.Tensor:
             p = self.context.ctx if i == 0 else self.prompts_deep.deep_text[i - 1]
             return self.prompts_deep.couplings[i](p)
+
         return tokens
 
     @property

@@ -4,6 +4,7 @@ a dim x dim layer per depth shared by the two towers (docs/baselines.md).
 Checkpoint tensors: `adapters.<image|text>.<block>.down|up.*` and `adapters.shared.<block>.*` (the shared
 layer once, not once per tower). Text prompt: the fixed "a photo of a {}." (TEXT_CTX_INIT).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -26,8 +27,10 @@ class MMA(AdaptedCLIP):
         depth = min(len(backbone.blocks(t)) for t in TOWERS)
         end = config.end_layer or depth
         if end > depth:
-            raise BackboneError(f"mma end_layer {end} is past the last block of the shallower tower of "
-                                f"{backbone.name} ({depth} blocks): the shared layer needs block {end} in both")
+            raise BackboneError(
+                f"mma end_layer {end} is past the last block of the shallower tower of "
+                f"{backbone.name} ({depth} blocks): the shared layer needs block {end} in both"
+            )
         self._end = end
         super().__init__(backbone, classnames, config, template)
         self.shared = nn.ModuleDict({str(k): m for k, m in self._shared.items()})  # visible once in print()
@@ -62,8 +65,12 @@ class MMA(AdaptedCLIP):
         return out
 
     def parameter_counts(self) -> dict[str, int]:
-        counts = {t: sum(p.numel() for b in self._branches.get(t, {}).values() for m in (b.down, b.up)
-                         for p in m.parameters()) for t in TOWERS}
+        counts = {
+            t: sum(
+                p.numel() for b in self._branches.get(t, {}).values() for m in (b.down, b.up) for p in m.parameters()
+            )
+            for t in TOWERS
+        }
         shared = sum(p.numel() for m in self._shared.values() for p in m.parameters())
         return {"trainable": counts["image"] + counts["text"] + shared, **counts, "shared": shared}
 

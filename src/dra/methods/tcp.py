@@ -8,6 +8,7 @@
 
 New classes get their own p_c from their own e_c: the TKE generalises, the prompts are rebuilt.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,11 @@ from dra.methods.kgcoop import KgCoOp
 
 class TextualKnowledgeEmbedding(nn.Sequential):
     def __init__(self, feature_dim: int, n_ctx: int, width: int, reduction: int) -> None:
-        super().__init__(nn.Linear(feature_dim, feature_dim // reduction), QuickGELU(),
-                         nn.Linear(feature_dim // reduction, n_ctx * width))
+        super().__init__(
+            nn.Linear(feature_dim, feature_dim // reduction),
+            QuickGELU(),
+            nn.Linear(feature_dim // reduction, n_ctx * width),
+        )
         self.n_ctx, self.width = n_ctx, width
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # (C, d) -> (C, n, D)
@@ -36,19 +40,31 @@ class TCP(KgCoOp):
     config_class = TCPConfig
     config_section = "tcp"
 
-    def __init__(self, backbone: CLIPBackbone, classnames: list[str], config: TCPConfig | None = None,
-                 template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(
+        self,
+        backbone: CLIPBackbone,
+        classnames: list[str],
+        config: TCPConfig | None = None,
+        template: str = DEFAULT_TEMPLATE,
+    ) -> None:
         super().__init__(backbone, classnames, config, template)
         cfg = self.config
         if not 0 <= cfg.inject_layer < len(backbone.text_blocks):
-            raise ValueError(f"tcp.inject_layer {cfg.inject_layer} is not a text block of {backbone.name} "
-                             f"(0..{len(backbone.text_blocks) - 1})")
-        feature_dim = backbone.clip.text_projection.shape[-1] if isinstance(
-            backbone.clip.text_projection, torch.Tensor) else backbone.clip.text_projection.out_features
-        self.tke = TextualKnowledgeEmbedding(feature_dim, len(self.context), backbone.text_width,
-                                             cfg.tke_reduction).to(backbone.text_device)
-        backbone.wrap_block("text", cfg.inject_layer,
-                            lambda base: ReplaceTokens(base, self.class_aware_prompts, start=1))
+            raise ValueError(
+                f"tcp.inject_layer {cfg.inject_layer} is not a text block of {backbone.name} "
+                f"(0..{len(backbone.text_blocks) - 1})"
+            )
+        feature_dim = (
+            backbone.clip.text_projection.shape[-1]
+            if isinstance(backbone.clip.text_projection, torch.Tensor)
+            else backbone.clip.text_projection.out_features
+        )
+        self.tke = TextualKnowledgeEmbedding(feature_dim, len(self.context), backbone.text_width, cfg.tke_reduction).to(
+            backbone.text_device
+        )
+        backbone.wrap_block(
+            "text", cfg.inject_layer, lambda base: ReplaceTokens(base, self.class_aware_prompts, start=1)
+        )
 
     def class_aware_prompts(self) -> torch.Tensor:
         """(C, n, D): one prompt per class of the current label space."""

@@ -10,6 +10,7 @@ columns are the classes it was built for: with any other class set (the new clas
 there is no cache term, so the model is zero-shot CLIP with its template. Tip-Adapter-F learns the keys
 (initialised from the cache) with the settings of configs/methods/tip_adapter_f.yaml.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,8 +58,9 @@ class TipAdapter(ClassifierModel):
     config_section = "tip_adapter"
     learnable_keys = False
 
-    def __init__(self, backbone, classnames, config: TipAdapterConfig | None = None,
-                 template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(
+        self, backbone, classnames, config: TipAdapterConfig | None = None, template: str = DEFAULT_TEMPLATE
+    ) -> None:
         super().__init__(backbone, classnames, template)
         self.config = config = config or TipAdapterConfig()
         self.cache = TipCache(backbone.clip.visual.output_dim, self.learnable_keys)
@@ -89,9 +91,15 @@ class TipAdapter(ClassifierModel):
         from torchvision.transforms import InterpolationMode
 
         p = self.backbone.preprocess
-        return T.Compose([T.RandomResizedCrop(p.image_size, scale=(0.5, 1.0), interpolation=InterpolationMode.BICUBIC),
-                          T.RandomHorizontalFlip(), T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(),
-                          T.Normalize(p.mean, p.std)])
+        return T.Compose(
+            [
+                T.RandomResizedCrop(p.image_size, scale=(0.5, 1.0), interpolation=InterpolationMode.BICUBIC),
+                T.RandomHorizontalFlip(),
+                T.Lambda(lambda im: im.convert("RGB")),
+                T.ToTensor(),
+                T.Normalize(p.mean, p.std),
+            ]
+        )
 
     @torch.no_grad()
     def _features(self, items, transform, device, normalize: bool, batch_size: int = 64) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Zero-shot CLIP: the frozen model with the hand-written prompt; nothing to train."""
+
 from __future__ import annotations
 
 from dra.methods.base import ClassifierModel

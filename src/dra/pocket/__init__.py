@@ -6,6 +6,7 @@ four downstream classification tasks (`datasets`: pocket_shapes, pocket_patterns
 pocket_counting). It shows whether DRA learns and how its switches compare here; it says nothing
 about real CLIP on real images. See docs/pocket.md.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,11 +22,13 @@ def pocket_weights(model_name: str = MODEL) -> Path:
     if model_name != MODEL:
         raise BackboneError(
             f"--pretrained pocket is the pocket world's tiny CLIP ({MODEL}), not {model_name}: pass "
-            f"--model {MODEL}, or --config pocket for the pocket benchmark's settings")
+            f"--model {MODEL}, or --config pocket for the pocket benchmark's settings"
+        )
     if not WEIGHTS.is_file():
         raise BackboneError(
             f"the pocket CLIP's weights are not installed ({WEIGHTS}); make them with "
-            "`dra pocket pretrain --ship` (see docs/pocket.md)")
+            "`dra pocket pretrain --ship` (see docs/pocket.md)"
+        )
     return WEIGHTS
 
 

@@ -9,6 +9,7 @@ Written like `shapes` (CoOp layout, `<folder>/images/<class>/<class>_NNN.png` + 
 32 train / 8 val / 50 test images per class) into the data cache on first use, and read back by the
 registry like any dataset; base/new halves and few-shot draws are the benchmark's own.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,26 +72,51 @@ def _counting(label: int, rng: random.Random) -> world.Scene:
     return world.random_scene(rng, count=label + 1)
 
 
-POCKET_DATASETS: dict[str, PocketDataset] = {d.name: d for d in (
-    # The benchmark: attributes the shipped tiny CLIP has learned (backgrounds, colours), under shifts.
-    PocketDataset("pocket_scenes", "Pocket-Scenes (simulation)", "PocketScenes", world.SCENES, _scenes,
-                  world.STRONG_SHIFT),
-    PocketDataset("pocket_colours", "Pocket-Colours (simulation)", "PocketColours",
-                  tuple(f"{c} object" for c in world.COLOURS), _colours),
-    PocketDataset("pocket_objects", "Pocket-Objects (simulation)", "PocketObjects",
-                  tuple(f"{c} object on a {b}" for c in OBJECT_COLOURS for b in OBJECT_SCENES), _objects,
-                  world.STRONG_SHIFT),
-    PocketDataset("pocket_dusk", "Pocket-Dusk (simulation)", "PocketDusk", world.SCENES, _scenes,
-                  world.DUSK_SHIFT),
-    # Registered, not in the benchmark: the shipped CLIP is at chance on them (see docs/pocket.md).
-    PocketDataset("pocket_shapes", "Pocket-Shapes (simulation)", "PocketShapes", world.SHAPES, _shapes,
-                  benchmark=False),
-    PocketDataset("pocket_patterns", "Pocket-Patterns (simulation)", "PocketPatterns",
-                  tuple(f"{p} object" for p in world.PATTERNS), _patterns, benchmark=False),
-    PocketDataset("pocket_counting", "Pocket-Counting (simulation)", "PocketCounting",
-                  tuple(f"{w} object" if i == 0 else f"{w} objects" for i, w in enumerate(world.COUNT_WORDS)),
-                  _counting, benchmark=False),
-)}
+POCKET_DATASETS: dict[str, PocketDataset] = {
+    d.name: d
+    for d in (
+        # The benchmark: attributes the shipped tiny CLIP has learned (backgrounds, colours), under shifts.
+        PocketDataset(
+            "pocket_scenes", "Pocket-Scenes (simulation)", "PocketScenes", world.SCENES, _scenes, world.STRONG_SHIFT
+        ),
+        PocketDataset(
+            "pocket_colours",
+            "Pocket-Colours (simulation)",
+            "PocketColours",
+            tuple(f"{c} object" for c in world.COLOURS),
+            _colours,
+        ),
+        PocketDataset(
+            "pocket_objects",
+            "Pocket-Objects (simulation)",
+            "PocketObjects",
+            tuple(f"{c} object on a {b}" for c in OBJECT_COLOURS for b in OBJECT_SCENES),
+            _objects,
+            world.STRONG_SHIFT,
+        ),
+        PocketDataset("pocket_dusk", "Pocket-Dusk (simulation)", "PocketDusk", world.SCENES, _scenes, world.DUSK_SHIFT),
+        # Registered, not in the benchmark: the shipped CLIP is at chance on them (see docs/pocket.md).
+        PocketDataset(
+            "pocket_shapes", "Pocket-Shapes (simulation)", "PocketShapes", world.SHAPES, _shapes, benchmark=False
+        ),
+        PocketDataset(
+            "pocket_patterns",
+            "Pocket-Patterns (simulation)",
+            "PocketPatterns",
+            tuple(f"{p} object" for p in world.PATTERNS),
+            _patterns,
+            benchmark=False,
+        ),
+        PocketDataset(
+            "pocket_counting",
+            "Pocket-Counting (simulation)",
+            "PocketCounting",
+            tuple(f"{w} object" if i == 0 else f"{w} objects" for i, w in enumerate(world.COUNT_WORDS)),
+            _counting,
+            benchmark=False,
+        ),
+    )
+}
 POCKET_BENCHMARK = tuple(n for n, d in POCKET_DATASETS.items() if d.benchmark)
 
 
@@ -108,7 +134,8 @@ def make_pocket_dataset(name: str, out_root: str | os.PathLike) -> Path:
     spec = POCKET_DATASETS[name]
 
     def write(tmp: Path) -> None:
-        write_coop_dataset(tmp, spec.classnames, PER_CLASS, lambda label, i: render_item(name, label, i),
-                           spec.split_file, VERSION)
+        write_coop_dataset(
+            tmp, spec.classnames, PER_CLASS, lambda label, i: render_item(name, label, i), spec.split_file, VERSION
+        )
 
     return make_generated(out_root, name, write, VERSION)

@@ -3,6 +3,7 @@ four pocket datasets with the packaged tiny CLIP, one table (a row per method, a
 
 Used when no real CLIP weights are available (offline, nothing cached) or with `--pretrained pocket`.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,14 @@ from omegaconf import OmegaConf
 from dra.report import Table, harmonic_mean
 
 METHODS = ("zeroshot", "adapter", "dra")
-SIMULATION_LINE = ("SIMULATION: the pocket world (generated scenes, a tiny CLIP pretrained by dra itself; "
-                   "docs/pocket.md). It shows that the pipeline learns, not how CLIP does on real images.")
-REAL_LINE = ("Real benchmark: dra base2new --data-root DATA --pretrained openai (CoOp layout, "
-             "docs/datasets.md), or dra demo --pretrained /path/to/ViT-B-32.pt")
+SIMULATION_LINE = (
+    "SIMULATION: the pocket world (generated scenes, a tiny CLIP pretrained by dra itself; "
+    "docs/pocket.md). It shows that the pipeline learns, not how CLIP does on real images."
+)
+REAL_LINE = (
+    "Real benchmark: dra base2new --data-root DATA --pretrained openai (CoOp layout, "
+    "docs/datasets.md), or dra demo --pretrained /path/to/ViT-B-32.pt"
+)
 
 
 def summarise(records_by_method: dict[str, list[dict]], backbone: str, simulation: bool) -> dict:
@@ -26,8 +31,9 @@ def summarise(records_by_method: dict[str, list[dict]], backbone: str, simulatio
     for method, records in records_by_method.items():
         base = sum(r["base"] for r in records) / len(records)
         new = sum(r["new"] for r in records) / len(records)
-        rows.append({"method": method, "base": round(base, 2), "new": round(new, 2),
-                     "hm": round(harmonic_mean(base, new), 2)})
+        rows.append(
+            {"method": method, "base": round(base, 2), "new": round(new, 2), "hm": round(harmonic_mean(base, new), 2)}
+        )
     return {
         "simulation": simulation,
         "backbone": backbone,
@@ -39,29 +45,49 @@ def summarise(records_by_method: dict[str, list[dict]], backbone: str, simulatio
 
 
 def table_of(summary: dict) -> Table:
-    title = ("Pocket world base-to-new (SIMULATION), average over " if summary["simulation"] else
-             "Base-to-new, average over ") + ", ".join(summary["datasets"]) + f" ({summary['backbone']})"
+    title = (
+        (
+            "Pocket world base-to-new (SIMULATION), average over "
+            if summary["simulation"]
+            else "Base-to-new, average over "
+        )
+        + ", ".join(summary["datasets"])
+        + f" ({summary['backbone']})"
+    )
     notes = [f"chance: base {summary['chance_base']:.2f}, new {summary['chance_new']:.2f}"]
     if summary["simulation"]:
         notes += [SIMULATION_LINE, REAL_LINE]
-    return Table(title=title, columns=["Method", "Base", "New", "HM"],
-                 rows=[[r["method"], r["base"], r["new"], r["hm"]] for r in summary["rows"]], notes=notes)
+    return Table(
+        title=title,
+        columns=["Method", "Base", "New", "HM"],
+        rows=[[r["method"], r["base"], r["new"], r["hm"]] for r in summary["rows"]],
+        notes=notes,
+    )
 
 
-def run_pocket_demo(overrides: list[str] | None = None, output: str | None = None, device: str | None = None,
-                    methods=METHODS, echo=print) -> dict:
+def run_pocket_demo(
+    overrides: list[str] | None = None,
+    output: str | None = None,
+    device: str | None = None,
+    methods=METHODS,
+    echo=print,
+) -> dict:
     """Run the three methods on the pocket benchmark (seed 1); returns the summary (see `summarise`)."""
     from dra.backbones import load_backbone
     from dra.protocols import base2new
     from dra.settings import load_settings
 
-    cfg = load_settings("pocket", {"output": str(Path(output or "runs/demo") / "pocket"), "device": device,
-                                   "seeds": [1]}, overrides)
+    cfg = load_settings(
+        "pocket", {"output": str(Path(output or "runs/demo") / "pocket"), "device": device, "seeds": [1]}, overrides
+    )
     backbone = load_backbone(cfg.model, cfg.pretrained)
     records = {}
     for method in methods:
-        res = base2new.run(OmegaConf.merge(cfg, {"method": method}), backbone=backbone,
-                           echo=lambda line: echo(f"[{method}] {line}") if " seed " in line else None)
+        res = base2new.run(
+            OmegaConf.merge(cfg, {"method": method}),
+            backbone=backbone,
+            echo=lambda line, m=method: echo(f"[{m}] {line}") if " seed " in line else None,
+        )
         records[method] = res["records"]
     return summarise(records, f"{cfg.model} ({cfg.pretrained}, simulation)", simulation=True)
 

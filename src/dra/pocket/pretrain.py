@@ -11,13 +11,13 @@ are written in fp16 as `pocket.safetensors` with `pocket.json` (command, seed, s
 generator version); `--ship` also copies both into the package (`dra/pocket/`), where
 `--pretrained pocket` finds them.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,8 +107,12 @@ def build_model(s: PretrainSettings):
 def _optimizer(model, s: PretrainSettings) -> torch.optim.AdamW:
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                             lr=s.lr, betas=(0.9, 0.98), eps=1e-6)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": s.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=s.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
 
 
 def _save_checkpoint(out: Path, model, opt, step: int, s: PretrainSettings, losses: list[float]) -> None:
@@ -119,8 +123,12 @@ def _save_checkpoint(out: Path, model, opt, step: int, s: PretrainSettings, loss
         for name, value in state.items():
             tensors[f"opt.{i}.{name}"] = torch.as_tensor(value).detach().contiguous()
     atomic_write(out / "checkpoint.safetensors", lambda tmp: save_file(tensors, tmp))
-    atomic_write_text(out / "checkpoint.json", json.dumps(
-        {"step": step, "settings": asdict(s), "generator": world.GENERATOR_VERSION, "losses": losses}, indent=1))
+    atomic_write_text(
+        out / "checkpoint.json",
+        json.dumps(
+            {"step": step, "settings": asdict(s), "generator": world.GENERATOR_VERSION, "losses": losses}, indent=1
+        ),
+    )
 
 
 def _load_checkpoint(out: Path, model, opt, s: PretrainSettings) -> tuple[int, list[float]]:
@@ -135,7 +143,7 @@ def _load_checkpoint(out: Path, model, opt, s: PretrainSettings) -> tuple[int, l
     if saved != mine or meta.get("generator") != world.GENERATOR_VERSION:
         raise ValueError(f"{out} holds a pretraining run with other settings ({saved}); use another --output")
     tensors = load_file(str(weights_path))
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     state = opt.state_dict()
     per_param: dict[int, dict] = {}
     for k, v in tensors.items():
@@ -157,8 +165,14 @@ def export_weights(model, path: Path, meta: dict) -> Path:
     return path
 
 
-def pretrain(s: PretrainSettings, output: str | os.PathLike, ship: bool = False, progress: bool = True,
-             command: str | None = None, echo=print) -> dict:
+def pretrain(
+    s: PretrainSettings,
+    output: str | os.PathLike,
+    ship: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    echo=print,
+) -> dict:
     """Run (or resume) pretraining into `output`; returns the summary written to pocket.json."""
     from open_clip.loss import ClipLoss
     from tqdm.auto import tqdm
@@ -174,9 +188,14 @@ def pretrain(s: PretrainSettings, output: str | os.PathLike, ship: bool = False,
         echo(f"resuming {out} at step {start}/{s.steps}")
     loss_fn = ClipLoss()
     data = WorldBatches(s.seed, s.batch_size, s.model)
-    loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=range(start, s.steps),
-                                         num_workers=s.workers, prefetch_factor=4 if s.workers else None,
-                                         persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=None,
+        sampler=range(start, s.steps),
+        num_workers=s.workers,
+        prefetch_factor=4 if s.workers else None,
+        persistent_workers=False,
+    )
     t0 = time.time()
     log = open(out / "train.log", "a", encoding="utf-8")
     bar = tqdm(total=s.steps, initial=start, desc="pocket pretrain", disable=not progress, dynamic_ncols=True)
@@ -197,8 +216,10 @@ def pretrain(s: PretrainSettings, output: str | os.PathLike, ship: bool = False,
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr_at(step, s):.1e}")
             if (step + 1) % 10 == 0:
-                log.write(f"step {step + 1} loss {np.mean(losses[-10:]):.4f} lr {lr_at(step, s):.2e} "
-                          f"elapsed {time.time() - t0:.0f}s\n")
+                log.write(
+                    f"step {step + 1} loss {np.mean(losses[-10:]):.4f} lr {lr_at(step, s):.2e} "
+                    f"elapsed {time.time() - t0:.0f}s\n"
+                )
                 log.flush()
             if (step + 1) % s.checkpoint_every == 0 or step + 1 == s.steps:
                 _save_checkpoint(out, model, opt, step + 1, s, losses)
@@ -210,10 +231,17 @@ def pretrain(s: PretrainSettings, output: str | os.PathLike, ship: bool = False,
         "simulation": True,
         "what": "the pocket world's tiny CLIP, pretrained by dra itself on procedurally generated captions",
         "command": command or f"dra pocket pretrain --steps {s.steps} --batch-size {s.batch_size} --seed {s.seed}",
-        "model": s.model, "seed": s.seed, "steps": s.steps, "batch_size": s.batch_size, "lr": s.lr,
-        "weight_decay": s.weight_decay, "warmup": s.warmup,
-        "final_loss": round(final, 4), "first_loss": losses[0] if losses else None,
-        "generator": world.GENERATOR_VERSION, "batches": f"groups of {GROUP} (world.sample_group)",
+        "model": s.model,
+        "seed": s.seed,
+        "steps": s.steps,
+        "batch_size": s.batch_size,
+        "lr": s.lr,
+        "weight_decay": s.weight_decay,
+        "warmup": s.warmup,
+        "final_loss": round(final, 4),
+        "first_loss": losses[0] if losses else None,
+        "generator": world.GENERATOR_VERSION,
+        "batches": f"groups of {GROUP} (world.sample_group)",
         "dtype": "float16",
         "wall_seconds_this_session": round(time.time() - t0, 1),
     }

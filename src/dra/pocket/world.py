@@ -15,11 +15,12 @@ the model's input size (48 px) with 2x supersampled shape masks: about a millise
 `Shift` is the downstream distribution shift (palette jitter and desaturation, noise, blur, clutter
 strokes): the pocket datasets are drawn with it, pretraining never sees it.
 """
+
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -30,14 +31,29 @@ _SS = 2  # supersampling of the masks
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond", "hexagon", "heart", "arrow", "crescent")
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (215, 35, 35), "green": (40, 170, 60), "blue": (35, 70, 220), "yellow": (240, 215, 30),
-    "purple": (135, 45, 185), "orange": (250, 135, 25), "white": (245, 245, 245), "black": (20, 20, 20),
-    "pink": (245, 125, 195), "cyan": (30, 205, 215),
+    "red": (215, 35, 35),
+    "green": (40, 170, 60),
+    "blue": (35, 70, 220),
+    "yellow": (240, 215, 30),
+    "purple": (135, 45, 185),
+    "orange": (250, 135, 25),
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+    "pink": (245, 125, 195),
+    "cyan": (30, 205, 215),
 }
 PATTERNS = ("plain", "striped", "dotted", "checkered", "outlined", "two-tone")
 SIZES = ("small", "large")
-SCENES = ("grass field", "sandy beach", "snow field", "blue sky", "brick wall", "wooden floor", "night sky",
-          "ocean water")
+SCENES = (
+    "grass field",
+    "sandy beach",
+    "snow field",
+    "blue sky",
+    "brick wall",
+    "wooden floor",
+    "night sky",
+    "ocean water",
+)
 COUNT_WORDS = ("one", "two", "three", "four", "five", "six")
 MAX_COUNT = len(COUNT_WORDS)
 
@@ -56,11 +72,11 @@ class Scene:
 class Shift:
     """The downstream shift; each field is a strength in [0, 1]-ish units (0 = pretraining's look)."""
 
-    palette: float = 0.0   # colour jitter of objects and background, and desaturation
-    noise: float = 0.0     # Gaussian pixel noise, sigma = 40 * noise
-    blur: float = 0.0      # Gaussian blur radius in pixels
-    clutter: int = 0       # up to this many random strokes over the scene
-    dusk: float = 0.0      # darken by this fraction and tint blue (low light)
+    palette: float = 0.0  # colour jitter of objects and background, and desaturation
+    noise: float = 0.0  # Gaussian pixel noise, sigma = 40 * noise
+    blur: float = 0.0  # Gaussian blur radius in pixels
+    clutter: int = 0  # up to this many random strokes over the scene
+    dusk: float = 0.0  # darken by this fraction and tint blue (low light)
 
     @property
     def is_identity(self) -> bool:
@@ -78,8 +94,12 @@ DUSK_SHIFT = Shift(palette=0.5, noise=0.35, blur=0.6, clutter=4, dusk=0.45)
 def random_scene(rng: random.Random, **fixed) -> Scene:
     """A scene with uniformly drawn attributes, except those given in `fixed`."""
     values = {
-        "shape": rng.choice(SHAPES), "colour": rng.choice(list(COLOURS)), "pattern": rng.choice(PATTERNS),
-        "size": rng.choice(SIZES), "count": rng.randint(1, MAX_COUNT), "background": rng.choice(SCENES),
+        "shape": rng.choice(SHAPES),
+        "colour": rng.choice(list(COLOURS)),
+        "pattern": rng.choice(PATTERNS),
+        "size": rng.choice(SIZES),
+        "count": rng.randint(1, MAX_COUNT),
+        "background": rng.choice(SCENES),
     }
     values.update(fixed)
     if values["count"] > 3 and "size" not in fixed:
@@ -87,8 +107,16 @@ def random_scene(rng: random.Random, **fixed) -> Scene:
     return Scene(**values)
 
 
-_FRAMES = ("a photo of a {}.", "a photo of {}.", "a picture of {}.", "an image of {}.", "{}.", "there is {}.",
-           "a drawing of {}.", "a rendering of {}.")
+_FRAMES = (
+    "a photo of a {}.",
+    "a photo of {}.",
+    "a picture of {}.",
+    "an image of {}.",
+    "{}.",
+    "there is {}.",
+    "a drawing of {}.",
+    "a rendering of {}.",
+)
 _BACKGROUND_PREPS = ("on a {}", "in front of a {}", "against a {}", "over a {}")
 
 
@@ -129,8 +157,13 @@ def caption(scene: Scene, rng: random.Random, keep: str | None = None) -> str:
         quantity = ""
     phrase = " ".join(w for w in (quantity, *adjectives, head) if w)
     if pattern_after:
-        phrase += {"striped": " with stripes", "dotted": " with dots", "checkered": " with a checkered pattern",
-                   "outlined": " drawn in outline", "two-tone": " in two tones"}[scene.pattern]
+        phrase += {
+            "striped": " with stripes",
+            "dotted": " with dots",
+            "checkered": " with a checkered pattern",
+            "outlined": " drawn in outline",
+            "two-tone": " in two tones",
+        }[scene.pattern]
     if keep == "background" or rng.random() < 0.6:
         phrase += " " + rng.choice(_BACKGROUND_PREPS).format(scene.background)
     return rng.choice(_FRAMES).format(phrase)
@@ -141,8 +174,13 @@ def caption(scene: Scene, rng: random.Random, keep: str | None = None) -> str:
 
 def _poly(n, cx, cy, r, angle, radii=(1.0,)):
     m = n * len(radii)
-    return [(cx + r * radii[k % len(radii)] * math.cos(angle + 2 * math.pi * k / m),
-             cy + r * radii[k % len(radii)] * math.sin(angle + 2 * math.pi * k / m)) for k in range(m)]
+    return [
+        (
+            cx + r * radii[k % len(radii)] * math.cos(angle + 2 * math.pi * k / m),
+            cy + r * radii[k % len(radii)] * math.sin(angle + 2 * math.pi * k / m),
+        )
+        for k in range(m)
+    ]
 
 
 def _rot(points, cx, cy, angle):
@@ -150,8 +188,9 @@ def _rot(points, cx, cy, angle):
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, tilt: float, spin: float,
-                fill=255) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, tilt: float, spin: float, fill=255
+) -> None:
     if shape == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
     elif shape == "square":
@@ -166,17 +205,39 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         draw.polygon(_poly(6, cx, cy, r * 1.05, spin), fill=fill)
     elif shape == "cross":
         w = 0.38 * r
-        pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
+        pts = [
+            (-w, -r),
+            (w, -r),
+            (w, -w),
+            (r, -w),
+            (r, w),
+            (w, w),
+            (w, r),
+            (-w, r),
+            (-w, w),
+            (-r, w),
+            (-r, -w),
+            (-w, -w),
+        ]
         draw.polygon(_rot(pts, cx, cy, tilt), fill=fill)
     elif shape == "heart":
         q = 0.52 * r
         draw.ellipse([cx - 2 * q, cy - 0.9 * r, cx, cy - 0.9 * r + 2 * q], fill=fill)
         draw.ellipse([cx, cy - 0.9 * r, cx + 2 * q, cy - 0.9 * r + 2 * q], fill=fill)
-        draw.polygon([(cx - 1.95 * q, cy - 0.9 * r + 1.25 * q), (cx + 1.95 * q, cy - 0.9 * r + 1.25 * q), (cx, cy + r)],
-                     fill=fill)
+        draw.polygon(
+            [(cx - 1.95 * q, cy - 0.9 * r + 1.25 * q), (cx + 1.95 * q, cy - 0.9 * r + 1.25 * q), (cx, cy + r)],
+            fill=fill,
+        )
     elif shape == "arrow":
-        pts = [(-r, -0.28 * r), (0.1 * r, -0.28 * r), (0.1 * r, -0.7 * r), (r, 0), (0.1 * r, 0.7 * r),
-               (0.1 * r, 0.28 * r), (-r, 0.28 * r)]
+        pts = [
+            (-r, -0.28 * r),
+            (0.1 * r, -0.28 * r),
+            (0.1 * r, -0.7 * r),
+            (r, 0),
+            (0.1 * r, 0.7 * r),
+            (0.1 * r, 0.28 * r),
+            (-r, 0.28 * r),
+        ]
         draw.polygon(_rot(pts, cx, cy, spin), fill=fill)
     elif shape == "crescent":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
@@ -199,12 +260,17 @@ def _layout(scene: Scene, rng: random.Random) -> list[tuple[float, float, float]
     out = []
     for c in cells:
         gx, gy = c % grid, c // grid
-        r = (rng.uniform(8.0, 10.0) if grid == 2 else rng.uniform(4.5, 6.2)) if scene.size == "large" or grid == 3 \
+        r = (
+            (rng.uniform(8.0, 10.0) if grid == 2 else rng.uniform(4.5, 6.2))
+            if scene.size == "large" or grid == 3
             else rng.uniform(5.0, 6.5)
+        )
         if scene.size == "small" and grid == 2:
             r = rng.uniform(4.5, 6.0)
         slack = max(0.0, cell / 2 - r - 1)
-        out.append((gx * cell + cell / 2 + rng.uniform(-slack, slack), gy * cell + cell / 2 + rng.uniform(-slack, slack), r))
+        out.append(
+            (gx * cell + cell / 2 + rng.uniform(-slack, slack), gy * cell + cell / 2 + rng.uniform(-slack, slack), r)
+        )
     return out
 
 
@@ -339,8 +405,13 @@ def sample(seed: int, index: int, shift: Shift = Shift()) -> tuple[Image.Image, 
 
 
 GROUP_ATTRIBUTES = {"shape": 0.3, "pattern": 0.25, "count": 0.25, "colour": 0.1, "background": 0.1}
-_VALUES = {"shape": SHAPES, "pattern": PATTERNS, "count": tuple(range(1, MAX_COUNT + 1)), "colour": tuple(COLOURS),
-           "background": SCENES}
+_VALUES = {
+    "shape": SHAPES,
+    "pattern": PATTERNS,
+    "count": tuple(range(1, MAX_COUNT + 1)),
+    "colour": tuple(COLOURS),
+    "background": SCENES,
+}
 
 
 def sample_group(seed: int, index: int, size: int = 4) -> list[tuple[Image.Image, str, Scene]]:
@@ -349,8 +420,11 @@ def sample_group(seed: int, index: int, size: int = 4) -> list[tuple[Image.Image
     cannot be met by background and colour alone (they are the easy cues a tiny CLIP learns first)."""
     rng = random.Random(f"{GENERATOR_VERSION}/group/{seed}/{index}")
     attr = rng.choices(list(GROUP_ATTRIBUTES), weights=list(GROUP_ATTRIBUTES.values()))[0]
-    fixed = {"pattern": {"size": "large", "count": rng.randint(1, 2)}, "count": {"size": "small"},
-             "shape": {"count": rng.randint(1, 3)}}.get(attr, {})
+    fixed = {
+        "pattern": {"size": "large", "count": rng.randint(1, 2)},
+        "count": {"size": "small"},
+        "shape": {"count": rng.randint(1, 3)},
+    }.get(attr, {})
     base = random_scene(rng, **fixed)
     out = []
     for value in rng.sample(_VALUES[attr], size):
@@ -361,5 +435,24 @@ def sample_group(seed: int, index: int, size: int = 4) -> list[tuple[Image.Image
     return out
 
 
-__all__ = ["sample_group", "GROUP_ATTRIBUTES", "GENERATOR_VERSION", "IMAGE_SIZE", "SHAPES", "COLOURS", "PATTERNS", "SIZES", "SCENES", "COUNT_WORDS",
-           "Scene", "Shift", "DOWNSTREAM_SHIFT", "STRONG_SHIFT", "DUSK_SHIFT", "random_scene", "caption", "render", "sample"]
+__all__ = [
+    "sample_group",
+    "GROUP_ATTRIBUTES",
+    "GENERATOR_VERSION",
+    "IMAGE_SIZE",
+    "SHAPES",
+    "COLOURS",
+    "PATTERNS",
+    "SIZES",
+    "SCENES",
+    "COUNT_WORDS",
+    "Scene",
+    "Shift",
+    "DOWNSTREAM_SHIFT",
+    "STRONG_SHIFT",
+    "DUSK_SHIFT",
+    "random_scene",
+    "caption",
+    "render",
+    "sample",
+]

@@ -13,6 +13,7 @@ shared by two suites (the full DRA) trains once, and a finished run is reused. T
 hand (a rank ratio that keeps no channel at a small rank, a start layer past the last block) is left
 out with a note, not an error.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +43,15 @@ def table4(cfg: DictConfig, blocks: int) -> list[Setting]:
 
 def table5(cfg: DictConfig, blocks: int) -> list[Setting]:
     """Paper Table 5: the number of groups K and the rank ratios."""
-    rows = [(1.0, 0.5), (1.0, 0.25), (1.0, 0.7, 0.4), (1.0, 0.6, 0.2), (1.0, 0.8, 0.6, 0.4),
-            (1.0, 0.7, 0.4, 0.1), (1.0, 0.8, 0.6, 0.4, 0.2)]
+    rows = [
+        (1.0, 0.5),
+        (1.0, 0.25),
+        (1.0, 0.7, 0.4),
+        (1.0, 0.6, 0.2),
+        (1.0, 0.8, 0.6, 0.4),
+        (1.0, 0.7, 0.4, 0.1),
+        (1.0, 0.8, 0.6, 0.4, 0.2),
+    ]
     return [(f"K={len(r)} {list(r)}", "dra", {"num_groups": len(r), "rank_ratios": list(r)}) for r in rows]
 
 
@@ -73,7 +81,11 @@ def design(cfg: DictConfig, blocks: int) -> list[Setting]:
 
 
 SUITES: dict[str, Callable[[DictConfig, int], list[Setting]]] = {
-    "table4": table4, "table5": table5, "rank": fig3_rank, "start": fig3_start, "design": design,
+    "table4": table4,
+    "table5": table5,
+    "rank": fig3_rank,
+    "start": fig3_start,
+    "design": design,
 }
 PROTOCOLS = ("base2new", "cross_dataset", "domain_gen")
 
@@ -139,7 +151,7 @@ def plot_settings(table: Table, path: Path) -> Path:
         errs = [table.std(label, col) or 0.0 for label in table.labels]
         ax.bar(x + (k - (len(cols) - 1) / 2) * width, vals, width, yerr=errs, label=col, capsize=2)
     ax.set_xticks(x)
-    ax.set_xticklabels([str(l) for l in table.labels], rotation=30, ha="right", fontsize="small")
+    ax.set_xticklabels([str(label) for label in table.labels], rotation=30, ha="right", fontsize="small")
     values = [float(v) for c in cols for v in table.column(c)]
     lo = max(0.0, min(values) - 10)
     ax.set_ylim(lo, min(100.0, max(values) + 5))
@@ -177,8 +189,10 @@ def run(cfg: DictConfig, suites: list[str], backbone=None, echo=print) -> dict[s
             for seed in [int(s) for s in cfg.seeds]:
                 r = {"setting": label, "seed": seed, **score(exp, c, seed)}
                 records.append(r)
-                echo(f"[{suite}] {label} seed {seed}: " + "  ".join(
-                    f"{k} {v:.2f}" for k, v in r.items() if k not in ("setting", "seed")))
+                echo(
+                    f"[{suite}] {label} seed {seed}: "
+                    + "  ".join(f"{k} {v:.2f}" for k, v in r.items() if k not in ("setting", "seed"))
+                )
         what = ", ".join(cfg.datasets) if protocol == "base2new" else f"{cfg.source} -> {', '.join(cfg.targets)}"
         title = f"Ablation '{suite}' ({protocol}, {cfg.model}, {what}; {len(cfg.seeds)} seeds)"
         table = settings_table(records, protocol, title)

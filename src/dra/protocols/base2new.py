@@ -3,17 +3,23 @@
 Dassl's semantics: the 16-shot draw happens before the base/new split; the model tested is the last
 epoch's; new-class accuracy uses the base-trained adapters with the new class names.
 """
-from __future__ import annotations
 
-from pathlib import Path
+from __future__ import annotations
 
 from omegaconf import DictConfig
 
 from dra import settings as S
 from dra.data import subsample_classes
 from dra.engine import distributed
-from dra.protocols.experiment import (Experiment, dataset_key, eval_suffix, read_json, selection_set,
-                                      write_json, write_tables)
+from dra.protocols.experiment import (
+    Experiment,
+    dataset_key,
+    eval_suffix,
+    read_json,
+    selection_set,
+    write_json,
+    write_tables,
+)
 from dra.report import base2new_table, harmonic_mean
 
 
@@ -29,24 +35,37 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
     model = exp.build(cfg, base.classnames, seed)
     try:
-        history = exp.train(cfg, model, base.train, seed, run_dir, val_items=selection_set(base),
-                            protocol="base2new", dataset=name)
+        history = exp.train(
+            cfg, model, base.train, seed, run_dir, val_items=selection_set(base), protocol="base2new", dataset=name
+        )
         base_acc = exp.accuracy(cfg, model, base.test, f"{name} base")
         model.set_classnames(new.classnames)
         new_acc = exp.accuracy(cfg, model, new.test, f"{name} new")
     finally:
         exp.release(model)
-    result = {"dataset": name, "seed": seed, "base": base_acc["accuracy"], "new": new_acc["accuracy"],
-              "hm": harmonic_mean(base_acc["accuracy"], new_acc["accuracy"]),
-              "base_test": base_acc["total"], "new_test": new_acc["total"],
-              "base_classes": len(base.classnames), "new_classes": len(new.classnames),
-              "train_images": len(base.train), "test_per_class": cfg.get("test_per_class"), "history": history}
+    result = {
+        "dataset": name,
+        "seed": seed,
+        "base": base_acc["accuracy"],
+        "new": new_acc["accuracy"],
+        "hm": harmonic_mean(base_acc["accuracy"], new_acc["accuracy"]),
+        "base_test": base_acc["total"],
+        "new_test": new_acc["total"],
+        "base_classes": len(base.classnames),
+        "new_classes": len(new.classnames),
+        "train_images": len(base.train),
+        "test_per_class": cfg.get("test_per_class"),
+        "history": history,
+    }
     if exp.dist.is_main:
         write_json(result_path, result)
         from dra.engine.metrics_log import log_evaluation
 
-        log_evaluation(run_dir, len(history), {f"base{eval_suffix(cfg)}": base_acc["accuracy"],
-                                               f"new{eval_suffix(cfg)}": new_acc["accuracy"]})
+        log_evaluation(
+            run_dir,
+            len(history),
+            {f"base{eval_suffix(cfg)}": base_acc["accuracy"], f"new{eval_suffix(cfg)}": new_acc["accuracy"]},
+        )
     distributed.barrier()
     return result
 
@@ -63,8 +82,10 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
             records.append(r)
             if exp.dist.is_main:
                 echo(f"{r['dataset']} seed {seed}: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}")
-    table = base2new_table([{k: r[k] for k in ("dataset", "seed", "base", "new")} for r in records],
-                           title=f"Base-to-new generalisation ({cfg.method}, {cfg.model})")
+    table = base2new_table(
+        [{k: r[k] for k in ("dataset", "seed", "base", "new")} for r in records],
+        title=f"Base-to-new generalisation ({cfg.method}, {cfg.model})",
+    )
     out = exp.output / "base2new" / exp.run_key(cfg)
     if exp.dist.is_main:
         write_tables(table, out, "base2new", cfg, plot=plot_base2new)

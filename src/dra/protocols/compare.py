@@ -7,6 +7,7 @@ line). A method that fails, or that is not implemented, becomes a row "failed: <
 the others go on. Methods on the same backbone share one loaded CLIP (each run takes its modules out
 again). Tables: `<output>/compare/<protocol>/compare.{md,csv,json}` (+ `.png` for base-to-new).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeErro
 
 NOTES = {
     "tip_adapter": "tip_adapter / tip_adapter_f on new classes: the cache holds only base classes, so New is "
-                   "zero-shot CLIP with Tip-Adapter's template.",
+    "zero-shot CLIP with Tip-Adapter's template.",
     "clip_adapter": "clip_adapter: no base-to-new protocol by its authors; trained on base, new classes use the "
-                    "frozen text of the new names with the adapted image feature.",
+    "frozen text of the new names with the adapted image feature.",
 }
 
 
@@ -34,8 +35,7 @@ def _reason(e: BaseException) -> str:
     return text if isinstance(e, (*USER_ERRORS, DataError)) else f"{type(e).__name__}: {text}"
 
 
-def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol: str = "base2new",
-        echo=print) -> dict:
+def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol: str = "base2new", echo=print) -> dict:
     from dra.backbones import load_backbone
     from dra.backbones.wrapping import wrappers
     from dra.protocols import base2new, transfer
@@ -76,20 +76,23 @@ def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol:
     failed = {m: failed[m] for m in order if m in failed}
     notes = [text for m, text in NOTES.items() if any(x.startswith(m) for x in records)]
     if protocol == "base2new":
-        table = method_base2new_table(records, failed, title="Base-to-new generalisation: methods compared",
-                                      notes=notes, order=order)
+        table = method_base2new_table(
+            records, failed, title="Base-to-new generalisation: methods compared", notes=notes, order=order
+        )
     else:
         title = "Cross-dataset evaluation" if protocol == "cross_dataset" else "Domain generalisation"
-        table = method_transfer_table(records, failed, title=f"{title}: methods compared", notes=notes,
-                                      order=order)
+        table = method_transfer_table(records, failed, title=f"{title}: methods compared", notes=notes, order=order)
     out = (output or Path("runs")) / "compare" / protocol
     write(table, out, "compare")
     if protocol == "base2new" and records:
         avg = [r for r in table.rows if r[-1] == "ok"]
         j = table.columns.index("Average Base") if "Average Base" in table.columns else None
         if j is not None:
-            summary = Table(title="Average over datasets", columns=["Method", "Base", "New", "HM"],
-                            rows=[[r[0], r[j], r[j + 1], r[j + 2]] for r in avg])
+            summary = Table(
+                title="Average over datasets",
+                columns=["Method", "Base", "New", "HM"],
+                rows=[[r[0], r[j], r[j + 1], r[j + 2]] for r in avg],
+            )
             plot_base2new(summary, out / "compare.png", title=table.title)
     echo(table.to_terminal())
     echo(f"tables: {out}/compare.{{md,csv,json{',png' if protocol == 'base2new' else ''}}}")

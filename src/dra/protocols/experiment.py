@@ -10,6 +10,7 @@ for the evaluation that produced it. A run with `last.safetensors` resumes.
 `Experiment` holds what one invocation shares (device, output, backbone); every method takes the
 settings it works with (`for_dataset` merges per-dataset overrides), never a copy of its own.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -114,10 +115,19 @@ class Experiment:
 
     def run_key(self, cfg: DictConfig) -> str:
         """Short hash of everything that changes a trained model."""
-        ident = {"model": cfg.model, "pretrained": str(cfg.pretrained), "method": cfg.method,
-                 "template": cfg.template, "shots": cfg.shots, **self.method_config(cfg),
-                 "train": {k: v for k, v in asdict(S.train_settings(cfg, 0)).items()
-                           if k not in ("seed", "num_workers", "log_every", "text_chunk", "text_chunk_above")}}
+        ident = {
+            "model": cfg.model,
+            "pretrained": str(cfg.pretrained),
+            "method": cfg.method,
+            "template": cfg.template,
+            "shots": cfg.shots,
+            **self.method_config(cfg),
+            "train": {
+                k: v
+                for k, v in asdict(S.train_settings(cfg, 0)).items()
+                if k not in ("seed", "num_workers", "log_every", "text_chunk", "text_chunk_above")
+            },
+        }
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
         return f"{cfg.method}-{digest}"
 
@@ -131,9 +141,15 @@ class Experiment:
                 counts[d.label] = counts.get(d.label, 0) + 1
             short = {label: n for label, n in counts.items() if n < k}
             if short and self.dist.is_main:
-                log.warning("warning: shots=%d but %d of %d %s classes have fewer training images (smallest: %d); "
-                            "those classes use all their images", k, len(short), len(counts), dataset,
-                            min(short.values()))
+                log.warning(
+                    "warning: shots=%d but %d of %d %s classes have fewer training images (smallest: %d); "
+                    "those classes use all their images",
+                    k,
+                    len(short),
+                    len(counts),
+                    dataset,
+                    min(short.values()),
+                )
         return fewshot(splits, k, seed)
 
     @staticmethod
@@ -151,8 +167,16 @@ class Experiment:
             model.text_chunk, model.text_chunk_above = cfg.train.text_chunk, cfg.train.text_chunk_above
         return model
 
-    def train(self, cfg: DictConfig, model, train_items: list[Datum], seed: int, run_dir: Path,
-              val_items: list[Datum] | None = None, **run):
+    def train(
+        self,
+        cfg: DictConfig,
+        model,
+        train_items: list[Datum],
+        seed: int,
+        run_dir: Path,
+        val_items: list[Datum] | None = None,
+        **run,
+    ):
         """Train (or resume, or reload a finished run); `run` names the run (protocol, dataset, ...).
 
         A method that builds something from the training set first (Tip-Adapter's cache) gets its
@@ -167,10 +191,18 @@ class Experiment:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 save_adapters(model, run_dir / "adapters")
             return []
-        identity = {**run, "seed": seed, "classnames": list(model.classnames), "model": cfg.model,
-                    "pretrained": str(cfg.pretrained), "method": cfg.method, "dra": model.method_config()}
-        history = fit(model, train_items, self.transforms(), S.train_settings(cfg, seed), run_dir, self.device,
-                      identity)
+        identity = {
+            **run,
+            "seed": seed,
+            "classnames": list(model.classnames),
+            "model": cfg.model,
+            "pretrained": str(cfg.pretrained),
+            "method": cfg.method,
+            "dra": model.method_config(),
+        }
+        history = fit(
+            model, train_items, self.transforms(), S.train_settings(cfg, seed), run_dir, self.device, identity
+        )
         if model.finish_training(val_items, self.transforms(), self.device) and self.dist.is_main:
             from dra.engine.checkpoint import save_adapters
 
@@ -180,8 +212,16 @@ class Experiment:
     def accuracy(self, cfg: DictConfig, model, items: list[Datum], desc: str) -> dict:
         items = limit_per_class(items, cfg.get("test_per_class"))
         ev = cfg.eval
-        return evaluate(model, items, self.transforms()[1], ev.batch_size, self.device, cfg.train.precision,
-                        ev.num_workers, desc=desc)
+        return evaluate(
+            model,
+            items,
+            self.transforms()[1],
+            ev.batch_size,
+            self.device,
+            cfg.train.precision,
+            ev.num_workers,
+            desc=desc,
+        )
 
     def release(self, model) -> None:
         """Take a method's adapters out of the shared backbone."""

@@ -1,4 +1,5 @@
 """`dra train` and `dra eval`: one dataset, one seed, one label space (all, base or new classes)."""
+
 from __future__ import annotations
 
 from omegaconf import DictConfig
@@ -21,10 +22,24 @@ def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
     model = exp.build(cfg, splits.classnames, seed)
     if not model.trainable_parameters() and not model.needs_cache:
         raise ValueError(f"method {cfg.method} has nothing to train; use `dra eval --method {cfg.method}`")
-    history = exp.train(cfg, model, splits.train, seed, run_dir, val_items=selection_set(splits), protocol="train",
-                        dataset=name, subsample=subsample)
-    return {"run_dir": str(run_dir), "checkpoint": str(run_dir / "adapters.safetensors"),
-            "train_images": len(splits.train), "classes": len(splits.classnames), "history": history}
+    history = exp.train(
+        cfg,
+        model,
+        splits.train,
+        seed,
+        run_dir,
+        val_items=selection_set(splits),
+        protocol="train",
+        dataset=name,
+        subsample=subsample,
+    )
+    return {
+        "run_dir": str(run_dir),
+        "checkpoint": str(run_dir / "adapters.safetensors"),
+        "train_images": len(splits.train),
+        "classes": len(splits.classnames),
+        "history": history,
+    }
 
 
 def names_a_model(method: str | None, model: str | None, config=None, overrides: list[str] | None = None) -> bool:
@@ -33,8 +48,15 @@ def names_a_model(method: str | None, model: str | None, config=None, overrides:
     return bool(method or model or config or any(str(o).startswith("dra.") for o in overrides or []))
 
 
-def evaluate(cfg: DictConfig, dataset: str, subsample: str, seed: int, checkpoint: str | None,
-             weights: str | None = None, explicit_model: bool = False) -> dict:
+def evaluate(
+    cfg: DictConfig,
+    dataset: str,
+    subsample: str,
+    seed: int,
+    checkpoint: str | None,
+    weights: str | None = None,
+    explicit_model: bool = False,
+) -> dict:
     """Accuracy on the test split.
 
     With a checkpoint alone, the model is rebuilt from what the checkpoint records (method, backbone,

@@ -5,6 +5,7 @@ Both protocols share the source run folder when their training settings agree (t
 so running both trains once per seed. Each target's result is a file named by the evaluation
 settings (`eval_<target>.json`, `eval_<target>-test_per_class2.json`), reused only for those.
 """
+
 from __future__ import annotations
 
 from omegaconf import DictConfig
@@ -12,8 +13,15 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.data import build_dataset
 from dra.engine import distributed
-from dra.protocols.experiment import (Experiment, dataset_key, eval_suffix, read_json, selection_set, write_json,
-                                      write_tables)
+from dra.protocols.experiment import (
+    Experiment,
+    dataset_key,
+    eval_suffix,
+    read_json,
+    selection_set,
+    write_json,
+    write_tables,
+)
 from dra.report import cross_dataset_table, domain_gen_table
 
 
@@ -32,21 +40,37 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
             splits = exp.draw(src_cfg, source, seed)
             model = exp.build(src_cfg, splits.classnames, seed)
             try:
-                exp.train(src_cfg, model, splits.train, seed, run_dir, val_items=selection_set(splits),
-                          protocol="transfer", dataset=dataset_key(src_cfg, source))
+                exp.train(
+                    src_cfg,
+                    model,
+                    splits.train,
+                    seed,
+                    run_dir,
+                    val_items=selection_set(splits),
+                    protocol="transfer",
+                    dataset=dataset_key(src_cfg, source),
+                )
                 for target in missing:
                     tcfg = S.for_dataset(cfg, target)
                     data = splits if target == source else build_dataset(target, cfg.data_root, tcfg.get("split"))
                     model.set_classnames(data.classnames)
                     acc = exp.accuracy(cfg, model, data.test, target)
-                    cached[target] = {"dataset": dataset_key(tcfg, target), "seed": seed, "accuracy": acc["accuracy"],
-                                      "test": acc["total"], "test_per_class": cfg.get("test_per_class")}
+                    cached[target] = {
+                        "dataset": dataset_key(tcfg, target),
+                        "seed": seed,
+                        "accuracy": acc["accuracy"],
+                        "test": acc["total"],
+                        "test_per_class": cfg.get("test_per_class"),
+                    }
                     if exp.dist.is_main:
                         write_json(paths[target], cached[target])
                         from dra.engine.metrics_log import log_evaluation
 
-                        log_evaluation(run_dir, int(src_cfg.train.epochs),
-                                       {f"{cached[target]['dataset']}{eval_suffix(cfg)}": acc["accuracy"]})
+                        log_evaluation(
+                            run_dir,
+                            int(src_cfg.train.epochs),
+                            {f"{cached[target]['dataset']}{eval_suffix(cfg)}": acc["accuracy"]},
+                        )
                     distributed.barrier()
             finally:
                 exp.release(model)

@@ -7,6 +7,7 @@
 
 The plotting names are imported lazily, so ``import dra.report`` does not load matplotlib.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -39,9 +40,19 @@ _LAZY = {
 }
 
 __all__ = [
-    "harmonic_mean", "mean_std", "DATASET_NAMES", "Table", "display_name", "base2new_table",
-    "cross_dataset_table", "domain_gen_table", "efficiency_table", "ablation_table", "write",
-    "method_base2new_table", "method_transfer_table",
+    "harmonic_mean",
+    "mean_std",
+    "DATASET_NAMES",
+    "Table",
+    "display_name",
+    "base2new_table",
+    "cross_dataset_table",
+    "domain_gen_table",
+    "efficiency_table",
+    "ablation_table",
+    "write",
+    "method_base2new_table",
+    "method_transfer_table",
     *_LAZY,
 ]
 

@@ -1,4 +1,5 @@
 """Scalar metrics shared by the tables and plots: harmonic mean, seed mean and std."""
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas, so no
 pyplot state or global backend is touched; files are written atomically.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,14 +65,21 @@ def plot_base2new(
         vals = np.array([np.nan if r[j] is None else float(r[j]) for r in table.rows])
         err = None
         if table.stds is not None:
-            err = np.array([
-                (s[j] if s[j] is not None and table._show_std(i) else np.nan)
-                for i, s in enumerate(table.stds)
-            ], dtype=float)
+            err = np.array(
+                [(s[j] if s[j] is not None and table._show_std(i) else np.nan) for i, s in enumerate(table.stds)],
+                dtype=float,
+            )
             if not np.nan_to_num(err).any():
                 err = None
-        ax.bar(x + (k - 1) * width, vals, width, yerr=err, label=col,
-               color=_COLORS[col], capsize=2 if err is not None else 0)
+        ax.bar(
+            x + (k - 1) * width,
+            vals,
+            width,
+            yerr=err,
+            label=col,
+            color=_COLORS[col],
+            capsize=2 if err is not None else 0,
+        )
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.set_ylabel("Accuracy (%)")
@@ -121,8 +129,11 @@ def run_accuracies(run_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]]
     new, HM; `eval_<target>*.json`: accuracy; `dra eval` output saved as JSON)."""
     import json
 
-    out = {str(r["name"]): float(r["accuracy"]) for r in rows
-           if r.get("kind") == "eval" and "accuracy" in r and "name" in r}
+    out = {
+        str(r["name"]): float(r["accuracy"])
+        for r in rows
+        if r.get("kind") == "eval" and "accuracy" in r and "name" in r
+    }
     if out:
         return out
     for path in sorted(Path(run_dir).glob("*.json")):
@@ -134,7 +145,7 @@ def run_accuracies(run_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]]
             continue
         if not isinstance(data, dict):
             continue
-        suffix = path.stem[len("result"):] if path.name.startswith("result") else path.stem[len("eval_"):]
+        suffix = path.stem[len("result") :] if path.name.startswith("result") else path.stem[len("eval_") :]
         for key, label in _ACC_KEYS.items():
             if isinstance(data.get(key), (int, float)):
                 name = label if path.name.startswith("result") else data.get("dataset", suffix)
@@ -170,8 +181,14 @@ def plot_curves(
             target.plot(xs, [r[part] for r in steps if part in r], color=color, alpha=0.5, linewidth=1, label=part)
         xe = [r["global_step"] for r in epochs if part in r]
         if xe:
-            target.plot(xe, [r[part] for r in epochs if part in r], "o-", color=color, markersize=4,
-                        label=f"{part} (epoch mean)" if xs else part)
+            target.plot(
+                xe,
+                [r[part] for r in epochs if part in r],
+                "o-",
+                color=color,
+                markersize=4,
+                label=f"{part} (epoch mean)" if xs else part,
+            )
     if twin is not None:
         twin.set_ylabel(", ".join(small) + " (right)", fontsize="small")
         lines = ax.get_legend_handles_labels()
@@ -185,8 +202,12 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax = fig.add_subplot(1, panels, 2)
     lr_rows = steps or epochs
-    ax.plot([r["global_step"] for r in lr_rows if "lr" in r], [r["lr"] for r in lr_rows if "lr" in r],
-            color="#4C72B0", drawstyle="steps-post")
+    ax.plot(
+        [r["global_step"] for r in lr_rows if "lr" in r],
+        [r["lr"] for r in lr_rows if "lr" in r],
+        color="#4C72B0",
+        drawstyle="steps-post",
+    )
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax.set_title("learning rate")

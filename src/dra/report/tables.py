@@ -10,6 +10,7 @@ Renderers: :meth:`Table.to_markdown`, :meth:`Table.to_csv`, :meth:`Table.to_json
 ``stem.md``, ``stem.csv`` and ``stem.json`` atomically. Only the text renderers (markdown,
 terminal) round; CSV and JSON keep full precision.
 """
+
 from __future__ import annotations
 
 import csv
@@ -204,10 +205,7 @@ class Table:
         return bool(self.best and self.best[i][j])
 
     def _text_grid(self, with_std: bool) -> list[list[str]]:
-        return [
-            [self._fmt_cell(i, j, with_std) for j in range(len(self.columns))]
-            for i in range(len(self.rows))
-        ]
+        return [[self._fmt_cell(i, j, with_std) for j in range(len(self.columns))] for i in range(len(self.rows))]
 
     # ---- renderers --------------------------------------------------------------------------
 
@@ -223,8 +221,9 @@ class Table:
         lines.append("| " + " | ".join(esc(c) for c in self.columns) + " |")
         lines.append("|" + "|".join([":---"] + ["---:"] * (len(self.columns) - 1)) + "|")
         for i, row in enumerate(self._text_grid(std)):
-            lines.append("| " + " | ".join(f"**{esc(c)}**" if self._is_best(i, j) else esc(c)
-                                           for j, c in enumerate(row)) + " |")
+            lines.append(
+                "| " + " | ".join(f"**{esc(c)}**" if self._is_best(i, j) else esc(c) for j, c in enumerate(row)) + " |"
+            )
         if self.notes:
             lines.append("")
             lines += list(self.notes)
@@ -232,8 +231,10 @@ class Table:
 
     def to_terminal(self, std: bool = True) -> str:
         """Plain fixed-width text: title, header, rule, rows (labels left, numbers right)."""
-        grid = [list(self.columns)] + [[c + " *" if self._is_best(i, j) else c for j, c in enumerate(row)]
-                                       for i, row in enumerate(self._text_grid(std))]
+        grid = [list(self.columns)] + [
+            [c + " *" if self._is_best(i, j) else c for j, c in enumerate(row)]
+            for i, row in enumerate(self._text_grid(std))
+        ]
         widths = [max(len(r[j]) for r in grid) for j in range(len(self.columns))]
 
         def line(cells: list[str]) -> str:
@@ -287,17 +288,17 @@ class Table:
         writer = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n")
         writer.writeheader()
         for r in records:
-            writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v))
-                             for k, v in r.items()})
+            writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v)) for k, v in r.items()})
         return buf.getvalue()
 
     def to_dict(self) -> dict[str, Any]:
         """What :func:`write` stores as ``stem.json``."""
-        out = {"title": self.title, "columns": list(self.columns), "rows": self.to_json(),
-               "notes": list(self.notes)}
+        out = {"title": self.title, "columns": list(self.columns), "rows": self.to_json(), "notes": list(self.notes)}
         if self.best:
-            out["best"] = {str(row[0]): [c for j, c in enumerate(self.columns) if self.best[i][j]]
-                           for i, row in enumerate(self.rows)}
+            out["best"] = {
+                str(row[0]): [c for j, c in enumerate(self.columns) if self.best[i][j]]
+                for i, row in enumerate(self.rows)
+            }
         return out
 
     def write(self, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
@@ -400,10 +401,13 @@ def base2new_table(
         n_seeds.append(min(n_seeds))
     notes = []
     if average and rows:
-        notes.append("Average: means over datasets of the seed-mean Base and New; "
-                     "HM = harmonic mean of the averaged Base and New.")
-    return Table(title=title, columns=["Dataset", "Base", "New", "HM"], rows=rows,
-                 stds=stds, n_seeds=n_seeds, notes=notes)
+        notes.append(
+            "Average: means over datasets of the seed-mean Base and New; "
+            "HM = harmonic mean of the averaged Base and New."
+        )
+    return Table(
+        title=title, columns=["Dataset", "Base", "New", "HM"], rows=rows, stds=stds, n_seeds=n_seeds, notes=notes
+    )
 
 
 def mark_best(rows: list[list[Any]], columns: Iterable[int]) -> list[list[bool]]:
@@ -464,9 +468,18 @@ def method_base2new_table(
         rows.append(row + ["ok"])
         stds.append(srow + [None])
         n_seeds.append(min(t.n_seeds) if t.n_seeds else None)
-    table = Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds,
-                  notes=["Average: means over datasets of the seed-mean Base and New; HM = harmonic mean of the "
-                         "averaged Base and New. Best per column marked (bold / *).", *notes])
+    table = Table(
+        title=title,
+        columns=columns,
+        rows=rows,
+        stds=stds,
+        n_seeds=n_seeds,
+        notes=[
+            "Average: means over datasets of the seed-mean Base and New; HM = harmonic mean of the "
+            "averaged Base and New. Best per column marked (bold / *).",
+            *notes,
+        ],
+    )
     table.best = mark_best(rows, range(1, len(columns) - 1))
     return table
 
@@ -505,9 +518,18 @@ def method_transfer_table(
         rows.append([method] + [v[0] for v in values] + [mean(targets) if targets else None, "ok"])
         stds.append([None] + [v[1] for v in values] + [None, None])
         n_seeds.append(min(v[2] for v in values if v[0] is not None))
-    table = Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds,
-                  notes=[f"Average: mean over the targets (not {display_name(datasets[0])})." if datasets else "",
-                         "Best per column marked (bold / *).", *notes])
+    table = Table(
+        title=title,
+        columns=columns,
+        rows=rows,
+        stds=stds,
+        n_seeds=n_seeds,
+        notes=[
+            f"Average: mean over the targets (not {display_name(datasets[0])})." if datasets else "",
+            "Best per column marked (bold / *).",
+            *notes,
+        ],
+    )
     table.best = mark_best(rows, range(1, len(columns) - 1))
     return table
 
@@ -523,8 +545,7 @@ def _per_method_dataset(
     """Methods in appearance order, {method: {dataset: (mean, std, n)}}, datasets in appearance order."""
     for r in records:
         _require(r, ("dataset", "accuracy"))
-    groups = _group_by_seed(records, lambda r: (r.get("method", method), r["dataset"]),
-                            "(method, dataset)")
+    groups = _group_by_seed(records, lambda r: (r.get("method", method), r["dataset"]), "(method, dataset)")
     methods: list[str] = []
     datasets: list[str] = []
     cells: dict[str, dict[str, tuple[float, float, int]]] = {}
@@ -597,8 +618,16 @@ def cross_dataset_table(
     order += [d for d in CROSS_DATASET_TARGETS if d in present and d != source]
     order += [d for d in present if d not in order]
     targets = {d for d in order if d != source}
-    return _method_table(records, order, targets, DATASET_NAMES, "Average", title, method,
-                         note=f"Average: mean over the target datasets (source {display_name(source)} excluded).")
+    return _method_table(
+        records,
+        order,
+        targets,
+        DATASET_NAMES,
+        "Average",
+        title,
+        method,
+        note=f"Average: mean over the target datasets (source {display_name(source)} excluded).",
+    )
 
 
 def domain_gen_table(
@@ -623,8 +652,16 @@ def domain_gen_table(
         raise ValueError(f"domain generalisation datasets are {known}; got {unknown}")
     present = {r["dataset"] for r in records}
     order = [d for d in known if d in present]
-    return _method_table(records, order, set(DOMAIN_GEN_VARIANTS), DOMAIN_GEN_COLUMNS, "Avg",
-                         title, method, note="Avg: mean over the four ImageNet variants (ImageNet excluded).")
+    return _method_table(
+        records,
+        order,
+        set(DOMAIN_GEN_VARIANTS),
+        DOMAIN_GEN_COLUMNS,
+        "Avg",
+        title,
+        method,
+        note="Avg: mean over the four ImageNet variants (ImageNet excluded).",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -669,9 +706,12 @@ def efficiency_table(
     rows = list(rows)
     for r in rows:
         _require(r, ("method",))
-    fields = [f for f in _EFF_FIELDS
-              if f[0] in ("trainable_params", "train_images_per_s", "infer_images_per_s", "peak_memory_mb")
-              or any(r.get(f[0]) is not None for r in rows)]
+    fields = [
+        f
+        for f in _EFF_FIELDS
+        if f[0] in ("trainable_params", "train_images_per_s", "infer_images_per_s", "peak_memory_mb")
+        or any(r.get(f[0]) is not None for r in rows)
+    ]
     ref = next((r for r in rows if r["method"] == reference), None)
     columns = ["Method"] + [f[1] for f in fields]
     formats = {f[1]: f[2] for f in fields}
@@ -737,8 +777,13 @@ def ablation_table(
         rows.append([label, b, n, harmonic_mean(b, n)])
         stds.append([None, bs, ns, None])
         n_seeds.append(len(per_seed))
-    return Table(title=title if title is not None else f"Ablation over {x_key}",
-                 columns=[x_key, "Base", "New", "HM"], rows=rows, stds=stds, n_seeds=n_seeds)
+    return Table(
+        title=title if title is not None else f"Ablation over {x_key}",
+        columns=[x_key, "Base", "New", "HM"],
+        rows=rows,
+        stds=stds,
+        n_seeds=n_seeds,
+    )
 
 
 def _records_from(obj: Table | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

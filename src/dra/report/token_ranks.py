@@ -11,6 +11,7 @@ The DRA adapters keep, from their last training forward, the rank each token got
   order, i.e. how far the Gumbel noise moves the order (1 = same order, -1 = reversed);
   `dra.analysis.token_ranks` draws the adapter's own noise for it.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,6 @@ __all__ = [
     "plot_text_ranks",
     "order_agreement",
 ]
-
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -154,8 +154,7 @@ def plot_image_ranks(
     ax0.imshow(img)
     ax0.set_title("image")
     ax1.imshow(img)
-    im = ax1.imshow(idx, cmap=listed, norm=norm, alpha=alpha, extent=(0, w, h, 0),
-                    interpolation="nearest")
+    im = ax1.imshow(idx, cmap=listed, norm=norm, alpha=alpha, extent=(0, w, h, 0), interpolation="nearest")
     ax1.set_title("token rank")
     for ax in (ax0, ax1):
         ax.set_xticks([])
@@ -215,8 +214,7 @@ def plot_text_ranks(
     ax.set_xticks(x)
     ax.set_xticklabels(tokens, rotation=60, ha="right")
     ax.set_ylabel("token score")
-    handles = [Patch(facecolor=color_of[lv], edgecolor="black", label=f"rank {lv:g}")
-               for lv in levels[::-1]]
+    handles = [Patch(facecolor=color_of[lv], edgecolor="black", label=f"rank {lv:g}") for lv in levels[::-1]]
     ax.legend(handles=handles, fontsize="small")
     if title:
         ax.set_title(title)
