@@ -9,6 +9,7 @@ far training's noisy order (the adapter's own perturbation, `noise_temperature` 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional as F
@@ -16,6 +17,9 @@ from torch.nn import functional as F
 from dra.adapters.dynamic_rank import DynamicRankAdapter, gumbel_like, perturb, positions
 from dra.data import clip_transforms, load_image
 from dra.report import order_agreement, plot_image_ranks, plot_text_ranks
+
+if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
+    from dra.methods.base import ClassifierModel
 
 
 def ranks_and_scores(adapter: DynamicRankAdapter, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,7 +41,7 @@ def noisy_order_agreement(adapter: DynamicRankAdapter, scores: torch.Tensor, sam
 
 
 @torch.no_grad()
-def branch_inputs(model, images: torch.Tensor) -> dict[str, dict[int, torch.Tensor]]:
+def branch_inputs(model: ClassifierModel, images: torch.Tensor) -> dict[str, dict[int, torch.Tensor]]:
     """tower -> {block: the LN1 output each branch saw} in one inference-mode forward."""
     seen: dict[str, dict[int, torch.Tensor]] = {}
     handles = []
@@ -61,7 +65,9 @@ def branch_inputs(model, images: torch.Tensor) -> dict[str, dict[int, torch.Tens
 
 
 @torch.no_grad()
-def token_ranks(model, image_path: str, classname: str | None, out_dir: str | Path, block: int | None = None) -> dict:
+def token_ranks(
+    model: ClassifierModel, image_path: str, classname: str | None, out_dir: str | Path, block: int | None = None
+) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _, test_tf = clip_transforms(model.backbone.preprocess)

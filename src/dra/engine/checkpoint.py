@@ -11,7 +11,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -19,6 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from dra.errors import one_line
 from dra.io import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
+    from dra.methods.base import ClassifierModel
 
 FORMAT_VERSION = 1
 
@@ -34,7 +37,7 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
-def describe(model) -> dict[str, Any]:
+def describe(model: ClassifierModel) -> dict[str, Any]:
     """What a checkpoint of `model` must match: method, backbone, config."""
     info = model.backbone.info
     return {
@@ -47,7 +50,7 @@ def describe(model) -> dict[str, Any]:
     }
 
 
-def save_adapters(model, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+def save_adapters(model: ClassifierModel, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Save the trainable tensors of `model`; returns the .safetensors path."""
     weights_path, meta_path = _paths(path)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.adapter_state_dict().items()}
@@ -100,7 +103,7 @@ def _differences(saved: dict, current: dict) -> list[str]:
     ]
 
 
-def load_adapters(model, path: str | os.PathLike) -> dict[str, Any]:
+def load_adapters(model: ClassifierModel, path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint onto `model`, after checking that method, backbone and config match."""
     tensors, meta = read_checkpoint(path)
     here = describe(model)
@@ -121,7 +124,7 @@ def load_adapters(model, path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def assign_adapters(model, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+def assign_adapters(model: ClassifierModel, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Copy saved adapter tensors into `model` (names and shapes must match exactly)."""
     model.resize_for(tensors)
     own = model.adapter_state_dict()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
@@ -10,10 +12,13 @@ from dra.data import ImageDataset
 from dra.engine import distributed
 from dra.engine.precision import autocast, resolve
 
+if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
+    from dra.methods.base import ClassifierModel
+
 
 @torch.no_grad()
 def evaluate(
-    model,
+    model: ClassifierModel,
     items,
     transform,
     batch_size: int = 100,

@@ -19,13 +19,16 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dra.data.core import DataError
 from dra.data.folder import is_image_file
+
+if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
+    from dra.methods.base import ClassifierModel
 
 
 @dataclass
@@ -118,7 +121,7 @@ def _label(item, i: int) -> str:
 
 @torch.no_grad()
 def predict(
-    model,
+    model: ClassifierModel,
     images,
     top_k: int = 5,
     classnames: Sequence[str] | None = None,

@@ -19,6 +19,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from filelock import FileLock, Timeout
@@ -36,6 +37,9 @@ from dra.engine.precision import autocast, grad_scaler, resolve
 from dra.errors import one_line as _one_line
 from dra.io import OutputError, atomic_write, remove_orphans
 from dra.settings import TrainSettings  # noqa: F401 - the engine takes its plain settings from the config layer
+
+if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
+    from dra.methods.base import ClassifierModel
 
 log = logging.getLogger("dra.train")
 
@@ -98,7 +102,9 @@ def _plain(value):
     return json.loads(json.dumps(value))
 
 
-def save_resume_state(path: Path, model, epoch: int, identity: dict, opt, sched, scaler, history) -> None:
+def save_resume_state(
+    path: Path, model: ClassifierModel, epoch: int, identity: dict, opt, sched, scaler, history
+) -> None:
     """Tensors in a safetensors file, everything else as JSON in its metadata (no pickle anywhere)."""
     tensors = {
         f"adapters/{k}": v.detach().to("cpu").contiguous().clone() for k, v in model.adapter_state_dict().items()
@@ -148,7 +154,7 @@ def read_resume_state(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, tensors
 
 
-def _restore(state_path: Path, meta: dict, tensors: dict, model, opt, sched, scaler) -> None:
+def _restore(state_path: Path, meta: dict, tensors: dict, model: ClassifierModel, opt, sched, scaler) -> None:
     adapters = {k[len("adapters/") :]: v for k, v in tensors.items() if k.startswith("adapters/")}
     assign_adapters(model, adapters, source=str(state_path))
     try:
@@ -196,7 +202,14 @@ class _NonFinite:
         )
 
     def check_weights(
-        self, model, epoch: int, epochs: int, steps: int, last_good: int, lr: float, last: dict[str, torch.Tensor]
+        self,
+        model: ClassifierModel,
+        epoch: int,
+        epochs: int,
+        steps: int,
+        last_good: int,
+        lr: float,
+        last: dict[str, torch.Tensor],
     ) -> None:
         """Before a checkpoint is written: the last step's update may have made the weights non-finite."""
         bad = [k for k, v in model.adapter_state_dict().items() if not bool(torch.isfinite(v).all())]
@@ -214,7 +227,7 @@ def _kept(last_good: int) -> str:
 
 
 def fit(
-    model,
+    model: ClassifierModel,
     items,
     transforms: tuple,
     settings: TrainSettings,
@@ -449,7 +462,9 @@ def _fit(
     return history
 
 
-def _end_of_epoch(model, run_dir: Path, epoch: int, identity: dict, opt, sched, scaler, history) -> None:
+def _end_of_epoch(
+    model: ClassifierModel, run_dir: Path, epoch: int, identity: dict, opt, sched, scaler, history
+) -> None:
     """Atomic writes: the adapter checkpoint, then the resume state."""
     save_adapters(model, run_dir / "adapters", extra={"epoch": epoch})
     save_resume_state(run_dir / RESUME_FILE, model, epoch, identity, opt, sched, scaler, history)

@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -32,6 +32,9 @@ from dra.engine.evaluate import evaluate
 from dra.engine.trainer import fit
 from dra.io import atomic_write_text, ensure_writable
 from dra.methods import METHODS, build_method
+
+if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
+    from dra.methods.base import ClassifierModel
 
 log = logging.getLogger("dra")
 
@@ -209,7 +212,7 @@ class Experiment:
             save_adapters(model, run_dir / "adapters", extra={"epoch": len(history)})
         return history
 
-    def accuracy(self, cfg: DictConfig, model, items: list[Datum], desc: str) -> dict:
+    def accuracy(self, cfg: DictConfig, model: ClassifierModel, items: list[Datum], desc: str) -> dict:
         items = limit_per_class(items, cfg.get("test_per_class"))
         ev = cfg.eval
         return evaluate(
@@ -223,6 +226,6 @@ class Experiment:
             desc=desc,
         )
 
-    def release(self, model) -> None:
+    def release(self, model: ClassifierModel) -> None:
         """Take a method's adapters out of the shared backbone."""
         model.unload()
