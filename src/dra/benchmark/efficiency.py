@@ -35,7 +35,7 @@ import torch
 
 from dra.engine.distributed import resolve_device
 from dra.engine.precision import PRECISIONS, autocast, grad_scaler, resolve
-from dra.settings import PAPER_SGD  # DESIGN.md section 2; written once, as TrainSettings' defaults
+from dra.settings import PAPER_SGD  # docs/design.md section 2; written once, as TrainSettings' defaults
 
 __all__ = ["PAPER_SGD", "PRECISIONS", "measure_methods"]
 

@@ -210,7 +210,3 @@ def make_generated(out_root: str | os.PathLike, folder: str, write, version: str
             shutil.rmtree(tmp, ignore_errors=True)
     return root
 
-
-def ensure_shapes(cache_dir: str | os.PathLike) -> Path:
-    """The data root holding a complete `shapes/` in `cache_dir`, generating it the first time."""
-    return make_shapes(cache_dir)

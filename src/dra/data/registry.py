@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum
-from dra.data.embedded import SHAPES_CLASSES, SHAPES_COUNTS, ensure_shapes
+from dra.data.embedded import SHAPES_CLASSES, SHAPES_COUNTS, make_shapes
 from dra.data.embedded import SPLIT_FILE as SHAPES_SPLIT_FILE
 from dra.pocket.datasets import POCKET_DATASETS
 
@@ -590,7 +590,7 @@ def resolve_data_root(spec: DatasetSpec, data_root: str | os.PathLike | None) ->
                 from dra.pocket.datasets import make_pocket_dataset
 
                 return make_pocket_dataset(spec.name, data_cache_dir())
-            return ensure_shapes(data_cache_dir())
+            return make_shapes(data_cache_dir())
         raise DataError(
             f"{spec.name}: no data root given: pass --data-root DIR (the folder that contains "
             f"{spec.folder}/); {DOCS_HINT}"

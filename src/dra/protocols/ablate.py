@@ -1,4 +1,4 @@
-"""`dra ablate`: the paper's ablations (Tables 4, 5, Fig. 3) and DESIGN.md's open choices, measured.
+"""`dra ablate`: the paper's ablations (Tables 4, 5, Fig. 3) and the open choices of docs/design.md, measured.
 
 A suite is a list of settings (a label, a method and `dra.*` overrides) run through a protocol over
 datasets and seeds; each setting's score per seed is the average over the datasets, and the table
@@ -69,7 +69,7 @@ def fig3_start(cfg: DictConfig, blocks: int) -> list[Setting]:
 
 
 def design(cfg: DictConfig, blocks: int) -> list[Setting]:
-    """DESIGN.md's choices where the paper is silent, each switched against the defaults."""
+    """The choices of docs/design.md where the paper is silent, each switched against the defaults."""
     return [
         ("defaults", "dra", {}),
         ("noise_temperature=0.1", "dra", {"noise_temperature": 0.1}),
