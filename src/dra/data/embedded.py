@@ -209,4 +209,3 @@ def make_generated(out_root: str | os.PathLike, folder: str, write, version: str
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
-
