@@ -30,6 +30,7 @@ from typing import Callable, Optional, Sequence
 from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum
 from dra.data.embedded import SHAPES_CLASSES, SHAPES_COUNTS, make_shapes
 from dra.data.embedded import SPLIT_FILE as SHAPES_SPLIT_FILE
+from dra.pocket.datasets import POCKET_BENCHMARK as POCKET_BENCHMARK  # re-exported: the registry lists datasets
 from dra.pocket.datasets import POCKET_DATASETS
 
 Reader = Callable[["DatasetSpec", Path], DatasetSplits]
