@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY
 from data_fixtures import class_folder_tree, write_classnames
 from dra.data import data_cache_dir
-from dra.data.embedded import ensure_shapes
+from dra.data.embedded import make_shapes
 from dra.protocols import transfer
 from dra.settings import load_settings
 
@@ -63,7 +63,7 @@ def cfg_for(name, tmp_path, data_root, **values):
 def test_domain_gen_then_cross_dataset_share_the_source_run(tmp_path, monkeypatch):
     root = tmp_path / "data"
     fake_imagenet(root)
-    (root / "shapes").symlink_to(ensure_shapes(data_cache_dir()) / "shapes")  # a real target beside the fake source
+    (root / "shapes").symlink_to(make_shapes(data_cache_dir()) / "shapes")  # a real target beside the fake source
     lines = []
     dg = transfer.run(cfg_for("domain_gen", tmp_path, root), echo=lines.append)
     accs = {r["dataset"]: r for r in dg["records"]}
