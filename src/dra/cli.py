@@ -172,9 +172,11 @@ def _pretrained(value: str | None) -> str | None:
 
 
 def _settings(name: str, config: Path | None, overrides: list[str] | None, pretrained: str | None = None, **values):
+    """The settings of a command; `pretrained` is the raw --pretrained value ('none' = random weights)."""
     from dra.settings import load_settings
 
     cfg = load_settings(str(config) if config else name, values, overrides)
+    pretrained = _pretrained(pretrained)
     if pretrained is not None:
         cfg.pretrained = pretrained or None  # "" (--pretrained none) = random weights
     return cfg
@@ -205,7 +207,7 @@ def base2new(
             overrides,
             method=method,
             model=model,
-            pretrained=_pretrained(pretrained),
+            pretrained=pretrained,
             data_root=data_root,
             datasets=datasets or None,
             seeds=seeds or None,
@@ -253,7 +255,7 @@ def compare(
                 overrides,
                 method=method,
                 model=model,
-                pretrained=_pretrained(pretrained),
+                pretrained=pretrained,
                 data_root=data_root,
                 datasets=(datasets or None) if protocol == "base2new" else None,
                 targets=(targets or None) if protocol != "base2new" else None,
@@ -297,7 +299,7 @@ def train(
             overrides,
             method=method,
             model=model,
-            pretrained=_pretrained(pretrained),
+            pretrained=pretrained,
             data_root=data_root,
             shots=shots,
             output=output,
@@ -336,7 +338,7 @@ def evaluate(
             overrides,
             method=method,
             model=model,
-            pretrained=_pretrained(pretrained),
+            pretrained=pretrained,
             data_root=data_root,
             output=output,
             device=device,
@@ -475,7 +477,7 @@ def _transfer_command(name: str, doc: str):
                 overrides,
                 method=method,
                 model=model,
-                pretrained=_pretrained(pretrained),
+                pretrained=pretrained,
                 data_root=data_root,
                 targets=targets or None,
                 seeds=seeds or None,
@@ -516,9 +518,7 @@ def demo(
     from dra.pocket import demo as pocket
 
     with _errors():
-        cfg = _settings(
-            "demo", None, overrides, model=model, pretrained=_pretrained(pretrained), output=output, device=device
-        )
+        cfg = _settings("demo", None, overrides, model=model, pretrained=pretrained, output=output, device=device)
         pocket.demo(cfg, overrides, as_json, echo=typer.echo, note=lambda text: typer.echo(text, err=True))
 
 
@@ -550,7 +550,7 @@ def ablate(
     with _errors():
         values = dict(
             model=model,
-            pretrained=_pretrained(pretrained),
+            pretrained=pretrained,
             data_root=data_root,
             seeds=seeds or None,
             shots=shots,
