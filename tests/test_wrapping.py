@@ -80,6 +80,19 @@ def test_wrap_and_unwrap_check_what_they_replace():
     assert unwrap(parent, "0") is original and parent[0] is original
 
 
+def test_a_wrapper_answers_for_its_base_so_the_first_block_can_be_adapted(tiny_backbone):
+    wrapped = ModuleWrapper(nn.Linear(2, 3))
+    assert wrapped.out_features == 3 and wrapped.weight is wrapped.base.weight
+    with pytest.raises(AttributeError):
+        wrapped.no_such_thing  # noqa: B018
+    # open_clip asks resblocks[0].get_weight_dtype(): adapting from block 1 (Fig. 3b's h=1) must run
+    model = build_method("dra", tiny_backbone, CLASSES, DRAConfig(start_layer=1)).train()
+    assert isinstance(tiny_backbone.image_blocks[0], ParallelBranchBlock)
+    assert tiny_backbone.image_blocks[0].get_weight_dtype() == torch.float32
+    loss, _ = model.loss(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 1]))
+    assert torch.isfinite(loss)
+
+
 def test_train_mode_reaches_the_branches_while_clip_stays_in_eval(tiny_backbone):
     model = build_method("dra", tiny_backbone, CLASSES).train()
     block = tiny_backbone.image_blocks[5]

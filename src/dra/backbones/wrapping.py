@@ -21,6 +21,17 @@ class ModuleWrapper(nn.Module):
         super().__init__()
         self.base = base
 
+    def __getattr__(self, name: str):
+        """What the wrapper does not define, the base answers (open_clip reads
+        `resblocks[0].get_weight_dtype()`, timm and HF read attributes of their blocks)."""
+        try:
+            return super().__getattr__(name)  # parameters, buffers, submodules
+        except AttributeError:
+            base = self.__dict__.get("_modules", {}).get("base")
+            if name == "base" or base is None:
+                raise
+            return getattr(base, name)
+
     def train(self, mode: bool = True):
         self.training = mode
         for name, child in self.named_children():
