@@ -40,3 +40,26 @@ def test_demo_summary_json_shape():
     out = summarise({"zeroshot": rec, "dra": rec}, "ViT-Pocket", simulation=True)
     assert out["simulation"] is True and out["chance_base"] == 25.0 and out["chance_new"] == 25.0
     assert out["rows"][1] == {"method": "dra", "base": 80.0, "new": 60.0, "hm": 68.57}
+
+
+def test_a_diverged_seed_is_reported_and_left_out_of_the_mean(tmp_path):
+    import math
+
+    from dra.protocols.ablate import plot_settings, settings_table
+
+    records = [
+        {"setting": "ok", "seed": 1, "base": 80.0, "new": 70.0},
+        {"setting": "ok", "seed": 2, "base": 76.0, "new": 60.0},
+        {"setting": "half", "seed": 1, "base": 50.0, "new": 40.0},
+        {"setting": "half", "seed": 2, "diverged": True},
+        {"setting": "gone", "seed": 1, "diverged": True},
+        {"setting": "gone", "seed": 2, "diverged": True},
+    ]
+    table = settings_table(records, "base2new", "t")
+    assert table.column("Base")[:2] == [78.0, 50.0] and table.n_seeds == [2, 1, 0]
+    assert all(math.isnan(v) for v in table.rows[2][1:])
+    assert [n for n in table.notes if "diverged" in n] == [
+        "half: training diverged (non-finite loss) in seed(s) [2], left out.",
+        "gone: training diverged (non-finite loss) in seed(s) [1, 2], left out.",
+    ]
+    assert plot_settings(table, tmp_path / "t.png").stat().st_size > 0

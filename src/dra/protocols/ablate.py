@@ -11,17 +11,21 @@ Runs are the protocols' own run folders (`<output>/base2new/<method>-<hash>/...`
 shared by two suites (the full DRA) trains once, and a finished run is reused. Tables go to
 `<output>/ablate/<protocol>/<suite>.{md,csv,json,png}`. A setting that is not valid for the model at
 hand (a rank ratio that keeps no channel at a small rank, a start layer past the last block) is left
-out with a note, not an error.
+out with a note, not an error. A seed whose training diverges (non-finite loss or adapters) is a
+result, not an error: it is reported, left out of the mean, and the table's notes name it; a setting
+that diverges in every seed gets a row of NaN.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from dra import settings as S
+from dra.engine.trainer import TrainingDivergedError
 from dra.protocols.experiment import Experiment
 from dra.report import Table, harmonic_mean, mean_std, write
 
@@ -119,10 +123,14 @@ def settings_table(records: list[dict], protocol: str, title: str) -> Table:
     """One row per setting: mean ± std over seeds; base2new adds the HM of the means."""
     cols = ["base", "new"] if protocol == "base2new" else ["source", "target"]
     labels = list(dict.fromkeys(r["setting"] for r in records))
-    rows, stds, n_seeds = [], [], []
+    rows, stds, n_seeds, diverged_notes = [], [], [], []
     for label in labels:
-        mine = [r for r in records if r["setting"] == label]
-        stats = [mean_std([r[c] for r in mine]) for c in cols]
+        mine = [r for r in records if r["setting"] == label and not r.get("diverged")]
+        diverged = [r["seed"] for r in records if r["setting"] == label and r.get("diverged")]
+        if diverged:
+            diverged_notes.append(f"{label}: training diverged (non-finite loss) in seed(s) {diverged}, left out.")
+        nan = float("nan")
+        stats = [mean_std([r[c] for r in mine]) if mine else (nan, nan) for c in cols]
         row, std = [label, *(m for m, _ in stats)], [None, *(s for _, s in stats)]
         if protocol == "base2new":
             row.append(harmonic_mean(stats[0][0], stats[1][0]))
@@ -131,7 +139,7 @@ def settings_table(records: list[dict], protocol: str, title: str) -> Table:
         stds.append(std)
         n_seeds.append(len(mine))
     columns = ["Setting", "Base", "New", "HM"] if protocol == "base2new" else ["Setting", "Source", "Target"]
-    notes = ["Each seed's score is the average over the datasets; mean ± sample std over seeds."]
+    notes = ["Each seed's score is the average over the datasets; mean ± sample std over seeds.", *diverged_notes]
     return Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds, notes=notes)
 
 
@@ -147,12 +155,14 @@ def plot_settings(table: Table, path: Path) -> Path:
     fig = new_figure(figsize=(max(6.0, 1.1 * len(table.rows) + 2), 4.0))
     ax = fig.add_subplot(1, 1, 1)
     for k, col in enumerate(cols):
-        vals = [float(v) for v in table.column(col)]
-        errs = [table.std(label, col) or 0.0 for label in table.labels]
+        vals = [float(v) for v in table.column(col)]  # NaN (diverged in every seed): no bar
+        errs = [
+            0.0 if math.isnan(table.std(label, col) or 0.0) else table.std(label, col) or 0.0 for label in table.labels
+        ]
         ax.bar(x + (k - (len(cols) - 1) / 2) * width, vals, width, yerr=errs, label=col, capsize=2)
     ax.set_xticks(x)
     ax.set_xticklabels([str(label) for label in table.labels], rotation=30, ha="right", fontsize="small")
-    values = [float(v) for c in cols for v in table.column(c)]
+    values = [float(v) for c in cols for v in table.column(c) if not math.isnan(float(v))] or [0.0]
     lo = max(0.0, min(values) - 10)
     ax.set_ylim(lo, min(100.0, max(values) + 5))
     ax.set_ylabel("Accuracy (%)")
@@ -187,7 +197,12 @@ def run(cfg: DictConfig, suites: list[str], backbone=None, echo=print) -> dict[s
                 echo(f"[{suite}] {label}: left out ({str(e).splitlines()[0]})")
                 continue
             for seed in [int(s) for s in cfg.seeds]:
-                r = {"setting": label, "seed": seed, **score(exp, c, seed)}
+                try:
+                    r = {"setting": label, "seed": seed, **score(exp, c, seed)}
+                except TrainingDivergedError as e:
+                    records.append({"setting": label, "seed": seed, "diverged": True})
+                    echo(f"[{suite}] {label} seed {seed}: diverged ({str(e).split(';')[0]})")
+                    continue
                 records.append(r)
                 echo(
                     f"[{suite}] {label} seed {seed}: "
