@@ -185,3 +185,33 @@ def test_a_method_file_is_checked(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "_methods_dir", lambda: tmp_path)
     with pytest.raises(SettingsError, match="unknown setting 'base2nwe'; did you mean 'base2new'"):
         load_settings("base2new", {"method": "odd"})
+
+
+def test_a_settings_files_method_overrides_win_over_the_method_file_and_lose_to_the_command_line():
+    coop = load_settings("pocket", {"method": "coop"})  # configs/pocket.yaml: coop's pocket learning rate
+    assert (coop.train.lr, coop.train.batch_size, coop.train.epochs, coop.coop.ctx_init) == (
+        0.2,
+        16,
+        20,
+        "a photo of a",
+    )
+    assert load_settings("pocket", {"method": "coop"}, ["train.lr=0.3"]).train.lr == 0.3
+    assert load_settings("pocket", {"method": "maple"}).maple.depth == 4
+    assert load_settings("base2new", {"method": "coop"}).train.lr == 0.002  # the published value elsewhere
+    assert "method_overrides" not in load_settings("pocket", {"method": "coop"})
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ("coop: {train: {lr: 0.2}}\n  cop: {train: {lr: 0.1}}", "method_overrides.cop: method must be one of"),
+        ("coop: {trian: {lr: 0.2}}", "'method_overrides.coop.trian'; did you mean 'method_overrides.coop.train'?"),
+        ("coop: {method: dra}", "method_overrides.coop must be a mapping of settings (not method/protocol)"),
+    ],
+)
+def test_method_overrides_are_checked(tmp_path, block, message):
+    path = tmp_path / "mine.yaml"
+    path.write_text(f"protocol: base2new\nmethod_overrides:\n  {block}\n")
+    with pytest.raises(SettingsError) as e:
+        load_settings(str(path), {"method": "coop"})
+    assert message in str(e.value) and str(path) in str(e.value)

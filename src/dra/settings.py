@@ -6,8 +6,9 @@ The schema below holds every setting with its type and default (the paper's valu
 protocol file (`configs/<name>.yaml`) or a user's YAML holds only what differs, and each method's
 published hyper-parameters live in `configs/methods/<method>.yaml` (an `all:` block, then one block per
 protocol: `base2new:`, `cross_dataset:`, `domain_gen:`). `load_settings` merges schema <- protocol
-YAML <- method YAML (`all`, then the protocol's block) <- explicit values (CLI options) <- `key=value`
-overrides and checks the result before anything is written: unknown keys at any level (with the
+YAML <- method YAML (`all`, then the protocol's block) <- the protocol YAML's `method_overrides.<method>`
+block (what one world needs for one method: the pocket CLIP's learning rates) <- explicit values (CLI
+options) <- `key=value` overrides and checks the result before anything is written: unknown keys at any level (with the
 nearest valid key), types, ranges and choices. Errors are `SettingsError`s with a one-line message
 that names the key. The packaged method files are the one list of method names (`method_names()`).
 
@@ -256,8 +257,29 @@ def _merge(cfg: DictConfig, data: dict) -> DictConfig:
         ) from None
 
 
+def per_method_layer(protocol_file: dict, method: str, path: Path) -> list[dict]:
+    """A settings file's `method_overrides.<method>` block (popped from `protocol_file`), checked: the
+    settings one world needs for one method (the pocket CLIP's learning rates, its 4 blocks)."""
+    blocks = protocol_file.pop("method_overrides", None) or {}
+    if not isinstance(blocks, dict):
+        raise SettingsError(f"{path}: method_overrides must be a mapping method -> settings, got {blocks!r}")
+    for m, block in blocks.items():
+        if m not in method_names():
+            raise SettingsError(f"{path}: method_overrides.{m}: method must be one of {method_names()}")
+        if not isinstance(block, dict) or any(k in block for k in ("method", "protocol", "method_overrides")):
+            raise SettingsError(f"{path}: method_overrides.{m} must be a mapping of settings (not method/protocol)")
+        try:
+            check_keys(block, f"method_overrides.{m}.")
+        except ValueError as e:
+            raise SettingsError(f"{path}: {e}") from None
+    return [blocks[method]] if method in blocks else []
+
+
 def load_settings(name: str, values: dict[str, Any] | None = None, overrides: list[str] | None = None) -> DictConfig:
-    protocol_file = read_yaml(settings_path(name))
+    """The settings file `name`, then the method's packaged YAML, then the file's `method_overrides` for
+    that method, then `values` (explicit, None skipped), then `overrides` (key=value), validated."""
+    path = settings_path(name)
+    protocol_file = read_yaml(path)
     explicit = {k: v for k, v in (values or {}).items() if v is not None}
     late = [explicit] if explicit else []
     if overrides:
@@ -265,7 +287,8 @@ def load_settings(name: str, values: dict[str, Any] | None = None, overrides: li
     chosen = {k: v for layer in (protocol_file, *late) for k, v in layer.items() if k in ("method", "protocol")}
     method = str(chosen.get("method", Settings.method))
     protocol = str(chosen.get("protocol", Settings.protocol))
-    layers = [protocol_file, *method_layers(method, protocol), *late]
+    per_method = per_method_layer(protocol_file, method, path)
+    layers = [protocol_file, *method_layers(method, protocol), *per_method, *late]
     cfg = _schema()
     try:
         for data in layers:
