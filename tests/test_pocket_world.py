@@ -21,6 +21,17 @@ def test_shifted_rendering_is_deterministic_and_differs_from_pretraining():
     assert not np.array_equal(np.asarray(P.render_item("pocket_shapes", 2, 5, W.Shift())), x)
 
 
+def test_a_tint_is_the_same_colour_cast_on_every_image_and_draws_no_randomness():
+    import random
+
+    scene = W.Scene("circle", "white", "plain", "large", 1, "snow field")
+    plain = np.asarray(W.render(scene, random.Random(7)), np.float32)
+    cast = np.asarray(W.render(scene, random.Random(7), W.Shift(tint=(0.5, 1.0, 0.25))), np.float32)
+    np.testing.assert_allclose(cast, np.floor(plain * [0.5, 1.0, 0.25]), atol=1.0)  # same pixels, scaled
+    assert not W.Shift(tint=(0.5, 1.0, 1.0)).is_identity and W.Shift().is_identity
+    assert P.POCKET_DATASETS["pocket_colours"].shift.tint == W.COLD_LAMP_SHIFT.tint != (1.0, 1.0, 1.0)
+
+
 def test_captions_use_the_class_words():
     import random
 

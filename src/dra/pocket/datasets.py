@@ -20,7 +20,7 @@ from typing import Callable
 
 from dra.pocket import world
 
-VERSION = f"{world.GENERATOR_VERSION}/datasets-v3"
+VERSION = f"{world.GENERATOR_VERSION}/datasets-v4"
 PER_CLASS = {"train": 32, "val": 8, "test": 50}
 
 
@@ -85,6 +85,7 @@ POCKET_DATASETS: dict[str, PocketDataset] = {
             "PocketColours",
             tuple(f"{c} object" for c in world.COLOURS),
             _colours,
+            world.COLD_LAMP_SHIFT,  # colour constancy: the same bluish cast on every image
         ),
         PocketDataset(
             "pocket_objects",

@@ -13,7 +13,8 @@ every machine (Python's `random.Random` and numpy's `default_rng` seeded by the 
 the model's input size (48 px) with 2x supersampled shape masks: about a millisecond an image.
 
 `Shift` is the downstream distribution shift (palette jitter and desaturation, noise, blur, clutter
-strokes): the pocket datasets are drawn with it, pretraining never sees it.
+strokes, and a fixed colour cast or dusk for some datasets): the pocket datasets are drawn with it,
+pretraining never sees it.
 """
 
 from __future__ import annotations
@@ -77,15 +78,24 @@ class Shift:
     blur: float = 0.0  # Gaussian blur radius in pixels
     clutter: int = 0  # up to this many random strokes over the scene
     dusk: float = 0.0  # darken by this fraction and tint blue (low light)
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # a fixed colour cast: per-channel RGB gains (lamp light)
 
     @property
     def is_identity(self) -> bool:
-        return self.palette == 0 and self.noise == 0 and self.blur == 0 and self.clutter == 0 and self.dusk == 0
+        return (
+            self.palette == 0
+            and self.noise == 0
+            and self.blur == 0
+            and self.clutter == 0
+            and self.dusk == 0
+            and self.tint == (1.0, 1.0, 1.0)
+        )
 
 
 DOWNSTREAM_SHIFT = Shift(palette=0.5, noise=0.35, blur=0.6, clutter=4)
 STRONG_SHIFT = Shift(palette=1.5, noise=0.8, blur=1.0, clutter=8)
 DUSK_SHIFT = Shift(palette=0.5, noise=0.35, blur=0.6, clutter=4, dusk=0.45)
+COLD_LAMP_SHIFT = Shift(palette=0.5, noise=0.35, blur=0.6, clutter=4, tint=(0.6, 0.85, 1.0))  # a bluish cast
 
 
 # -- attributes and captions ------------------------------------------------------------------------
@@ -381,6 +391,8 @@ def render(scene: Scene, rng: random.Random, shift: Shift = Shift()) -> Image.Im
         img = img + (grey - img) * (0.45 * shift.palette * rng.random())
     if shift.dusk:
         img = img * (1 - shift.dusk * rng.uniform(0.8, 1.0)) + np.array([0, 8, 30], np.float32) * shift.dusk
+    if shift.tint != (1.0, 1.0, 1.0):  # the same cast on every image: no randomness drawn
+        img = img * np.array(shift.tint, np.float32)
     if shift.clutter:
         pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
         draw = ImageDraw.Draw(pil)
