@@ -23,8 +23,6 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 TINY = "ViT-Tiny-16-test"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 requires_shared = pytest.mark.shared_data
 _SHARED_ITEMS = pytest.StashKey[list]()
@@ -96,68 +94,3 @@ def meta_backbone(name):
     with pytest.MonkeyPatch.context() as mp:  # only for this one build
         mp.setattr(loading.open_clip, "create_model", create_on_meta)
         return load_backbone(name)
-
-
-def _clip_transform(size: int = 32):
-    from torchvision import transforms as T
-
-    return T.Compose(
-        [
-            T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
-            T.CenterCrop(size),
-            T.ToTensor(),
-            T.Normalize(CLIP_MEAN, CLIP_STD),
-        ]
-    )
-
-
-@pytest.fixture(scope="session")
-def shapes_batch():
-    return load_shapes_batch()
-
-
-def load_shapes_batch():
-    """16 embedded `shapes` images (first 4 train images of classes 0..3) at the tiny model's 32 px."""
-    from PIL import Image
-
-    from dra.data import build_dataset
-
-    ds = build_dataset("shapes")
-    per_class: dict[int, list] = {}
-    for d in ds.train:
-        if d.label < 4 and len(per_class.setdefault(d.label, [])) < 4:
-            per_class[d.label].append(d.impath)
-    tf = _clip_transform(32)
-    images, labels = [], []
-    for label, paths in sorted(per_class.items()):
-        for path in paths:
-            images.append(tf(Image.open(path).convert("RGB")))
-            labels.append(label)
-    return torch.stack(images), torch.tensor(labels), ds.classnames[:4]
-
-
-@pytest.fixture(scope="session")
-def eurosat_batch():
-    return load_eurosat_batch()
-
-
-def load_eurosat_batch():
-    """16 real EuroSAT images (first 4 of classes 0..3 of the split's train list) at the tiny model's size."""
-    import json
-
-    from PIL import Image
-
-    root = shared_eurosat()
-    split = json.loads((root / "split_zhou_EuroSAT.json").read_text())
-    per_class: dict[int, list] = {}
-    for rel, label, _ in split["train"]:
-        if label < 4 and len(per_class.setdefault(label, [])) < 4:
-            per_class[label].append(rel)
-    tf = _clip_transform(32)
-    images, labels = [], []
-    for label, rels in sorted(per_class.items()):
-        for rel in rels:
-            images.append(tf(Image.open(root / "2750" / rel).convert("RGB")))
-            labels.append(label)
-    names = {label: name for _, label, name in split["train"] if label < 4}
-    return torch.stack(images), torch.tensor(labels), [names[i] for i in range(4)]

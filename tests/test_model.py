@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 
 import pytest
 import torch
@@ -238,21 +237,5 @@ def test_ranks_are_recorded_for_every_adapted_block(tiny_backbone):
         assert branch.adapter.last_ranks.shape == (2, 77)
 
 
-@pytest.mark.parametrize("batch", ["shapes_batch", pytest.param("eurosat_batch", marks=pytest.mark.shared_data)])
-def test_a_few_steps_lower_the_training_loss_on_real_images(batch, request):
-    images, labels, names = request.getfixturevalue(batch)
-    torch.manual_seed(0)
-    backbone = load_backbone(TINY)
-    with torch.no_grad():
-        backbone.clip.logit_scale.fill_(math.log(100.0))  # OpenAI CLIP's trained temperature
-    model = build_method("dra", backbone, names, DRAConfig(start_layer=3)).train()
-    opt = torch.optim.SGD(model.trainable_parameters(), lr=0.01, momentum=0.9)
-    losses = []
-    for _ in range(12):
-        loss, _ = model.loss(model(images), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.95 * losses[0], losses
-    assert sum(losses[-3:]) < sum(losses[:3]), losses
+# Learning itself (accuracy that rises above zero-shot, not a loss that falls on a random backbone) is
+# tested in the pocket world: tests/test_pocket_learning.py, for every trained method.
