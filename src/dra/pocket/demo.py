@@ -52,7 +52,7 @@ def table_of(summary: dict) -> Table:
             else "Base-to-new, average over "
         )
         + ", ".join(summary["datasets"])
-        + f" ({summary['backbone']})"
+        + f" — {summary['backbone']}"
     )
     notes = [f"chance: base {summary['chance_base']:.2f}, new {summary['chance_new']:.2f}"]
     if summary["simulation"]:
