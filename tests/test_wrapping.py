@@ -123,3 +123,29 @@ def test_torch_compile_gives_the_same_logits(tiny_backbone):
         # which takes ~40 s on 2 cores; the module structure is what this test is about.
         got = torch.compile(model, backend="aot_eager")(images)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("placement", ["attention", "block"])
+@pytest.mark.parametrize("method", ["dra", "adapter"])
+def test_inference_path_equals_the_autograd_path(tiny_backbone, method, placement):
+    """Without autograd a wrapped open_clip block accumulates its sums in place (`_inference`): the
+    same logits and text features as the path with autograd, and the block's input is left alone."""
+    torch.manual_seed(0)
+    model = build_method(method, tiny_backbone, CLASSES, DRAConfig(start_layer=4, placement=placement)).eval()
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.1 * torch.randn_like(p))  # a branch that adds something visible
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got, got_text = model(images), model.compute_text_features()
+        block = tiny_backbone.image_blocks[5]
+        x = torch.randn(2, 50, tiny_backbone.image_width)
+        x0 = x.clone()
+        block(x)
+        assert torch.equal(x, x0)
+    with torch.enable_grad():
+        want, want_text = model(images), model.compute_text_features()
+    torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_text, want_text.detach(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="inference"):
+        block.branch.train().add_to(x, x)

@@ -52,3 +52,12 @@ class AdapterBranch(nn.Module):
             out = self.adapter(y)
             self.reg = None
         return cfg.scale * self._unscaled(out)
+
+    def add_to(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """`t += s * A(y)` in place and return `t`: inference only (no autograd, eval mode), where the
+        branch is `s * A(y)` (gradient scaling is the identity forward, no L1 term). The same sum as
+        `t + self(y)` to float rounding (`add_` with `alpha=s` may fuse the multiply and the add)."""
+        if torch.is_grad_enabled() or self.training:
+            raise RuntimeError("AdapterBranch.add_to is for inference (eval mode, no autograd)")
+        self.reg = None
+        return t.add_(self.adapter(y), alpha=self.config.scale)
