@@ -153,6 +153,51 @@ def block_anatomy(block: nn.Module) -> BlockAnatomy:
     )
 
 
+def _heads(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, heads: int, parts: int
+) -> tuple[torch.Tensor, ...]:
+    """`parts` per-head projections of `x` (B, N, d_in) by one packed linear: (B, heads, N, d_head) views.
+    With a frozen weight and bias the backward is `_FrozenHeads`'s (no gradient stacking)."""
+    if weight.requires_grad or bias.requires_grad or not torch.is_grad_enabled():
+        bsz, n, _ = x.shape
+        d = weight.shape[0] // parts
+        return F.linear(x, weight, bias).view(bsz, n, parts, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    return _FrozenHeads.apply(x, weight, bias, heads, parts)
+
+
+class _FrozenHeads(torch.autograd.Function):
+    """`_heads` for a frozen weight: the same forward; backward computes the input's gradient as
+    sum_i grad_i @ W_i, one matrix product per part accumulated in place, straight from the
+    (B, N, heads, d_head) buffers `scaled_dot_product_attention`'s backward fills. Autograd's own
+    backward of the views would first stack the parts' gradients into a new (B, N, parts, heads,
+    d_head) tensor (a `cat` and a `copy_`) for one product with the packed weight: the same sum to
+    float rounding, for two more passes over the largest tensors of the block."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, heads, parts):
+        bsz, n, d_in = x.shape
+        d = weight.shape[0] // parts
+        ctx.save_for_backward(weight)
+        ctx.dims = (bsz, n, d_in, parts, x.dtype)
+        return F.linear(x, weight, bias).view(bsz, n, parts, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        (weight,) = ctx.saved_tensors
+        bsz, n, d_in, parts, dtype = ctx.dims
+        d = weight.shape[0] // parts
+        gx = None
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            g = g.transpose(1, 2).reshape(bsz * n, d)  # a view when g is the (B, N, heads, d_head) buffer
+            w = weight[i * d : (i + 1) * d].to(g.dtype)
+            gx = torch.mm(g, w) if gx is None else gx.addmm_(g, w)
+        if gx is not None:
+            gx = gx.view(bsz, n, d_in).to(dtype)
+        return gx, None, None, None, None
+
+
 class ParallelBranchBlock(ModuleWrapper):
     def __init__(self, base: nn.Module, branch: nn.Module, placement: str = "attention") -> None:
         anatomy = block_anatomy(base)
@@ -242,10 +287,10 @@ class ParallelBranchBlock(ModuleWrapper):
         heads = a.num_heads
         w, bias = a.in_proj_weight, a.in_proj_bias
         if q_x is kv_x:
-            q, k, v = F.linear(q_x, w, bias).view(bsz, nq, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = _heads(q_x, w, bias, heads, 3)
         else:
-            q = F.linear(q_x, w[:d], bias[:d]).view(bsz, nq, heads, d // heads).transpose(1, 2)
-            k, v = F.linear(kv_x, w[d:], bias[d:]).view(bsz, -1, 2, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+            (q,) = _heads(q_x, w[:d], bias[:d], heads, 1)
+            k, v = _heads(kv_x, w[d:], bias[d:], heads, 2)
         if mask is not None:
             mask = (mask.unsqueeze(1) if mask.dim() == 3 else mask).to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
