@@ -149,3 +149,31 @@ def test_inference_path_equals_the_autograd_path(tiny_backbone, method, placemen
     torch.testing.assert_close(got_text, want_text.detach(), rtol=1e-5, atol=1e-6)
     with torch.no_grad(), pytest.raises(RuntimeError, match="inference"):
         block.branch.train().add_to(x, x)
+
+
+def test_first_text_block_keeps_the_frozen_prefix_parts_exactly(tiny_backbone):
+    """Training: the first adapted text block computes LN1 and attention of the cached prefix once and
+    reuses them (ParallelBranchBlock.frozen_input): the same loss and gradients as computing them afresh,
+    and a new class set is not served the old parts."""
+    torch.manual_seed(0)
+    model = build_method("dra", tiny_backbone, CLASSES, DRAConfig(start_layer=4)).train()
+    first = tiny_backbone.text_blocks[model.text_start]
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
+    runs = []
+    for fresh in (True, False, False):
+        model.zero_grad(set_to_none=True)
+        if fresh:
+            first._frozen = None
+        runs.append(_loss_and_grads(model, images, labels))
+        assert first._frozen is not None and first._frozen[0] is model.text_prefix()[1]
+    for loss, grads in runs[1:]:
+        torch.testing.assert_close(loss, runs[0][0], rtol=0, atol=0)
+        for name, g in grads.items():
+            torch.testing.assert_close(g, runs[0][1][name], rtol=0, atol=0, msg=name)
+    model.set_classnames(["fish", "horse"])
+    torch.manual_seed(3)  # the masks' noise
+    after = model.compute_text_features()
+    assert first._frozen[0] is model.text_prefix()[1]
+    first._frozen = None
+    torch.manual_seed(3)
+    torch.testing.assert_close(after, model.compute_text_features(), rtol=0, atol=0)

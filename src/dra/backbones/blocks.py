@@ -208,20 +208,30 @@ class ParallelBranchBlock(ModuleWrapper):
         self.placement = placement
         self.anatomy = anatomy
         self.rows: torch.Tensor | None = None
+        # `frozen_input`: a tensor that its owner passes to this block again and again, unchanged and
+        # without gradient (the cached text prefix entering the first adapted text block, set by
+        # AdaptedCLIP while training): LN1 of it and the attention term are then computed once and kept
+        # (`_frozen_parts`), since they depend on nothing that trains.
+        self.frozen_input: torch.Tensor | None = None
+        self._frozen: tuple | None = None
 
     def forward(self, q_x: torch.Tensor, *args, **kwargs):
         # open_clip calls blocks as block(x, attn_mask=...) or, under checkpointing, block(x, None, None, mask);
         # timm as block(x[, attn_mask=...]) / EVA block(x, rope=...); Hugging Face as layer(x, attention_mask, ...)
         a, b = self.anatomy, self.base
-        y = a.ln1(b)(q_x)
         if a.family == "open_clip":
             mask = kwargs.get("attn_mask", args[2] if len(args) > 2 else None)
-            if self.rows is not None:
-                return self._pooled_row(q_x, y, mask)
-            attn = b.ls_1(self._attention(y, y, mask))
-            if not torch.is_grad_enabled():
-                return self._inference(q_x, y, attn)
+            if q_x is self.frozen_input and self.rows is None and torch.is_grad_enabled():
+                y, attn = self._frozen_parts(q_x, mask)
+            else:
+                y = b.ln_1(q_x)
+                if self.rows is not None:
+                    return self._pooled_row(q_x, y, mask)
+                attn = b.ls_1(self._attention(y, y, mask))
+                if not torch.is_grad_enabled():
+                    return self._inference(q_x, y, attn)
         else:
+            y = a.ln1(b)(q_x)
             attn = a.attention(b, y, args, kwargs)
         if self.placement == "attention":
             x = q_x + (attn + self.branch(y))
@@ -230,6 +240,38 @@ class ParallelBranchBlock(ModuleWrapper):
             x = q_x + attn
             out = x + a.mlp(b, x) + self.branch(y)
         return (out,) if a.returns_tuple() else out
+
+    def _frozen_parts(self, q_x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LN1 q_x, attention term) of `frozen_input`, computed on the first call and reused while the
+        input, the mask, the base's weights (frozen, unchanged) and the autocast state stay the same.
+        Exact: the same tensors the block would compute again; nothing that trains enters them."""
+        b = self.base
+        params = list(b.parameters())
+        dev = q_x.device.type
+        key = (
+            q_x._version,
+            None if mask is None else mask._version,
+            tuple(p._version for p in params),
+            torch.is_autocast_enabled(dev),
+            torch.get_autocast_dtype(dev),
+        )
+        if q_x.requires_grad or any(p.requires_grad for p in params):
+            y = b.ln_1(q_x)
+            return y, b.ls_1(self._attention(y, y, mask))
+        c = self._frozen
+        if c is None or c[0] is not q_x or c[1] is not mask or c[2] != key:
+            self._frozen = None
+            with torch.no_grad():
+                y = b.ln_1(q_x)
+                attn = b.ls_1(self._attention(y, y, mask))
+            self._frozen = c = (q_x, mask, key, y, attn)
+        return c[3], c[4]
+
+    def keep_frozen_input(self, x: torch.Tensor | None) -> None:
+        """Set `frozen_input` (None: none; the kept parts of another input are dropped)."""
+        self.frozen_input = x
+        if self._frozen is not None and self._frozen[0] is not x:
+            self._frozen = None
 
     def _inference(self, q_x: torch.Tensor, y: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         """`forward` without autograd (open_clip): the same sums, accumulated in place into the fresh
