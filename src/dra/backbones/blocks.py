@@ -230,6 +230,13 @@ class ParallelBranchBlock(ModuleWrapper):
                 attn = b.ls_1(self._attention(y, y, mask))
                 if not torch.is_grad_enabled():
                     return self._inference(q_x, y, attn)
+            # with autograd the sums still accumulate in place where no backward needs the tensor (an
+            # addition's output, the MLP's last linear's output): fewer new (B, N, d) tensors, same values
+            if self.placement == "attention":
+                x = (attn + self.branch(y)).add_(q_x)  # q_x + (attn + branch)
+                return b.ls_2(b.mlp(b.ln_2(x))).add_(x)  # x + mlp
+            x = q_x + attn
+            return b.ls_2(b.mlp(b.ln_2(x))).add_(x).add_(self.branch(y))  # (x + mlp) + branch
         else:
             y = a.ln1(b)(q_x)
             attn = a.attention(b, y, args, kwargs)
