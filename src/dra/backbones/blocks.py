@@ -153,6 +153,15 @@ def block_anatomy(block: nn.Module) -> BlockAnatomy:
     )
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling `module` would run forward (pre-)hooks: its own or global ones."""
+    from torch.nn.modules import module as m
+
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks or m._global_forward_hooks or m._global_forward_pre_hooks
+    )
+
+
 def _heads(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, heads: int, parts: int
 ) -> tuple[torch.Tensor, ...]:
@@ -284,7 +293,8 @@ class ParallelBranchBlock(ModuleWrapper):
         """`forward` without autograd (open_clip): the same sums, accumulated in place into the fresh
         attention and MLP outputs instead of new (B, N, d) tensors for every addition."""
         b, branch = self.base, self.branch
-        add_to = getattr(branch, "add_to", None) if not branch.training else None
+        # `add_to` bypasses the branch's __call__: only without hooks that would expect to see the call
+        add_to = getattr(branch, "add_to", None) if not branch.training and not _hooked(branch) else None
 
         def plus_branch(t: torch.Tensor) -> torch.Tensor:
             return add_to(t, y) if add_to is not None else t.add_(branch(y))
