@@ -54,7 +54,10 @@ def main(argv=None) -> int:
         help="rows among dra@main dra adapter@main adapter (zeroshot: always, the reference; mma: with --mma)",
     )
     p.add_argument("--out", default=None, help="a JSON file for the figures")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     record = []
     for n in args.num_classes:
         backbone = load_backbone(args.model, pretrained=None)
@@ -117,6 +120,7 @@ def main(argv=None) -> int:
                 "x_zs_infer": ref_min / min(ts),
                 "x_zs_infer_median": ref_med / statistics.median(ts),
                 "step_s": [round(t, 3) for t in ts],
+                "threads": torch.get_num_threads(),
             }
             record.append(row)
             print(

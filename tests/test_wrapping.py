@@ -136,3 +136,57 @@ def test_torch_compile_gives_the_same_logits(tiny_backbone):
         # which takes ~40 s on 2 cores; the module structure is what this test is about.
         got = torch.compile(model, backend="aot_eager")(images)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("placement", ["attention", "block"])
+@pytest.mark.parametrize("method", ["dra", "adapter"])
+def test_inference_path_equals_the_autograd_path(tiny_backbone, method, placement):
+    """Without autograd a wrapped open_clip block accumulates its sums in place (`_inference`): the
+    same logits and text features as the path with autograd, and the block's input is left alone."""
+    torch.manual_seed(0)
+    model = build_method(method, tiny_backbone, CLASSES, DRAConfig(start_layer=4, placement=placement)).eval()
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.1 * torch.randn_like(p))  # a branch that adds something visible
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got, got_text = model(images), model.compute_text_features()
+        block = tiny_backbone.image_blocks[5]
+        x = torch.randn(2, 50, tiny_backbone.image_width)
+        x0 = x.clone()
+        block(x)
+        assert torch.equal(x, x0)
+    with torch.enable_grad():
+        want, want_text = model(images), model.compute_text_features()
+    torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_text, want_text.detach(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="inference"):
+        block.branch.train().add_to(x, x)
+
+
+def test_first_text_block_keeps_the_frozen_prefix_parts_exactly(tiny_backbone):
+    """Training: the first adapted text block computes LN1 and attention of the cached prefix once and
+    reuses them (ParallelBranchBlock.frozen_input): the same loss and gradients as computing them afresh,
+    and a new class set is not served the old parts."""
+    torch.manual_seed(0)
+    model = build_method("dra", tiny_backbone, CLASSES, DRAConfig(start_layer=4)).train()
+    first = tiny_backbone.text_blocks[model.text_start]
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
+    runs = []
+    for fresh in (True, False, False):
+        model.zero_grad(set_to_none=True)
+        if fresh:
+            first._frozen = None
+        runs.append(_loss_and_grads(model, images, labels))
+        assert first._frozen is not None and first._frozen[0] is model.text_prefix()[1]
+    for loss, grads in runs[1:]:
+        torch.testing.assert_close(loss, runs[0][0], rtol=0, atol=0)
+        for name, g in grads.items():
+            torch.testing.assert_close(g, runs[0][1][name], rtol=0, atol=0, msg=name)
+    model.set_classnames(["fish", "horse"])
+    torch.manual_seed(3)  # the masks' noise
+    after = model.compute_text_features()
+    assert first._frozen[0] is model.text_prefix()[1]
+    first._frozen = None
+    torch.manual_seed(3)
+    torch.testing.assert_close(after, model.compute_text_features(), rtol=0, atol=0)

@@ -13,7 +13,13 @@ from dra.config import DRAConfig
 
 
 def project(adapter: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """mid -> ReLU -> up (-> ReLU): the tail shared by the plain adapter and Eqs. 17, 18."""
+    """mid -> ReLU -> up (-> ReLU): the tail shared by the plain adapter and Eqs. 17, 18.
+
+    Without autograd (inference) the ReLUs run in place on the fresh outputs of `mid` and `up`: the same
+    values, without two more (B, N, d)-sized tensors."""
+    if not torch.is_grad_enabled():
+        out = adapter.up(adapter.mid(h).relu_())
+        return out.relu_() if adapter.config.output_relu else out
     out = adapter.up(F.relu(adapter.mid(h)))
     return F.relu(out) if adapter.config.output_relu else out
 

@@ -30,7 +30,11 @@ path transposes the input to (N, B, d), so the packed input projection runs as a
 an expanded weight, and its backward fills and copies (3, N, B, d) buffers. With autograd on, the
 block therefore computes the same attention from the same weights on the batch-first tensor: one
 (B*N, d) x (d, 3d) projection, `scaled_dot_product_attention`, the output projection (float-close to
-`nn.MultiheadAttention`; tested). Without autograd (inference) open_clip's own call is used.
+`nn.MultiheadAttention`; tested). Without autograd (inference) open_clip's own call is used (its
+`nn.MultiheadAttention` fast path), and the block's sums are accumulated in place into the fresh
+attention and MLP outputs (`_inference`; the branch through `AdapterBranch.add_to`, ReLUs in place):
+on the CPU every new (B, N, d) tensor costs more than the addition that fills it, so the wrapped block
+allocates fewer of them than open_clip's own block does. Same values to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -149,6 +153,60 @@ def block_anatomy(block: nn.Module) -> BlockAnatomy:
     )
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling `module` would run forward (pre-)hooks: its own or global ones."""
+    from torch.nn.modules import module as m
+
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks or m._global_forward_hooks or m._global_forward_pre_hooks
+    )
+
+
+def _heads(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, heads: int, parts: int
+) -> tuple[torch.Tensor, ...]:
+    """`parts` per-head projections of `x` (B, N, d_in) by one packed linear: (B, heads, N, d_head) views.
+    With a frozen weight and bias the backward is `_FrozenHeads`'s (no gradient stacking)."""
+    if weight.requires_grad or bias.requires_grad or not torch.is_grad_enabled():
+        bsz, n, _ = x.shape
+        d = weight.shape[0] // parts
+        return F.linear(x, weight, bias).view(bsz, n, parts, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    return _FrozenHeads.apply(x, weight, bias, heads, parts)
+
+
+class _FrozenHeads(torch.autograd.Function):
+    """`_heads` for a frozen weight: the same forward; backward computes the input's gradient as
+    sum_i grad_i @ W_i, one matrix product per part accumulated in place, straight from the
+    (B, N, heads, d_head) buffers `scaled_dot_product_attention`'s backward fills. Autograd's own
+    backward of the views would first stack the parts' gradients into a new (B, N, parts, heads,
+    d_head) tensor (a `cat` and a `copy_`) for one product with the packed weight: the same sum to
+    float rounding, for two more passes over the largest tensors of the block."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, heads, parts):
+        bsz, n, d_in = x.shape
+        d = weight.shape[0] // parts
+        ctx.save_for_backward(weight)
+        ctx.dims = (bsz, n, d_in, parts, x.dtype)
+        return F.linear(x, weight, bias).view(bsz, n, parts, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        (weight,) = ctx.saved_tensors
+        bsz, n, d_in, parts, dtype = ctx.dims
+        d = weight.shape[0] // parts
+        gx = None
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            g = g.transpose(1, 2).reshape(bsz * n, d)  # a view when g is the (B, N, heads, d_head) buffer
+            w = weight[i * d : (i + 1) * d].to(g.dtype)
+            gx = torch.mm(g, w) if gx is None else gx.addmm_(g, w)
+        if gx is not None:
+            gx = gx.view(bsz, n, d_in).to(dtype)
+        return gx, None, None, None, None
+
+
 class ParallelBranchBlock(ModuleWrapper):
     def __init__(self, base: nn.Module, branch: nn.Module, placement: str = "attention") -> None:
         anatomy = block_anatomy(base)
@@ -159,18 +217,37 @@ class ParallelBranchBlock(ModuleWrapper):
         self.placement = placement
         self.anatomy = anatomy
         self.rows: torch.Tensor | None = None
+        # `frozen_input`: a tensor that its owner passes to this block again and again, unchanged and
+        # without gradient (the cached text prefix entering the first adapted text block, set by
+        # AdaptedCLIP while training): LN1 of it and the attention term are then computed once and kept
+        # (`_frozen_parts`), since they depend on nothing that trains.
+        self.frozen_input: torch.Tensor | None = None
+        self._frozen: tuple | None = None
 
     def forward(self, q_x: torch.Tensor, *args, **kwargs):
         # open_clip calls blocks as block(x, attn_mask=...) or, under checkpointing, block(x, None, None, mask);
         # timm as block(x[, attn_mask=...]) / EVA block(x, rope=...); Hugging Face as layer(x, attention_mask, ...)
         a, b = self.anatomy, self.base
-        y = a.ln1(b)(q_x)
         if a.family == "open_clip":
             mask = kwargs.get("attn_mask", args[2] if len(args) > 2 else None)
-            if self.rows is not None:
-                return self._pooled_row(q_x, y, mask)
-            attn = b.ls_1(self._attention(y, y, mask))
+            if q_x is self.frozen_input and self.rows is None and torch.is_grad_enabled():
+                y, attn = self._frozen_parts(q_x, mask)
+            else:
+                y = b.ln_1(q_x)
+                if self.rows is not None:
+                    return self._pooled_row(q_x, y, mask)
+                attn = b.ls_1(self._attention(y, y, mask))
+                if not torch.is_grad_enabled():
+                    return self._inference(q_x, y, attn)
+            # with autograd the sums still accumulate in place where no backward needs the tensor (an
+            # addition's output, the MLP's last linear's output): fewer new (B, N, d) tensors, same values
+            if self.placement == "attention":
+                x = (attn + self.branch(y)).add_(q_x)  # q_x + (attn + branch)
+                return b.ls_2(b.mlp(b.ln_2(x))).add_(x)  # x + mlp
+            x = q_x + attn
+            return b.ls_2(b.mlp(b.ln_2(x))).add_(x).add_(self.branch(y))  # (x + mlp) + branch
         else:
+            y = a.ln1(b)(q_x)
             attn = a.attention(b, y, args, kwargs)
         if self.placement == "attention":
             x = q_x + (attn + self.branch(y))
@@ -179,6 +256,54 @@ class ParallelBranchBlock(ModuleWrapper):
             x = q_x + attn
             out = x + a.mlp(b, x) + self.branch(y)
         return (out,) if a.returns_tuple() else out
+
+    def _frozen_parts(self, q_x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LN1 q_x, attention term) of `frozen_input`, computed on the first call and reused while the
+        input, the mask, the base's weights (frozen, unchanged) and the autocast state stay the same.
+        Exact: the same tensors the block would compute again; nothing that trains enters them."""
+        b = self.base
+        params = list(b.parameters())
+        dev = q_x.device.type
+        key = (
+            q_x._version,
+            None if mask is None else mask._version,
+            tuple(p._version for p in params),
+            torch.is_autocast_enabled(dev),
+            torch.get_autocast_dtype(dev),
+        )
+        if q_x.requires_grad or any(p.requires_grad for p in params):
+            y = b.ln_1(q_x)
+            return y, b.ls_1(self._attention(y, y, mask))
+        c = self._frozen
+        if c is None or c[0] is not q_x or c[1] is not mask or c[2] != key:
+            self._frozen = None
+            with torch.no_grad():
+                y = b.ln_1(q_x)
+                attn = b.ls_1(self._attention(y, y, mask))
+            self._frozen = c = (q_x, mask, key, y, attn)
+        return c[3], c[4]
+
+    def keep_frozen_input(self, x: torch.Tensor | None) -> None:
+        """Set `frozen_input` (None: none; the kept parts of another input are dropped)."""
+        self.frozen_input = x
+        if self._frozen is not None and self._frozen[0] is not x:
+            self._frozen = None
+
+    def _inference(self, q_x: torch.Tensor, y: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """`forward` without autograd (open_clip): the same sums, accumulated in place into the fresh
+        attention and MLP outputs instead of new (B, N, d) tensors for every addition."""
+        b, branch = self.base, self.branch
+        # `add_to` bypasses the branch's __call__: only without hooks that would expect to see the call
+        add_to = getattr(branch, "add_to", None) if not branch.training and not _hooked(branch) else None
+
+        def plus_branch(t: torch.Tensor) -> torch.Tensor:
+            return add_to(t, y) if add_to is not None else t.add_(branch(y))
+
+        if self.placement == "attention":
+            x = plus_branch(attn).add_(q_x)  # q_x + (attn + branch)
+            return b.ls_2(b.mlp(b.ln_2(x))).add_(x)  # x + mlp
+        x = attn.add_(q_x)  # q_x + attn
+        return plus_branch(b.ls_2(b.mlp(b.ln_2(x))).add_(x))  # (x + mlp) + branch
 
     def _pooled_row(self, q_x: torch.Tensor, y: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         b = self.base
@@ -221,10 +346,10 @@ class ParallelBranchBlock(ModuleWrapper):
         heads = a.num_heads
         w, bias = a.in_proj_weight, a.in_proj_bias
         if q_x is kv_x:
-            q, k, v = F.linear(q_x, w, bias).view(bsz, nq, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = _heads(q_x, w, bias, heads, 3)
         else:
-            q = F.linear(q_x, w[:d], bias[:d]).view(bsz, nq, heads, d // heads).transpose(1, 2)
-            k, v = F.linear(kv_x, w[d:], bias[d:]).view(bsz, -1, 2, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+            (q,) = _heads(q_x, w[:d], bias[:d], heads, 1)
+            k, v = _heads(kv_x, w[d:], bias[d:], heads, 2)
         if mask is not None:
             mask = (mask.unsqueeze(1) if mask.dim() == 3 else mask).to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
