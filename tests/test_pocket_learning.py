@@ -40,11 +40,11 @@ def base_accuracy(tmp_path_factory):
     """method -> mean base accuracy over SEEDS, computed on first use."""
     import os
 
+    import torch
+
     from dra.protocols.base2new import run_one
     from dra.protocols.experiment import Experiment
     from dra.settings import load_settings
-
-    import torch
 
     os.environ.setdefault("DRA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     out = tmp_path_factory.mktemp("runs")
