@@ -110,3 +110,19 @@ def test_pretraining_groups_differ_in_one_named_attribute():
             or (varying[0] == "count" and s.count == 2 and "pair" in text)
             or (varying[0] == "pattern" and text)
         ), text
+
+
+def test_both_generators_draw_with_the_shared_rasteriser():
+    import pytest
+    from PIL import Image, ImageDraw
+
+    from dra.data import embedded as E
+    from dra.drawing import SHAPES, draw_shape
+
+    assert {s for _, _, s in E.SHAPES_CLASSES} | set(W.SHAPES) == set(SHAPES)
+    for shape in SHAPES:
+        mask = Image.new("L", (40, 40), 0)
+        draw_shape(ImageDraw.Draw(mask), shape, 20, 20, 12, 0.0, 1.0)
+        assert 0 < np.count_nonzero(np.asarray(mask)) < 40 * 40, shape
+    with pytest.raises(ValueError, match="unknown shape 'blob'"):
+        draw_shape(ImageDraw.Draw(Image.new("L", (8, 8))), "blob", 4, 4, 2, 0.0, 0.0)

@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from dra.data.core import DOCS_HINT, DataError
+from dra.drawing import Geometry, draw_shape
 
 GENERATOR_VERSION = "shapes-v1"
 IMAGE_SIZE = 64
@@ -45,79 +46,21 @@ SHAPES_COUNTS = tuple(PER_CLASS[k] * len(SHAPES_CLASSES) for k in ("train", "val
 _SS = 4  # supersampling of the shape mask, for smooth edges
 
 
-def _polygon(n: int, cx: float, cy: float, r: float, angle: float, radii=(1.0,)) -> list[tuple[float, float]]:
-    pts = []
-    for k in range(n * len(radii)):
-        rr = r * radii[k % len(radii)]
-        a = angle + 2 * math.pi * k / (n * len(radii))
-        pts.append((cx + rr * math.cos(a), cy + rr * math.sin(a)))
-    return pts
-
-
-def _rotated(points, cx, cy, angle):
-    c, s = math.cos(angle), math.sin(angle)
-    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]
+# The embedded set's proportions (its pixels depend on them; the pocket world has its own).
+_GEOMETRY = Geometry(
+    scale=1.15, star_inner=0.42, hexagon=1.0, cross_arm=0.36, arrow_shaft=0.25, arrow_head=0.65, crescent_offset=0.45
+)
 
 
 def _shape_mask(shape: str, rng: random.Random) -> Image.Image:
     size = IMAGE_SIZE * _SS
     mask = Image.new("L", (size, size), 0)
-    draw = ImageDraw.Draw(mask)
     r = rng.uniform(0.19, 0.30) * size
     cx = rng.uniform(r + 0.04 * size, size - r - 0.04 * size)
     cy = rng.uniform(r + 0.04 * size, size - r - 0.04 * size)
     tilt = math.radians(rng.uniform(-15, 15))  # small, so a square never turns into a diamond
     spin = rng.uniform(0, 2 * math.pi)
-    if shape == "circle":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-    elif shape == "ring":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=255, width=int(0.32 * r))
-    elif shape == "square":
-        draw.polygon(_polygon(4, cx, cy, r * 1.15, math.pi / 4 + tilt), fill=255)
-    elif shape == "diamond":
-        pts = [(0, -r * 1.15), (r * 0.7, 0), (0, r * 1.15), (-r * 0.7, 0)]
-        draw.polygon(_rotated(pts, cx, cy, tilt), fill=255)
-    elif shape == "triangle":
-        draw.polygon(_polygon(3, cx, cy + 0.15 * r, r * 1.15, -math.pi / 2 + tilt), fill=255)
-    elif shape == "star":
-        draw.polygon(_polygon(5, cx, cy, r * 1.15, -math.pi / 2 + tilt, radii=(1.0, 0.42)), fill=255)
-    elif shape == "hexagon":
-        draw.polygon(_polygon(6, cx, cy, r, spin), fill=255)
-    elif shape == "cross":
-        w = 0.36 * r
-        pts = [
-            (-w, -r),
-            (w, -r),
-            (w, -w),
-            (r, -w),
-            (r, w),
-            (w, w),
-            (w, r),
-            (-w, r),
-            (-w, w),
-            (-r, w),
-            (-r, -w),
-            (-w, -w),
-        ]
-        draw.polygon(_rotated(pts, cx, cy, tilt), fill=255)
-    elif shape == "arrow":
-        pts = [
-            (-r, -0.25 * r),
-            (0.1 * r, -0.25 * r),
-            (0.1 * r, -0.65 * r),
-            (r, 0),
-            (0.1 * r, 0.65 * r),
-            (0.1 * r, 0.25 * r),
-            (-r, 0.25 * r),
-        ]
-        draw.polygon(_rotated(pts, cx, cy, spin), fill=255)
-    elif shape == "crescent":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-        dx, dy = 0.45 * r * math.cos(spin), 0.45 * r * math.sin(spin)
-        rr = 0.85 * r
-        draw.ellipse([cx + dx - rr, cy + dy - rr, cx + dx + rr, cy + dy + rr], fill=0)
-    else:  # pragma: no cover - the class table above is the only caller
-        raise ValueError(shape)
+    draw_shape(ImageDraw.Draw(mask), shape, cx, cy, r, tilt, spin, geometry=_GEOMETRY)
     return mask.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BOX)
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from dra.drawing import draw_shape  # the pocket world keeps the default Geometry
+
 GENERATOR_VERSION = "pocket-world-v1"
 IMAGE_SIZE = 48
 _SS = 2  # supersampling of the masks
@@ -182,82 +184,6 @@ def caption(scene: Scene, rng: random.Random, keep: str | None = None) -> str:
 # -- drawing -------------------------------------------------------------------------------------------
 
 
-def _poly(n, cx, cy, r, angle, radii=(1.0,)):
-    m = n * len(radii)
-    return [
-        (
-            cx + r * radii[k % len(radii)] * math.cos(angle + 2 * math.pi * k / m),
-            cy + r * radii[k % len(radii)] * math.sin(angle + 2 * math.pi * k / m),
-        )
-        for k in range(m)
-    ]
-
-
-def _rot(points, cx, cy, angle):
-    c, s = math.cos(angle), math.sin(angle)
-    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]
-
-
-def _draw_shape(
-    draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, tilt: float, spin: float, fill=255
-) -> None:
-    if shape == "circle":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
-    elif shape == "square":
-        draw.polygon(_poly(4, cx, cy, r * 1.2, math.pi / 4 + tilt), fill=fill)
-    elif shape == "diamond":
-        draw.polygon(_rot([(0, -r * 1.2), (r * 0.7, 0), (0, r * 1.2), (-r * 0.7, 0)], cx, cy, tilt), fill=fill)
-    elif shape == "triangle":
-        draw.polygon(_poly(3, cx, cy + 0.15 * r, r * 1.2, -math.pi / 2 + tilt), fill=fill)
-    elif shape == "star":
-        draw.polygon(_poly(5, cx, cy, r * 1.2, -math.pi / 2 + tilt, radii=(1.0, 0.45)), fill=fill)
-    elif shape == "hexagon":
-        draw.polygon(_poly(6, cx, cy, r * 1.05, spin), fill=fill)
-    elif shape == "cross":
-        w = 0.38 * r
-        pts = [
-            (-w, -r),
-            (w, -r),
-            (w, -w),
-            (r, -w),
-            (r, w),
-            (w, w),
-            (w, r),
-            (-w, r),
-            (-w, w),
-            (-r, w),
-            (-r, -w),
-            (-w, -w),
-        ]
-        draw.polygon(_rot(pts, cx, cy, tilt), fill=fill)
-    elif shape == "heart":
-        q = 0.52 * r
-        draw.ellipse([cx - 2 * q, cy - 0.9 * r, cx, cy - 0.9 * r + 2 * q], fill=fill)
-        draw.ellipse([cx, cy - 0.9 * r, cx + 2 * q, cy - 0.9 * r + 2 * q], fill=fill)
-        draw.polygon(
-            [(cx - 1.95 * q, cy - 0.9 * r + 1.25 * q), (cx + 1.95 * q, cy - 0.9 * r + 1.25 * q), (cx, cy + r)],
-            fill=fill,
-        )
-    elif shape == "arrow":
-        pts = [
-            (-r, -0.28 * r),
-            (0.1 * r, -0.28 * r),
-            (0.1 * r, -0.7 * r),
-            (r, 0),
-            (0.1 * r, 0.7 * r),
-            (0.1 * r, 0.28 * r),
-            (-r, 0.28 * r),
-        ]
-        draw.polygon(_rot(pts, cx, cy, spin), fill=fill)
-    elif shape == "crescent":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
-        dx, dy = 0.5 * r * math.cos(spin), 0.5 * r * math.sin(spin)
-        rr = 0.85 * r
-        draw.ellipse([cx + dx - rr, cy + dy - rr, cx + dx + rr, cy + dy + rr], fill=0)
-    else:  # pragma: no cover
-        raise ValueError(shape)
-
-
 def _layout(scene: Scene, rng: random.Random) -> list[tuple[float, float, float]]:
     """(cx, cy, r) per object, in pixels at the output size, without overlaps (grid cells)."""
     s = IMAGE_SIZE
@@ -374,9 +300,9 @@ def render(scene: Scene, rng: random.Random, shift: Shift = Shift()) -> Image.Im
     d_fill, d_inner = ImageDraw.Draw(fill_mask), ImageDraw.Draw(inner_mask)
     tilt, spin = math.radians(rng.uniform(-15, 15)), rng.uniform(0, 2 * math.pi)
     for cx, cy, r in _layout(scene, rng):
-        _draw_shape(d_fill, scene.shape, cx * _SS, cy * _SS, r * _SS, tilt, spin)
+        draw_shape(d_fill, scene.shape, cx * _SS, cy * _SS, r * _SS, tilt, spin)
         if scene.pattern == "outlined":
-            _draw_shape(d_inner, scene.shape, cx * _SS, cy * _SS, max(r - 2.0, r * 0.55) * _SS, tilt, spin)
+            draw_shape(d_inner, scene.shape, cx * _SS, cy * _SS, max(r - 2.0, r * 0.55) * _SS, tilt, spin)
     alpha = np.asarray(fill_mask.resize((s, s), Image.BOX), np.float32) / 255.0
     if scene.pattern == "outlined":
         alpha = np.clip(alpha - np.asarray(inner_mask.resize((s, s), Image.BOX), np.float32) / 255.0, 0, 1)
