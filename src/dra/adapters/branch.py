@@ -64,19 +64,21 @@ class AdapterBranch(nn.Module):
         self.reg: torch.Tensor | None = None
 
     @property
+    def with_reg(self) -> bool:
+        """Whether this call records the L1 term: training, regularisation on, an adapter with a reference."""
+        return self.training and self.config.regularization and hasattr(self.adapter, "forward_with_reference")
+
+    @property
     def tokenwise(self) -> bool:
         """Whether the output of a token depends on that token alone (the plain adapter, no L1 term):
         then the branch may run on a subset of the tokens, or a shorter (causal) sequence."""
-        return bool(getattr(self.adapter, "tokenwise", False)) and not (
-            self.training and self.config.regularization and hasattr(self.adapter, "forward_with_reference")
-        )
+        return bool(getattr(self.adapter, "tokenwise", False)) and not self.with_reg
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if cfg.gradient_scaling:
             y = scale_gradient(y, cfg.scale)
-        with_reg = self.training and cfg.regularization and hasattr(self.adapter, "forward_with_reference")
-        if with_reg:
+        if self.with_reg:
             out, ref = self.adapter.forward_with_reference(y)
             # reduction over (B, N, d), batch first: "mean" over all elements, "sample_sum" the sum per
             # sample and the mean over B, "sum" the sum

@@ -95,19 +95,21 @@ class AdaptedCLIP(ClassifierModel):
     def compute_text_features(self) -> torch.Tensor:
         tokens, hidden = self.text_prefix()
         n = tokens.shape[0]
-        first = self.backbone.text_blocks[self.text_start] if self._branches.get("text") else None
-        if isinstance(first, ParallelBranchBlock):
-            first.frozen_input = None
-        if (
-            self.training
-            and torch.is_grad_enabled()
+        training = self.training and torch.is_grad_enabled()
+        chunked = (
+            training
             and self.text_chunk > 0
             and n > self.text_chunk
             and n > self.text_chunk_above
-            and self._branches.get("text")
-        ):
-            if isinstance(first, ParallelBranchBlock):
-                first.keep_frozen_input(None)  # many classes: no second copy of the prefix's size
+            and bool(self._branches.get("text"))
+        )
+        first = self.backbone.text_blocks[self.text_start] if self._branches.get("text") else None
+        if isinstance(first, ParallelBranchBlock):
+            # the frozen prefix enters the first adapted block unchanged at every training step: that block
+            # keeps LN1 of it and its attention term (exact; ParallelBranchBlock.frozen_input). Not when
+            # chunked (many classes: no second copy of the prefix's size) nor in evaluation.
+            first.keep_frozen_input(hidden if training and not chunked else None)
+        if chunked:
             return self._chunked_text(tokens, hidden, self.text_chunk)
         if not self.training and not torch.is_grad_enabled() and 0 < self.text_chunk < n and n > self.text_chunk_above:
             # evaluation (no noise, no graph): the same features a chunk at a time, for the same flat memory
@@ -119,10 +121,6 @@ class AdaptedCLIP(ClassifierModel):
                     for i in range(0, n, self.text_chunk)
                 ]
             )
-        if isinstance(first, ParallelBranchBlock) and self.training and torch.is_grad_enabled():
-            # the frozen prefix enters the first adapted block unchanged at every step: that block keeps
-            # LN1 of it and its attention term (exact; ParallelBranchBlock.frozen_input)
-            first.keep_frozen_input(hidden)
         return self.backbone.encode_text_from(hidden, tokens, self.text_start, pooled_only=self.training)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
