@@ -156,9 +156,7 @@ def plot_settings(table: Table, path: Path) -> Path:
     ax = fig.add_subplot(1, 1, 1)
     for k, col in enumerate(cols):
         vals = [float(v) for v in table.column(col)]  # NaN (diverged in every seed): no bar
-        errs = [
-            0.0 if math.isnan(table.std(label, col) or 0.0) else table.std(label, col) or 0.0 for label in table.labels
-        ]
+        errs = np.nan_to_num([table.std(label, col) or 0.0 for label in table.labels])  # no std: no bar
         ax.bar(x + (k - (len(cols) - 1) / 2) * width, vals, width, yerr=errs, label=col, capsize=2)
     ax.set_xticks(x)
     ax.set_xticklabels([str(label) for label in table.labels], rotation=30, ha="right", fontsize="small")
