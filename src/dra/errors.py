@@ -13,3 +13,24 @@ def one_line(e: BaseException) -> str:
         head, sep, rest = lines[-1].partition(": ")
         return rest if sep and " " not in head else lines[-1]
     return lines[0] if lines else type(e).__name__
+
+
+def refusal(e: BaseException) -> str:
+    """Why a file was not loaded, on one line, without advice to load it unsafely.
+
+    torch's weights-only refusal says to re-run with `weights_only=False`, which is exactly what a user
+    must not do with a file that holds code; this keeps only what the file holds."""
+    text = str(e)
+    if "Weights only load failed" in text or "weights_only" in text:
+        found = next(
+            (
+                line.strip()
+                for line in text.splitlines()
+                if "GLOBAL" in line or "Unsupported" in line or "WeightsUnpickler error" in line
+            ),
+            "",
+        )
+        found = found.replace("WeightsUnpickler error: ", "").split(". Please")[0].rstrip(".")
+        detail = f": {found[:160]}" if found else ""
+        return f"it holds Python objects, not only tensors{detail}; loading it could run code, so it is refused"
+    return f"{type(e).__name__}: {one_line(e)[:200]}"

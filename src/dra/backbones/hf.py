@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from dra.backbones.clip import CLIPBackbone, Preprocess
 from dra.backbones.loading import BackboneError, _hub_reachable
+from dra.errors import refusal
 
 HF_PREFIX = "hf:"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -183,7 +184,12 @@ def load_hf_backbone(model_name: str, pretrained: str | None = "hf") -> HFCLIPBa
             raise (
                 _offline_error(name, e)
                 if only_local and not local
-                else BackboneError(f"cannot load the weights of {source} ({str(e).splitlines()[0][:200]})")
+                else BackboneError(f"cannot load the weights of {source} ({refusal(e)})")
+            ) from None
+        except Exception as e:  # noqa: BLE001 - a corrupt safetensors file, a pickle that holds code, ...
+            raise BackboneError(
+                f"cannot load the weights of {source} ({refusal(e)}); re-download the folder, or give its "
+                "weights as model.safetensors"
             ) from None
     model.eval()
     for p in model.parameters():

@@ -26,6 +26,9 @@ import open_clip
 import torch
 from torch import nn
 
+from dra.backbones.torchscript import TorchScriptError, is_torchscript, read_torchscript_tensors
+from dra.errors import one_line, refusal
+
 log = logging.getLogger(__name__)
 _CONFIG_DIR = Path(__file__).with_name("model_configs")
 _registered = False
@@ -45,28 +48,21 @@ def register_model_configs() -> None:
         _registered = True
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any(name.endswith("constants.pkl") or "/code/" in name for name in zf.namelist())
-
-
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
-    """The state dict in `path` and whether it is an OpenAI distribution file."""
+    """The state dict in `path` and whether it is an OpenAI distribution file (a TorchScript archive,
+    whose tensors are read without running its code: `dra.backbones.torchscript`)."""
     try:
-        scripted = _is_torchscript(path)
+        scripted = is_torchscript(path)
     except (OSError, zipfile.BadZipFile) as e:
         raise BackboneError(f"weights file {path} cannot be read ({type(e).__name__}: {e})") from None
-    if scripted:  # TorchScript's own unpickler restores tensors and TorchScript classes, no Python globals
+    if scripted:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, still needed here
-                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except Exception as e:  # noqa: BLE001
-            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            sd = read_torchscript_tensors(path)
+        except (TorchScriptError, OSError, zipfile.BadZipFile, RuntimeError) as e:
             raise BackboneError(
-                f"weights file {path} is a corrupt TorchScript archive ({first.strip()[:200]})"
+                f"weights file {path} is a TorchScript archive whose tensors cannot be read without running "
+                f"its code ({one_line(e)}); it was not loaded. Pass an OpenAI CLIP file as OpenAI distributes "
+                "it, or the weights as safetensors"
             ) from None
         for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # not weights
             sd.pop(key, None)
@@ -86,10 +82,9 @@ def _read_plain_checkpoint(path: Path) -> dict[str, torch.Tensor]:
                 warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error below says it all
                 checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, SafetensorError, EOFError...
-        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise BackboneError(
-            f"weights file {path} is not a readable checkpoint ({type(e).__name__}: {first.strip()[:200]}); "
-            "only tensors are loaded (safetensors, or torch.save files holding tensors and plain values)"
+            f"weights file {path} is not a readable checkpoint ({refusal(e)}); only tensors are loaded "
+            "(safetensors, or torch.save files holding tensors and plain values)"
         ) from None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Optional, Sequence
 
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -29,18 +30,42 @@ def load_image(path: str) -> Image.Image:
 class ImageDataset(Dataset):
     """`items[i]` -> `(transform(image), label)`.
 
+    With `seed`, the random transform of item i is seeded by (seed, epoch, i) (`set_epoch`), so a
+    training run's images are the same with any number of DataLoader workers.
+
     A missing, corrupt or truncated image raises `DataError` naming the file. With
     `skip_bad=True` the file is logged (`logging.warning`, once per file per process) and the
     next readable item in the list (i+1, i+2, ..., wrapping around) is returned instead, so a run
     carries on with a deterministic substitute; `skipped` holds the bad paths this process saw.
     """
 
-    def __init__(self, items: Sequence[Datum], transform: Optional[Callable] = None, skip_bad: bool = False):
+    def __init__(
+        self,
+        items: Sequence[Datum],
+        transform: Optional[Callable] = None,
+        skip_bad: bool = False,
+        seed: Optional[int] = None,
+    ):
         self.items = list(items)
         self.transform = transform
         self.skip_bad = skip_bad
+        self.seed = seed
+        self.epoch = 0
         self.skipped: list[str] = []
         self._bad: set[int] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        """With a `seed`, item i's random transform in epoch e depends on (seed, e, i) alone."""
+        self.epoch = epoch
+
+    def _transform(self, image, index: int):
+        if self.seed is None:
+            return self.transform(image)
+        # Per-item seeding: the same augmentation whichever process (main or DataLoader worker) loads the
+        # item, so results do not depend on train.num_workers; the caller's RNG is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index) % 2**63)
+            return self.transform(image)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -53,7 +78,7 @@ class ImageDataset(Dataset):
         datum = self.items[index]
         image = load_image(datum.impath)
         if self.transform is not None:
-            image = self.transform(image)
+            image = self._transform(image, index)
         else:
             from torchvision.transforms.functional import to_tensor
 

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from dra.engine.checkpoint import CheckpointError
-from dra.errors import one_line
+from dra.errors import refusal
 
 
 def mma_key(key: str) -> str | None:
@@ -100,7 +100,7 @@ def read_dassl(path: str | os.PathLike) -> dict:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - weights_only refuses anything that is not tensors/containers
         raise CheckpointError(
-            f"{path} cannot be read as tensors only ({one_line(e)}); dra never unpickles code"
+            f"{path} cannot be read as tensors only ({refusal(e)}); dra never unpickles code"
         ) from None
     if isinstance(data, dict) and "state_dict" not in data and all(torch.is_tensor(v) for v in data.values()):
         data = {"state_dict": data}

@@ -349,7 +349,9 @@ def _fit(
         return history
 
     train_tf, test_tf = transforms
-    dataset = ImageDataset(items, train_tf if settings.augment else test_tf, skip_bad=settings.skip_bad_images)
+    dataset = ImageDataset(
+        items, train_tf if settings.augment else test_tf, skip_bad=settings.skip_bad_images, seed=settings.seed
+    )
     sampler = DistributedSampler(
         dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=settings.seed
     )
@@ -372,6 +374,7 @@ def _fit(
     for epoch in range(start_epoch, settings.epochs):
         _seed_epoch(settings.seed, epoch, info.rank)
         sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)  # per-item augmentation seeds: the same with any number of workers
         loader = DataLoader(
             dataset,
             batch_size=local_batch,

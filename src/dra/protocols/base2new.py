@@ -15,7 +15,8 @@ from dra.protocols.experiment import (
     Experiment,
     dataset_key,
     eval_suffix,
-    read_json,
+    limit_per_class,
+    reuse,
     selection_set,
     write_json,
     write_tables,
@@ -28,11 +29,17 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     name = dataset_key(cfg, dataset)  # a folder dataset goes by <folder>-<hash>
     run_dir = exp.output / "base2new" / exp.run_key(cfg) / name / f"seed{seed}"
     result_path = run_dir / f"result{eval_suffix(cfg)}.json"
-    done = read_json(result_path)
-    if done is not None:
-        return done
     splits = exp.draw(cfg, dataset, seed)
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
+    inputs = exp.inputs(
+        base.train,
+        base.val,
+        limit_per_class(base.test, cfg.get("test_per_class")),
+        limit_per_class(new.test, cfg.get("test_per_class")),
+    )
+    done = reuse(result_path, inputs)
+    if done is not None:
+        return done
     model = exp.build(cfg, base.classnames, seed)
     try:
         history = exp.train(
@@ -56,6 +63,7 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
         "train_images": len(base.train),
         "test_per_class": cfg.get("test_per_class"),
         "history": history,
+        "inputs": inputs,
     }
     if exp.dist.is_main:
         write_json(result_path, result)

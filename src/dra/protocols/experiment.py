@@ -1,11 +1,13 @@
 """What every protocol shares: one backbone per process, run folders, train-or-reuse, evaluation, tables.
 
 A run folder is `<output>/<protocol>/<method>-<hash>/<dataset>/seed<k>`, where the hash covers every
-setting that changes the trained model (model, weights, method config, training settings, shots,
-template). Evaluation results are files of that folder named by the evaluation settings
-(`result.json` for the full test set, `result-test_per_class8.json` for 8 images per class), so a
-finished run is reused for another evaluation without training again, and a result is only reused
-for the evaluation that produced it. A run with `last.safetensors` resumes.
+setting that changes the trained model (model, the weights' content hash, the data root, method
+config, training settings, shots, template). Evaluation results are files of that folder named by the
+evaluation settings (`result.json` for the full test set, `result-test_per_class8.json` for 8 images per
+class), so a finished run is reused for another evaluation without training again, and a result is only
+reused for the evaluation that produced it and for exactly the inputs it records (`inputs`: a fingerprint
+of the images read and the weights' hash; `reuse` refuses a result of other inputs with an error naming
+the folder). A run with `last.safetensors` resumes; its identity holds the same fingerprints.
 
 `Experiment` holds what one invocation shares (device, output, backbone); every method takes the
 settings it works with (`for_dataset` merges per-dataset overrides), never a copy of its own.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,11 +28,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from dra import settings as S
 from dra.backbones import CLIPBackbone, load_backbone
+from dra.backbones.weights_id import weights_id
 from dra.data import build_dataset, clip_transforms, fewshot
 from dra.data.core import Datum
+from dra.data.fingerprint import fingerprint
 from dra.engine import distributed
 from dra.engine.evaluate import evaluate
-from dra.engine.trainer import fit
+from dra.engine.trainer import RunMismatchError, fit
 from dra.io import atomic_write_text, ensure_writable
 from dra.methods import METHODS, build_method
 
@@ -60,6 +65,24 @@ def read_json(path: Path) -> Any | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def reuse(path: Path, inputs: dict) -> Any | None:
+    """The saved result at `path` when it was computed from exactly `inputs` (`Experiment.inputs`); None
+    when there is none. A result of other images or other weights is never reused: it is an error that
+    names the folder, so that nothing is overwritten and the user decides."""
+    done = read_json(path)
+    if done is None:
+        return None
+    saved = done.get("inputs") if isinstance(done, dict) else None
+    if saved != inputs:
+        what = "images" if not isinstance(saved, dict) or saved.get("data") != inputs["data"] else "weights"
+        raise RunMismatchError(
+            f"{path.parent} holds results computed from other {what} than this run reads (the data or weights "
+            "changed since, or the folder is from an older dra); delete that folder to run it again, or use "
+            "another --output"
+        )
+    return done
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -106,6 +129,7 @@ class Experiment:
             ensure_writable(self.output)  # before any work: a read-only or full-path output fails first
         self._model, self._pretrained = cfg.model, cfg.pretrained
         self._backbone = backbone
+        self._weights_id: str | None = None
 
     @property
     def backbone(self) -> CLIPBackbone:
@@ -116,11 +140,20 @@ class Experiment:
     def transforms(self):
         return clip_transforms(self.backbone.preprocess)
 
+    @property
+    def weights_id(self) -> str:
+        """The content identity of the backbone weights (`weights_id`): a file is keyed by its bytes."""
+        if self._weights_id is None:
+            self._weights_id = weights_id(self._model, self._pretrained)
+        return self._weights_id
+
     def run_key(self, cfg: DictConfig) -> str:
-        """Short hash of everything that changes a trained model."""
+        """Short hash of everything that changes a trained model: the settings, the weights' content and
+        the data root (the images read are checked by `inputs` on reuse)."""
         ident = {
             "model": cfg.model,
-            "pretrained": str(cfg.pretrained),
+            "pretrained": self.weights_id,
+            "data_root": os.path.abspath(os.path.expanduser(str(cfg.data_root))) if cfg.get("data_root") else "",
             "method": cfg.method,
             "template": cfg.template,
             "shots": cfg.shots,
@@ -128,7 +161,7 @@ class Experiment:
             "train": {
                 k: v
                 for k, v in asdict(S.train_settings(cfg, 0)).items()
-                if k not in ("seed", "num_workers", "log_every", "text_chunk", "text_chunk_above")
+                if k not in ("seed", "num_workers", "log_every", "text_chunk", "text_chunk_above")  # exact either way
             },
         }
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
@@ -154,6 +187,10 @@ class Experiment:
                     min(short.values()),
                 )
         return fewshot(splits, k, seed)
+
+    def inputs(self, *parts: list[Datum]) -> dict:
+        """What a result was computed from: the images read (`fingerprint` of `parts`) and the weights."""
+        return {"data": fingerprint(*parts), "weights": self.weights_id}
 
     @staticmethod
     def method_config(cfg: DictConfig) -> dict:
@@ -200,6 +237,8 @@ class Experiment:
             "classnames": list(model.classnames),
             "model": cfg.model,
             "pretrained": str(cfg.pretrained),
+            "weights": self.weights_id,
+            "data": fingerprint(train_items),
             "method": cfg.method,
             "dra": model.method_config(),
         }

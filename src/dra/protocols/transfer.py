@@ -17,7 +17,8 @@ from dra.protocols.experiment import (
     Experiment,
     dataset_key,
     eval_suffix,
-    read_json,
+    limit_per_class,
+    reuse,
     selection_set,
     write_json,
     write_tables,
@@ -30,14 +31,24 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
     source = cfg.source
     src_cfg = S.for_dataset(cfg, source)
     records = []
+    targets = {}  # each target's test list, built once for every seed
     for seed in [int(s) for s in cfg.seeds]:
         run_dir = exp.output / "transfer" / exp.run_key(src_cfg) / dataset_key(src_cfg, source) / f"seed{seed}"
         wanted = [source, *cfg.targets]
         paths = {t: run_dir / f"eval_{dataset_key(S.for_dataset(cfg, t), t)}{eval_suffix(cfg)}.json" for t in wanted}
-        cached = {t: read_json(p) for t, p in paths.items()}
+        splits = exp.draw(src_cfg, source, seed)
+        for target in wanted:
+            if target == source:
+                targets[target] = splits
+            elif target not in targets:
+                targets[target] = build_dataset(target, cfg.data_root, S.for_dataset(cfg, target).get("split"))
+        inputs = {
+            t: exp.inputs(splits.train, splits.val, limit_per_class(targets[t].test, cfg.get("test_per_class")))
+            for t in wanted
+        }
+        cached = {t: reuse(p, inputs[t]) for t, p in paths.items()}
         missing = [t for t, r in cached.items() if r is None]
         if missing:
-            splits = exp.draw(src_cfg, source, seed)
             model = exp.build(src_cfg, splits.classnames, seed)
             try:
                 exp.train(
@@ -52,7 +63,7 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
                 )
                 for target in missing:
                     tcfg = S.for_dataset(cfg, target)
-                    data = splits if target == source else build_dataset(target, cfg.data_root, tcfg.get("split"))
+                    data = targets[target]
                     model.set_classnames(data.classnames)
                     acc = exp.accuracy(cfg, model, data.test, target)
                     cached[target] = {
@@ -61,6 +72,7 @@ def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
                         "accuracy": acc["accuracy"],
                         "test": acc["total"],
                         "test_per_class": cfg.get("test_per_class"),
+                        "inputs": inputs[target],
                     }
                     if exp.dist.is_main:
                         write_json(paths[target], cached[target])
