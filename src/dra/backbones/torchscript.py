@@ -147,9 +147,7 @@ def _declarations(zf: zipfile.ZipFile, prefix: str, qualname: str) -> set[str]:
         text = zf.read(path).decode("utf-8", "replace")
     except KeyError:
         raise TorchScriptError(f"the archive declares no class {qualname}") from None
-    m = re.search(
-        rf"^class {re.escape(cls)}\(.*?\):\n((?:[ \t]+.*\n|\n)*?)(?=^\S|\Z)", text + "\n", flags=re.MULTILINE
-    )
+    m = re.search(rf"^class {re.escape(cls)}\(.*?\):\n((?:[ \t]+.*\n|\n)*?)(?=^\S|\Z)", text + "\n", flags=re.MULTILINE)
     if m is None:
         raise TorchScriptError(f"the archive declares no class {qualname}")
     names: set[str] = set()
