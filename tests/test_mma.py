@@ -121,7 +121,7 @@ def test_import_round_trip_gives_the_official_logits(tmp_path):
     torch.testing.assert_close(model(images), want, rtol=1e-5, atol=1e-5)
     # --classnames wins over the tokens
     (tmp_path / "names.txt").write_text("A\nB\n\nC\n")
-    from dra.engine.importing import read_classnames
+    from dra.labels import read_classnames
 
     import_checkpoint(
         tmp_path / "model.pth.tar-5", "mma", TINY, None, tmp_path / "named", read_classnames(tmp_path / "names.txt")

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from dra.data.cli import app as data_app
+from dra.errors import one_line
 
 app = typer.Typer(
     name="dra",
@@ -107,9 +108,11 @@ def import_checkpoint(
     import json
 
     from dra.engine.importing import import_checkpoint as run_import
-    from dra.engine.importing import read_classnames
+    from dra.io import ensure_writable
+    from dra.labels import read_classnames
 
     with _errors():
+        ensure_writable(Path(output).expanduser().absolute().parent)  # before any work
         names = read_classnames(classnames) if classnames else None
         weights = _pretrained(pretrained)
         result = run_import(source, method, model, (weights or None), output, names)
@@ -402,12 +405,18 @@ def predict(
 
     from dra.engine.checkpoint import load_model
     from dra.engine.predict import predict as run
-    from dra.engine.predict import read_classnames
     from dra.io import atomic_write_text
+    from dra.labels import read_classnames
 
     with _errors():
         if top_k < 1:
             raise ValueError(f"--top-k must be >= 1, got {top_k}")
+        if csv_path is not None:  # before any work: a CSV that cannot be written fails first
+            from dra.io import ensure_writable
+
+            if csv_path.is_dir():
+                raise ValueError(f"--csv {csv_path} is a folder; give a file name, e.g. {csv_path / 'predictions.csv'}")
+            ensure_writable(csv_path.expanduser().absolute().parent)
         names = read_classnames(classnames) if classnames else None
         model = load_model(checkpoint, pretrained=_pretrained(pretrained))
         out = run(
@@ -589,7 +598,24 @@ def pocket_pretrain(
 
 
 def main(argv: list[str] | None = None) -> None:  # console-script entry point
-    app(args=expand_variadic(list(sys.argv[1:] if argv is None else argv)), prog_name="dra")
+    """Run the CLI. A command-line mistake (a value of the wrong type, an unknown option, a missing
+    argument) is one `error:` line naming the option and exit code 1, like every other user error."""
+    # Typer may vendor Click: its UsageError is found from the public BadParameter.
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    args = expand_variadic(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = app(args=args, prog_name="dra", standalone_mode=False)
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:  # `dra` alone: the help
+            typer.echo(e.ctx.get_help())
+            sys.exit(0)
+        where = f"`{e.ctx.command_path} --help`" if e.ctx else "`dra --help`"
+        typer.echo(f"error: {one_line(e.format_message())} (see {where})", err=True)
+        code = 1
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

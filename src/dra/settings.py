@@ -31,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dra.config import METHOD_SECTIONS, PRECISIONS, DRAConfig, check_fields
 from dra.data.registry import BASE_TO_NEW_DATASETS
+from dra.labels import template_problem
 
 PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo", "pocket")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -217,10 +218,25 @@ def settings_path(name: str) -> Path:
     return Path(str(packaged))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path) -> dict:
     """A settings file as a plain mapping; any parse problem is a one-line SettingsError."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -241,9 +257,18 @@ def parse_overrides(overrides: list[str]) -> dict:
     bad = [o for o in overrides if "=" not in o or o.startswith("=")]
     if bad:
         raise SettingsError(f"overrides must look like key=value (e.g. train.epochs=1), got {bad}")
+    for o in overrides:  # each value must be plain YAML (no tags: `!!python/...` is refused, never built)
+        key, _, value = o.partition("=")
+        try:
+            yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise SettingsError(
+                f"override {o!r}: the value is not valid YAML ({problem}); quote it, e.g. '{key}=\"...\"'"
+            ) from None
     try:
         return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, yaml.YAMLError) as e:
         raise SettingsError(f"bad override: {str(e).splitlines()[0]}") from None
 
 
@@ -313,7 +338,8 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
     t, e = cfg.train, cfg.eval
     _need(cfg.method in method_names(), f"{prefix}method", f"one of {method_names()}", cfg.method)
     _need(cfg.protocol in PROTOCOLS, f"{prefix}protocol", f"one of {PROTOCOLS}", cfg.protocol)
-    _need("{}" in cfg.template, f"{prefix}template", "a text with {} for the class name", cfg.template)
+    if template_problem(cfg.template):
+        raise SettingsError(f"{prefix}template must be {template_problem(cfg.template)}")
     _need(t.epochs >= 1, f"{prefix}train.epochs", ">= 1", t.epochs)
     _need(t.batch_size >= 1, f"{prefix}train.batch_size", ">= 1", t.batch_size)
     _need(math.isfinite(t.lr) and t.lr > 0, f"{prefix}train.lr", "a finite number > 0", t.lr)

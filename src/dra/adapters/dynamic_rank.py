@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dra.adapters.bottleneck import check_bottleneck
 from dra.adapters.plain import project
 from dra.config import DRAConfig
 
@@ -101,7 +102,7 @@ def soft_positions(scores: torch.Tensor, temperature: float) -> torch.Tensor:
 class DynamicRankAdapter(nn.Module):
     def __init__(self, dim: int, config: DRAConfig) -> None:
         super().__init__()
-        r = config.rank
+        r = check_bottleneck("dra.rank", config.rank, dim)
         self.config = config
         self.dim = dim
         self.down = nn.Linear(dim, r)  # W_d

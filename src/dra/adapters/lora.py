@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dra.adapters.bottleneck import check_bottleneck
 from dra.backbones.wrapping import ModuleWrapper, WrapError
 
 PROJECTIONS = ("q", "k", "v")
@@ -30,6 +31,7 @@ class LoRAProjections(nn.Module):
 
     def __init__(self, dim: int, rank: int) -> None:
         super().__init__()
+        check_bottleneck("lora.rank", rank, dim)
         for name in PROJECTIONS:
             a = nn.Parameter(torch.empty(rank, dim))
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dra.adapters.bottleneck import check_bottleneck
 from dra.adapters.grad_scale import scale_gradient
 
 
@@ -29,7 +30,7 @@ def mma_init(linear: nn.Linear) -> nn.Linear:
 class MMABranch(nn.Module):
     def __init__(self, width: int, dim: int, shared: nn.Linear, scale: float, gradient_scaling: bool = True) -> None:
         super().__init__()
-        self.down = mma_init(nn.Linear(width, dim))
+        self.down = mma_init(nn.Linear(width, check_bottleneck("mma.dim", dim, width)))
         self.shared = shared  # the same module in the other tower's branch of this depth
         self.up = mma_init(nn.Linear(dim, width))
         self.scale = scale

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dra.adapters.bottleneck import check_bottleneck
 from dra.config import DRAConfig
 
 
@@ -30,7 +31,7 @@ class PlainAdapter(nn.Module):
     def __init__(self, dim: int, config: DRAConfig) -> None:
         super().__init__()
         self.config = config
-        self.down = nn.Linear(dim, config.rank)
+        self.down = nn.Linear(dim, check_bottleneck("dra.rank", config.rank, dim))
         self.mid = nn.Linear(config.rank, config.rank)
         self.up = nn.Linear(config.rank, dim)
 

@@ -68,7 +68,12 @@ def branch_inputs(model: ClassifierModel, images: torch.Tensor) -> dict[str, dic
 def token_ranks(
     model: ClassifierModel, image_path: str, classname: str | None, out_dir: str | Path, block: int | None = None
 ) -> dict:
-    out = Path(out_dir)
+    from dra.io import ensure_writable
+
+    adapted = sorted({k for tower in ("image", "text") for k in model.branches(tower)})
+    if block is not None and block not in adapted:
+        raise ValueError(f"--block {block} is not an adapted block of this model; choose one of {adapted}")
+    out = ensure_writable(out_dir)  # before any work: an unwritable output fails first
     out.mkdir(parents=True, exist_ok=True)
     _, test_tf = clip_transforms(model.backbone.preprocess)
     image = test_tf(load_image(image_path)).unsqueeze(0)
@@ -83,7 +88,7 @@ def token_ranks(
         if not branches:
             continue
         per_block = {k: ranks_and_scores(b.adapter, inputs[tower][k][:1]) for k, b in branches.items()}
-        k = block if block is not None else max(per_block)
+        k = block if block in per_block else max(per_block)
         ranks, scores = per_block[k]
         result[f"{tower}_block"] = k
         result[f"{tower}_order_agreement"] = {

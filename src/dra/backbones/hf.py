@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dra.backbones.clip import CLIPBackbone, Preprocess
-from dra.backbones.loading import BackboneError, _hub_reachable
+from dra.backbones.loading import BackboneError, WeightsUnavailableError, _hub_reachable
 from dra.errors import refusal
 
 HF_PREFIX = "hf:"
@@ -39,7 +39,7 @@ def _transformers():
 
 def _offline_error(name: str, e: Exception) -> BackboneError:
     first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-    return BackboneError(
+    return WeightsUnavailableError(
         f"Hugging Face model '{name}' is not in the local cache and the model hub cannot be reached (offline) "
         f"({first.strip()[:160]}). Download it on a connected machine (`huggingface-cli download {name}`, it lands "
         f"in ~/.cache/huggingface) or pass a local folder: --model hf:/path/to/{Path(name).name}"

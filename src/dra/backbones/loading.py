@@ -40,6 +40,11 @@ class BackboneError(RuntimeError):
     """A CLIP model or its weights cannot be loaded; the message names the fix."""
 
 
+class WeightsUnavailableError(BackboneError):
+    """Named pretrained weights are neither cached here nor downloadable (offline): `dra demo` then runs
+    the pocket world; every other backbone error (an unknown model, a bad file) stays an error."""
+
+
 def register_model_configs() -> None:
     """Add the packaged model configs (ViT-Tiny-16-test) to open_clip's registry, at first use only."""
     global _registered
@@ -124,7 +129,7 @@ def _cached_or_downloaded(model_name: str, tag: str) -> str:
             except Exception:  # noqa: BLE001 - not cached under this name
                 continue
     if not _hub_reachable():
-        raise BackboneError(
+        raise WeightsUnavailableError(
             f"pretrained weights '{tag}' for {model_name} are not in the local cache and the model hub "
             "cannot be reached (offline). Download them on a connected machine (they land in the "
             "Hugging Face cache, ~/.cache/huggingface) or pass a local file: --pretrained "
@@ -133,7 +138,7 @@ def _cached_or_downloaded(model_name: str, tag: str) -> str:
     try:
         return open_clip.download_pretrained(cfg)
     except Exception as e:  # noqa: BLE001
-        raise BackboneError(
+        raise WeightsUnavailableError(
             f"downloading '{tag}' weights for {model_name} failed ({e}); pass a local file with "
             "--pretrained /path/to/checkpoint"
         ) from e

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from dra.errors import one_line
 from dra.io import atomic_write, atomic_write_text
+from dra.labels import check_classnames, check_template
 
 if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
     from dra.methods.base import ClassifierModel
@@ -88,12 +89,44 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             f"checkpoint {meta_path} is not a dra adapter description "
             "(it needs method, model and classnames); re-save or re-train it"
         )
+    _check_meta(meta, meta_path)
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {weights_path} holds non-finite values (NaN or infinity) in {bad}; it would predict "
+            "nothing meaningful. Re-train it, or load an earlier epoch's checkpoint"
+        )
     if weights_id != meta.get("save_id"):
         raise CheckpointError(
             f"checkpoint {weights_path} and {meta_path.name} come from two different saves (a save "
             "was interrupted between the two files); re-save or re-train it"
         )
     return tensors, meta
+
+
+_META_TYPES = {
+    "method": (str,),
+    "model": (str,),
+    "pretrained": (str, type(None)),
+    "quick_gelu": (bool, type(None)),
+    "config": (dict, type(None)),
+}
+
+
+def _check_meta(meta: dict, meta_path: Path) -> None:
+    """The description's fields have the types dra writes; an edited or foreign one is one error naming it."""
+    for key, types in _META_TYPES.items():
+        if key in meta and not isinstance(meta[key], types):
+            raise CheckpointError(
+                f"checkpoint {meta_path}: '{key}' must be {' or '.join(t.__name__ for t in types)}, got "
+                f"{meta[key]!r}; re-save the checkpoint (or restore that field)"
+            )
+    try:
+        check_classnames(meta["classnames"], "'classnames'")
+        if "template" in meta:
+            check_template(meta["template"], "'template'")
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {meta_path}: {e}; re-save the checkpoint (or restore that field)") from None
 
 
 def _differences(saved: dict, current: dict) -> list[str]:
@@ -147,12 +180,20 @@ def load_model(checkpoint: str | os.PathLike, pretrained: str | None = None, cla
     source = pretrained if pretrained is not None else meta.get("pretrained")
     source = None if source in ("random", "") else source
     backbone = load_backbone(meta["model"], source, meta.get("quick_gelu"))
-    model = build_method(
-        meta["method"],
-        backbone,
-        classnames or meta["classnames"],
-        meta.get("config") or None,
-        meta.get("template", DEFAULT_TEMPLATE),
-    )
+    try:
+        model = build_method(
+            meta["method"],
+            backbone,
+            classnames or meta["classnames"],
+            meta.get("config") or None,
+            meta.get("template", DEFAULT_TEMPLATE),
+        )
+    except (TypeError, ValueError, KeyError) as e:
+        if classnames and "class name" in str(e):
+            raise
+        raise CheckpointError(
+            f"checkpoint {_paths(checkpoint)[1]} records settings that do not build a {meta['method']} model "
+            f"({one_line(e)}); re-save the checkpoint (or restore its 'config')"
+        ) from None
     load_adapters(model, checkpoint)
     return model

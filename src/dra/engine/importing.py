@@ -87,6 +87,11 @@ def convert(method: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch
                 f"the {method} checkpoint holds '{key}', which dra's {method} has no place for "
                 f"(is it a {method} checkpoint?)"
             )
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(
+                f"the {method} checkpoint's '{key}' holds non-finite values (NaN or infinity); a model made "
+                "from it would predict nothing meaningful. Import a checkpoint of an epoch before training diverged"
+            )
         out[new] = value.detach().to("cpu").float().contiguous()
     return out
 
@@ -154,17 +159,6 @@ def classnames_from_tokens(tokens: torch.Tensor, decode: Callable[[list[int]], s
         if tail and text.endswith(tail):
             text = text[: -len(tail)].strip()
         names.append(text)
-    return names
-
-
-def read_classnames(path: str | os.PathLike) -> list[str]:
-    """A class-name file: one name per line (blank lines ignored)."""
-    try:
-        names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"class-name file {path} cannot be read ({e})") from None
-    if not names:
-        raise ValueError(f"class-name file {path} holds no class name (one per line)")
     return names
 
 

@@ -117,6 +117,14 @@ class MetricsLog:
         atomic_write_text(self.path, buf.getvalue())
 
     def _write(self, row: dict[str, Any]) -> None:
+        try:
+            self._append(row)
+        except OSError as e:  # a full disk: name the file (a bare "[Errno 28]" names none)
+            from dra.io import OutputError
+
+            raise OutputError(f"cannot write {self.path} ({type(e).__name__}: {e.strerror or e})") from None
+
+    def _append(self, row: dict[str, Any]) -> None:
         if self.columns is None:
             parts = [k for k in row if k not in LEAD and k not in TAIL]
             extra = sorted(p for p in parts if p not in KNOWN_PARTS)

@@ -186,15 +186,3 @@ def predict(
         model.train(was_training)
     out.rows = [results[i] for i in sorted(results)]
     return out
-
-
-def read_classnames(path: str | os.PathLike) -> list[str]:
-    """A class-names file: one class name per line (blank lines and `#` comments skipped)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read class names file {path} ({e})") from None
-    names = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    if not names:
-        raise DataError(f"class names file {path} holds no class name (one per line)")
-    return names

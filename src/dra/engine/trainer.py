@@ -84,8 +84,16 @@ def build_optimizer(params, s: TrainSettings):
     return opt, torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[s.warmup_epochs])
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """train.log: a line that cannot be written (a full disk) is dropped, not a traceback on stderr; the
+    next checkpoint write fails with an error that names its file."""
+
+    def handleError(self, record) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 def _file_logger(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "train.log")
+    handler = _QuietFileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -293,7 +301,9 @@ def fit(
 
 def _undo(run_dir: Path, created: list[Path]) -> None:
     """Remove what `fit` made in a run folder that never saved a checkpoint (log, lock, empty folders)."""
-    for name in ("train.log", METRICS_FILE, LOCK_FILE):
+    # The adapters pair too: a first checkpoint whose resume state could not be written (a full disk) is
+    # no run to resume or reuse.
+    for name in ("train.log", METRICS_FILE, LOCK_FILE, "adapters.safetensors", "adapters.json"):
         (run_dir / name).unlink(missing_ok=True)
     if (run_dir / TB_DIR).is_dir():
         import shutil

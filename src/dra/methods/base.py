@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dra.backbones import CLIPBackbone
+from dra.labels import check_classnames, check_template
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -26,8 +27,7 @@ class ClassifierModel(nn.Module):
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], template: str = DEFAULT_TEMPLATE) -> None:
         super().__init__()
-        if "{}" not in template:
-            raise ValueError(f"the prompt template must contain '{{}}' for the class name, got {template!r}")
+        check_template(template, "the prompt template")
         self.backbone = backbone
         self.template = template
         self._eval_text: tuple[tuple[str, ...], torch.Tensor] | None = None
@@ -36,9 +36,7 @@ class ClassifierModel(nn.Module):
     # -- classes ------------------------------------------------------------------------------------
     def set_classnames(self, classnames: list[str]) -> None:
         """Switch the label space (e.g. base -> new classes); cached text features are dropped."""
-        if not classnames:
-            raise ValueError("at least one class name is needed")
-        self.classnames = [str(c) for c in classnames]
+        self.classnames = check_classnames(list(classnames) if isinstance(classnames, tuple) else classnames)
         self._eval_text = None
 
     @property

@@ -100,16 +100,15 @@ def demo(cfg, overrides: list[str] | None, as_json: bool = False, echo=print, no
     """`dra demo`: base-to-new on real CLIP when its weights load (`shapes`, the embedded dataset);
     without them (offline, nothing cached) the pocket world, said so. `--pretrained none` keeps a random
     backbone (chance-level numbers, said so)."""
-    from dra.backbones import BackboneError, load_backbone
+    from dra.backbones import load_backbone
+    from dra.backbones.loading import WeightsUnavailableError
     from dra.protocols import base2new
 
     backbone = None
     if cfg.pretrained != "pocket":
         try:
             backbone = load_backbone(cfg.model, cfg.pretrained)
-        except BackboneError as e:
-            if cfg.pretrained is None or Path(str(cfg.pretrained)).suffix:
-                raise
+        except WeightsUnavailableError as e:  # an unknown model or a bad file stays an error
             note(f"NOTE: no '{cfg.pretrained}' weights for {cfg.model} here ({e}).")
             note(f"NOTE: running the pocket world instead. {SIMULATION_LINE}")
     if backbone is None:

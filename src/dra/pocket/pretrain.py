@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dra.engine.trainer import TrainingDivergedError
 from dra.io import atomic_write, atomic_write_text
 from dra.pocket import world
 
@@ -47,6 +48,27 @@ class PretrainSettings:
     threads: int = 1
     workers: int = 1
     model: str = MODEL
+
+    def __post_init__(self) -> None:
+        """Every value checked before anything is made: one ValueError naming the option and the fix."""
+        rules = [
+            (self.steps >= 1, "--steps", "an integer >= 1", self.steps),
+            (
+                self.batch_size >= GROUP,
+                "--batch-size",
+                f"an integer >= {GROUP} (one group of the world)",
+                self.batch_size,
+            ),
+            (math.isfinite(self.lr) and self.lr > 0, "--lr", "a finite number > 0", self.lr),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay),
+            (self.warmup >= 0, "warmup", ">= 0", self.warmup),
+            (self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every),
+            (self.threads >= 1, "--threads", ">= 1", self.threads),
+            (self.workers >= 0, "--workers", ">= 0", self.workers),
+        ]
+        for ok, name, rule, value in rules:
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {value!r}")
 
 
 def _to_tensor(image) -> torch.Tensor:
@@ -206,6 +228,11 @@ def pretrain(
                 g["lr"] = lr_at(step, s)
             o = model(images, tokens)
             loss = loss_fn(o["image_features"], o["text_features"], o["logit_scale"])
+            if not torch.isfinite(loss):  # never save or ship non-finite weights
+                raise TrainingDivergedError(
+                    f"pocket pretraining diverged at step {step + 1}/{s.steps} (loss {loss.item()}); the last "
+                    f"good checkpoint in {out} is kept and no weights were exported. Lower --lr (now {s.lr:g})"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

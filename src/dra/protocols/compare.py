@@ -3,8 +3,8 @@
 For each method the protocol's own runner runs (or reuses) its runs: `base2new.run` (Table 1: Base /
 New / HM per dataset and the average) or `transfer.run` (cross-dataset, domain generalisation), with that
 method's settings (`settings_for(method)`: the protocol file, the method's packaged YAML, the command
-line). A method that fails, or that is not implemented, becomes a row "failed: <one-line reason>" and
-the others go on. Methods on the same backbone share one loaded CLIP (each run takes its modules out
+line). Every method's settings are checked first (an unknown method or setting is one error before any
+run); a method whose run fails becomes a row "failed: <one-line reason>" and the others go on. Methods on the same backbone share one loaded CLIP (each run takes its modules out
 again). Tables: `<output>/compare/<protocol>/compare.{md,csv,json}` (+ `.png` for base-to-new).
 """
 
@@ -38,6 +38,7 @@ def _reason(e: BaseException) -> str:
 def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol: str = "base2new", echo=print) -> dict:
     from dra.backbones import load_backbone
     from dra.backbones.wrapping import wrappers
+    from dra.io import ensure_writable
     from dra.protocols import base2new, transfer
     from dra.report import method_base2new_table, method_transfer_table, plot_base2new, write
     from dra.report.tables import Table
@@ -45,18 +46,18 @@ def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol:
 
     if not methods:
         raise ValueError("give at least one method (--methods zeroshot mma ...)")
+    unknown = [m for m in methods if m not in method_names()]
+    if unknown:
+        raise ValueError(f"unknown method '{unknown[0]}'; choose from {', '.join(method_names())}")
+    # Every method's settings are read and checked before any run: a mistyped setting is one error, not a
+    # table of failed rows, and the tables go where --output says.
+    settings = {m: settings_for(m) for m in dict.fromkeys(methods)}
+    output = ensure_writable(Path(next(iter(settings.values())).output))
     records: dict[str, list[dict]] = {}
     failed: dict[str, str] = {}
     backbones: dict[tuple, object] = {}
-    output: Path | None = None
-    for method in methods:
-        if method in records or method in failed:
-            continue
+    for method, cfg in settings.items():
         try:
-            if method not in method_names():
-                raise ValueError(f"not implemented in this dra (methods: {', '.join(method_names())})")
-            cfg = settings_for(method)
-            output = Path(cfg.output)
             key = (cfg.model, str(cfg.pretrained))
             if key not in backbones:
                 backbones[key] = load_backbone(cfg.model, cfg.pretrained)
@@ -82,7 +83,7 @@ def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol:
     else:
         title = "Cross-dataset evaluation" if protocol == "cross_dataset" else "Domain generalisation"
         table = method_transfer_table(records, failed, title=f"{title}: methods compared", notes=notes, order=order)
-    out = (output or Path("runs")) / "compare" / protocol
+    out = output / "compare" / protocol
     write(table, out, "compare")
     if protocol == "base2new" and records:
         avg = [r for r in table.rows if r[-1] == "ok"]
