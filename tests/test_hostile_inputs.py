@@ -272,3 +272,230 @@ def test_training_is_the_same_with_any_number_of_workers(tmp_path):
     assert weights[0].keys() == weights[1].keys()
     for k in weights[0]:
         assert torch.equal(weights[0][k], weights[1][k]), k
+
+
+# -- 3. sizes that would exhaust memory -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("dra.rank=100000", "dra.rank=100000 does not fit the"),
+        ("mma.dim=100000", "mma.dim=100000 does not fit the"),
+    ],
+)
+def test_an_adapter_wider_than_clip_is_one_line_before_any_allocation(tmp_path, setting, message):
+    method = setting.split(".")[0]
+    out = invoke(
+        "train", "--dataset", "shapes", "--model", TINY, "--pretrained", "none", "--shots", "1",
+        "--method", method, "--output", tmp_path / "o", *QUICK, setting,
+    )  # fmt: skip
+    assert message in one_error_line(out) and "choose a value in [1, " in one_error_line(out)
+    assert not (tmp_path / "o" / "train").exists()
+
+
+# -- 4. NaN and nonsense ----------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    shapes = subsample_classes(fewshot(build_dataset("shapes"), 2, seed=1), "base")
+    torch.manual_seed(0)
+    return save_adapters(build_method("dra", load_backbone(TINY), shapes.classnames), tmp_path / "ck" / "tiny")
+
+
+def _edit(ckpt, **fields):
+    meta = json.loads(ckpt.with_suffix(".json").read_text())
+    meta.update(fields)
+    ckpt.with_suffix(".json").write_text(json.dumps(meta))
+
+
+def test_a_checkpoint_with_nan_tensors_is_refused_everywhere(tmp_path, tiny_checkpoint):
+    from safetensors.torch import load_file, save_file
+
+    from dra.engine.importing import import_checkpoint
+
+    tensors = load_file(str(tiny_checkpoint))
+    name = sorted(tensors)[0]
+    tensors[name][0] = float("nan")
+    with __import__("safetensors").safe_open(str(tiny_checkpoint), "pt") as f:
+        metadata = f.metadata()
+    save_file(tensors, str(tiny_checkpoint), metadata=metadata)
+    for args in (
+        ("predict", str(tmp_path), "--checkpoint", tiny_checkpoint, "--json"),
+        ("eval", "--dataset", "shapes", "--checkpoint", tiny_checkpoint, "--output", tmp_path / "e"),
+    ):
+        line = one_error_line(invoke(*args))
+        assert f"checkpoint {tiny_checkpoint} holds non-finite values (NaN or infinity) in {name}" in line
+    official = tmp_path / "coop.pth.tar-1"
+    torch.save({"state_dict": {"ctx": torch.full((4, 64), float("nan"))}, "epoch": 1}, official)
+    with pytest.raises(Exception, match=r"'ctx' holds non-finite values"):
+        import_checkpoint(official, "coop", TINY, None, tmp_path / "imported", ["a", "b"])
+    assert not (tmp_path / "imported.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"template": "{x} {}"}, "'template' must be a text with exactly one {}"),
+        ({"template": 5}, "'template' must be a text with {} for the class name, got a int"),
+        ({"config": {"rank": "abc"}}, "records settings that do not build a dra model"),
+        ({"config": [1, 2]}, "'config' must be dict or NoneType"),
+        ({"pretrained": 5}, "'pretrained' must be str or NoneType"),
+        ({"classnames": "circle"}, "'classnames' must be a list of texts, got a str"),
+        ({"classnames": ["circle", "circle"]}, "'circle' is listed twice"),
+    ],
+)
+def test_an_edited_checkpoint_json_is_one_line(tmp_path, tiny_checkpoint, fields, message):
+    _edit(tiny_checkpoint, **fields)
+    line = one_error_line(invoke("predict", str(tmp_path), "--checkpoint", tiny_checkpoint))
+    assert message in line and "re-save the checkpoint" in line, line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+        (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+        (["--steps", "-1"], "--steps must be an integer >= 1, got -1"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 4"),
+    ],
+)
+def test_pocket_pretrain_refuses_nonsense_before_anything_is_written(tmp_path, args, message):
+    out = invoke("pocket", "pretrain", *args, "--output", tmp_path / "pp")
+    assert message in one_error_line(out)
+    assert not (tmp_path / "pp").exists()
+
+
+def test_pocket_pretrain_stops_on_a_non_finite_loss_and_exports_nothing(tmp_path, monkeypatch):
+    from dra.engine.trainer import TrainingDivergedError
+    from dra.pocket import pretrain as P
+
+    monkeypatch.setattr(P, "lr_at", lambda step, s: 1e30)  # a learning rate that blows the weights up
+    with pytest.raises(TrainingDivergedError, match=r"pocket pretraining diverged at step \d+/3"):
+        P.pretrain(P.PretrainSettings(steps=3, batch_size=8, workers=0), tmp_path / "pp", progress=False)
+    assert not (tmp_path / "pp" / P.WEIGHTS_NAME).exists()
+
+
+def test_duplicate_class_names_and_yaml_keys_are_refused(tmp_path, tiny_checkpoint):
+    names = tmp_path / "names.txt"
+    names.write_text("lake\nharbour\nlake\n")
+    line = one_error_line(invoke("predict", str(tmp_path), "--checkpoint", tiny_checkpoint, "--classnames", names))
+    assert f"class names file {names}: 'lake' is listed twice" in line
+    settings = tmp_path / "s.yaml"
+    settings.write_text("train:\n  epochs: 1\n  epochs: 3\n")
+    line = one_error_line(invoke("train", "--dataset", "shapes", "--config", settings, "--output", tmp_path / "o"))
+    assert "the key 'epochs' is given twice in one mapping" in line and str(settings) in line
+
+
+# -- 5. one line, not a traceback -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("template={x} {}", "override 'template={x} {}': the value is not valid YAML"),
+        ("train.epochs=[1", "override 'train.epochs=[1': the value is not valid YAML"),
+        ("train.epochs=!!python/object/apply:os.system [touch MARKER]", "could not determine a constructor"),
+        ("template='a {} of {}'", "template must be a text with exactly one {}"),
+    ],
+)
+def test_bad_overrides_are_one_line(tmp_path, override, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = invoke("train", "--dataset", "shapes", "--model", TINY, "--output", tmp_path / "o", override)
+    assert message in one_error_line(out)
+    assert not (tmp_path / "MARKER").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_template_with_a_stray_field_in_a_settings_file(tmp_path):
+    settings = tmp_path / "s.yaml"
+    settings.write_text('template: "{x} {}"\n')
+    line = one_error_line(invoke("train", "--dataset", "shapes", "--config", settings, "--output", tmp_path / "o"))
+    assert "template must be a text with exactly one {}" in line
+
+
+@pytest.mark.parametrize("block", ["0", "99", "-1"])
+def test_visualize_a_block_that_is_not_adapted(tmp_path, tiny_checkpoint, block):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
+    line = one_error_line(
+        invoke("visualize", "--checkpoint", tiny_checkpoint, "--image", tmp_path / "x.png", "--block", block,
+               "--output", tmp_path / "v")
+    )  # fmt: skip
+    assert f"--block {block} is not an adapted block of this model; choose one of [" in line
+    assert not (tmp_path / "v").exists()
+
+
+@pytest.mark.parametrize("what", ["corrupt", "pickle"])
+def test_bad_weights_in_a_hugging_face_folder_are_one_line(tmp_path, what):
+    transformers = pytest.importorskip("transformers")
+    from safety_helpers import write_evil
+
+    folder = tmp_path / "hf"
+    config = transformers.CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 16},
+        projection_dim=16,
+    )  # fmt: skip
+    transformers.CLIPModel(config).save_pretrained(folder)
+    marker = tmp_path / "marker"
+    if what == "corrupt":
+        (folder / "model.safetensors").write_bytes(b"\x00" * 64)
+    else:
+        (folder / "model.safetensors").unlink()
+        write_evil(folder / "pytorch_model.bin", marker)
+    with pytest.raises(BackboneError, match=r"cannot load the weights of .*hf") as e:
+        load_backbone(f"hf:{folder}", "hf")
+    assert "\n" not in str(e.value) and "weights_only=False" not in str(e.value)
+    assert not marker.exists()
+
+
+def test_command_line_mistakes_are_one_error_line(capsys):
+    from dra.cli import main
+
+    for argv, message in [
+        (["base2new", "--seeds", "a"], "error: Invalid value for '--seeds'"),
+        (["base2new", "--nosuch"], "error: No such option: --nosuch"),
+        (["nosuch"], "error: No such command 'nosuch'"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert e.value.code == 1 and len(err) == 1 and err[0].startswith(message), (argv, err)
+
+
+# -- 6. the user's choices are kept ------------------------------------------------------------------------
+def test_demo_with_an_unknown_model_is_an_error_not_the_pocket_world(tmp_path):
+    out = invoke("demo", "--model", "NoSuch", "--output", tmp_path / "o")
+    assert one_error_line(out).startswith("error: unknown model 'NoSuch'")
+    assert "pocket world" not in out.stdout
+
+
+def test_outputs_are_checked_before_the_work(tmp_path, tiny_checkpoint, monkeypatch):
+    import dra.engine.predict as P
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(P, "predict", lambda *a, **k: pytest.fail("classified before checking --csv"))
+    line = one_error_line(
+        invoke("predict", str(tmp_path), "--checkpoint", tiny_checkpoint, "--csv", blocker / "out.csv")
+    )
+    assert f"{blocker} is a file, not a folder" in line
+    official = tmp_path / "coop.pth.tar-1"
+    torch.save({"state_dict": {"ctx": torch.zeros(4, 64)}, "epoch": 1}, official)
+    line = one_error_line(
+        invoke("import-checkpoint", official, "--method", "coop", "--model", TINY, "--pretrained", "none",
+               "--classnames", tmp_path / "missing.txt", "--output", blocker / "imported")
+    )  # fmt: skip
+    assert f"{blocker} is a file, not a folder" in line
+
+
+def test_a_full_disk_during_the_first_checkpoint_leaves_no_half_run(tmp_path, monkeypatch):
+    from dra.engine import trainer
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer, "save_resume_state", full)
+    out = invoke(
+        "train", "--dataset", "shapes", "--model", TINY, "--pretrained", "none", "--shots", "1",
+        "--output", tmp_path / "o", *QUICK,
+    )  # fmt: skip
+    assert "No space left on device" in one_error_line(out)
+    assert not list((tmp_path / "o").rglob("adapters.*")) and not list((tmp_path / "o").rglob("*.tmp"))

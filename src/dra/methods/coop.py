@@ -33,6 +33,9 @@ class PromptContext(nn.Module):
             init = backbone.token_embeddings(tokens.to(device))[0, 1 : 1 + n].float().clone()
             self.words = init_words
         else:
+            room = int(backbone.tokenizer(["x"]).shape[1]) - 3  # the context length less SOS, EOT, one name token
+            if not 1 <= n_ctx <= room:
+                raise ValueError(f"n_ctx={n_ctx} does not fit the text tower's prompt; choose a value in [1, {room}]")
             init = torch.randn(n_ctx, backbone.text_width) * 0.02  # N(0, 0.02^2), CoOp's random init
             self.words = " ".join(["X"] * n_ctx)
         self.ctx = nn.Parameter(init.to(device))

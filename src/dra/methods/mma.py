@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from dra.adapters.bottleneck import check_bottleneck
 from dra.adapters.mma import MMABranch, mma_init
 from dra.backbones import TOWERS, BackboneError
 from dra.config import MMAConfig
@@ -48,6 +49,7 @@ class MMA(AdaptedCLIP):
     def make_branch(self, tower: str, block: int) -> nn.Module:
         c = self.config
         if block not in self._shared:
+            check_bottleneck("mma.dim", c.dim, self.backbone.width(tower))
             self._shared[block] = mma_init(nn.Linear(c.dim, c.dim))
         return MMABranch(self.backbone.width(tower), c.dim, self._shared[block], c.scale, c.gradient_scaling)
 
