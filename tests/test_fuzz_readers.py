@@ -18,7 +18,7 @@ from dra.data.folder import folder_spec, read_classnames_file
 from dra.data.registry import read_imagenet_classnames, read_split_json
 from dra.engine.predict import read_classnames
 
-FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow], database=None)
+FUZZ = settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_values = st.recursive(
@@ -26,13 +26,14 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=30,
 )
-labels = st.integers(min_value=-3, max_value=12) | st.integers() | st.floats() | st.booleans() | st.text(max_size=4)
+hostile_labels = st.sampled_from([float("inf"), float("nan"), 1e300, 10**10, 2**70, -1, True, 1.5, "1", None])
+labels = st.integers(min_value=0, max_value=4) | hostile_labels | st.integers() | st.floats() | st.text(max_size=4)
 paths = st.sampled_from(["A/0.png", "B/1.png", "/etc/hostname", "../x.png", "A/../../y", "", ".", "a\x00b"]) | st.text(
     max_size=12
 )
 entries = st.lists(paths, min_size=3, max_size=3).map(list) | st.tuples(paths, labels, st.text(max_size=6)).map(list)
 split_like = st.fixed_dictionaries(
-    {k: st.lists(entries | json_values, max_size=6) for k in ("train", "val", "test")},
+    {k: st.lists(entries, max_size=6) | st.lists(entries | json_values, max_size=6) for k in ("train", "val", "test")},
 )
 
 

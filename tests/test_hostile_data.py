@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, TINY
+from conftest import TINY
 from dra.data import DataError, build_dataset, fewshot, subsample_classes
 from dra.data.image_dataset import load_image
 from dra.engine.evaluate import evaluate
 
 CLI_TIMEOUT = 60
+SRC = str(Path(sys.modules["dra"].__file__).resolve().parents[1])  # the subprocess runs the code under test
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -49,7 +50,7 @@ def make_folder(root: Path, classes: dict[str, int]) -> Path:
 
 def dra(*args, cwd: Path | None = None, memory_gib: float | None = None) -> subprocess.CompletedProcess:
     """`python -m dra ARGS` in a subprocess (timeout, optional address-space limit); text decoded safely."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
 
     def limit() -> None:
         size = int(memory_gib * 2**30)
