@@ -169,8 +169,8 @@ def _require_classes(ddir: Path, folders: list[str], files: dict[str, list[str]]
     empty = [f for f in folders if not files[f]]
     if empty:
         raise DataError(
-            f"class folder {ddir / empty[0]} has no images ({len(empty)} such folders; image extensions: "
-            f"{' '.join(IMAGE_EXTENSIONS)}): add images or remove the folder; {DOCS_HINT}"
+            f"class folder {ddir / empty[0]} has no images ({len(empty)} of {len(folders)} class folders are empty; "
+            f"image extensions: {' '.join(IMAGE_EXTENSIONS)}): add images or remove the folder; {DOCS_HINT}"
         )
 
 
