@@ -107,10 +107,12 @@ def test_val_shots_are_min_k_4_and_continue_the_same_generator():
     assert fewshot(s, 16, 1).val == expected
 
 
-def test_no_shots_means_the_full_splits():
+def test_no_shots_means_the_full_splits_and_shots_below_one_are_errors():
     s = _splits({0: 30, 1: 30}, {0: 10, 1: 10})
-    for shots in (None, 0, -1):
-        assert fewshot(s, shots, 1) is s
+    assert fewshot(s, None, 1) is s
+    for shots in (0, -1):  # they used to mean "all" silently
+        with pytest.raises(DataError, match=rf"shots must be an integer >= 1, got {shots}"):
+            fewshot(s, shots, 1)
 
 
 def test_val_is_test_is_never_sampled():

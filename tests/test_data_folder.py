@@ -87,17 +87,19 @@ def test_classnames_file_split_file_fewshot_and_base_new(tmp_path):
     base, new = subsample_classes(few, "base"), subsample_classes(few, "new")
     assert base.classnames == ["annual crop land", "Forest"]
     assert new.classnames == ["Herbaceous Vegetation", "sea or lake"]
-    # a CoOp split file, paths relative to the dataset folder
+    # a CoOp split file, paths relative to the dataset folder (a dataset needs at least 2 classes)
     files = sorted(p.relative_to(root).as_posix() for p in (root / "Forest").iterdir())
+    lake = sorted(p.relative_to(root).as_posix() for p in (root / "SeaLake").iterdir())
     split = {
-        "train": [[files[0], 0, "forest"], [files[1], 0, "forest"]],
+        "train": [[files[0], 0, "forest"], [files[1], 0, "forest"], [lake[0], 1, "lake"]],
         "val": [[files[2], 0, "forest"]],
-        "test": [[files[3], 0, "forest"]],
+        "test": [[files[3], 0, "forest"], [lake[1], 1, "lake"]],
     }
     split_path = tmp_path / "split.json"
     split_path.write_text(json.dumps(split))
     by_file = build_dataset(root, split=split_path)
-    assert (len(by_file.train), len(by_file.val), len(by_file.test), by_file.classnames) == (2, 1, 1, ["forest"])
+    got = (len(by_file.train), len(by_file.val), len(by_file.test), by_file.classnames)
+    assert got == (3, 1, 2, ["forest", "lake"])
     assert by_file.train[0].impath == str(root / files[0])
     assert by_file.name != ds.name  # another split, another run folder
 

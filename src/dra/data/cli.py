@@ -10,7 +10,8 @@ from typing import Optional
 
 import typer
 
-from dra.data.core import DataError
+from dra.data.core import DataError, safe_text
+from dra.errors import one_line
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -23,17 +24,23 @@ SPLIT_HELP = "A CoOp split file (JSON) for a folder dataset (default: a determin
 
 
 def _one_line_errors(fn):
-    """A `DataError` ends the command with its one-line message on stderr and exit code 1."""
+    """A `DataError` (or an unreadable folder: `OSError`) ends the command with its one-line message on
+    stderr and exit code 1."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except DataError as e:
-            typer.echo(f"error: {e}", err=True)
+        except (DataError, OSError) as e:
+            _echo(f"error: {one_line(e)}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _echo(text: str = "", err: bool = False) -> None:
+    """`typer.echo` of text that may hold file names with undecodable bytes (printed as `\\xff`)."""
+    typer.echo(safe_text(text), err=err)
 
 
 @app.command("list")
@@ -92,7 +99,7 @@ def check(
         if bar is not None:
             bar.close()
     spec, splits = report.spec, report.splits
-    echo = typer.echo
+    echo = _echo
     echo(
         f"dataset     {spec.name} ({spec.title})"
         if not spec.user_folder
@@ -135,7 +142,7 @@ def check(
     for w in report.warnings:
         echo(f"warning     {w}")
     if not report.ok:
-        typer.echo(
+        _echo(
             f"error: {spec.name}: {len(report.missing)} missing and {len(report.bad)} unreadable files "
             f"under {splits.image_dir}; see docs/datasets.md",
             err=True,
@@ -149,7 +156,7 @@ def check(
 def fewshot(
     dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help=ROOT_HELP),
-    shots: int = typer.Option(16, "--shots", help="Images per class in train (val gets min(shots, 4)); 0 = all."),
+    shots: int = typer.Option(16, "--shots", help="Images per class in train (val gets min(shots, 4)), >= 1."),
     seed: int = typer.Option(1, "--seed", help="Seed of the draw (CoOp/Dassl cfg.SEED)."),
     subsample: str = typer.Option("all", "--subsample", help="all | base | new (base-to-new classes)."),
     split: Optional[Path] = typer.Option(None, "--split", help=SPLIT_HELP),
@@ -162,9 +169,18 @@ def fewshot(
 
     if subsample not in SUBSAMPLES:  # before reading a large dataset
         raise DataError(f"--subsample must be one of {', '.join(SUBSAMPLES)}, not {subsample!r}; see docs/datasets.md")
+    if shots < 1:
+        raise DataError(
+            f"--shots must be >= 1, got {shots} (0 no longer means all images: for every image give a --shots "
+            f"at least the size of the largest class); see docs/datasets.md"
+        )
     splits = subsample_classes(draw(build_dataset(dataset, data_root, split), shots, seed), subsample)
-    out = {k: [[splits.relpath(d), d.label, d.classname] for d in getattr(splits, k)] for k in ("train", "val", "test")}
-    out["classnames"] = list(splits.classnames)
+    # names with undecodable bytes are written escaped (`\\xff`), so the JSON is valid UTF-8
+    out = {
+        k: [[safe_text(splits.relpath(d)), d.label, safe_text(d.classname)] for d in getattr(splits, k)]
+        for k in ("train", "val", "test")
+    }
+    out["classnames"] = [safe_text(c) for c in splits.classnames]
     typer.echo(json.dumps(out, indent=indent, ensure_ascii=False))
 
 

@@ -9,12 +9,38 @@ from pathlib import Path
 DOCS_HINT = "see docs/datasets.md"
 
 
+def safe_text(text: str) -> str:
+    """`text` printable and writable as UTF-8: a file name's undecodable bytes (which Python keeps as
+    lone surrogates, PEP 383) become `\\xff` escapes, any other lone surrogate `\\udxxx`."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte (e.g. "\\ud800" from JSON)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class DataError(Exception):
     """A dataset problem a user can fix. `str(e)` is one line: what was expected, where, and the fix.
 
-    (Raised inside a DataLoader worker, torch re-raises it in the main process as a `DataError`
-    whose message also carries the worker's traceback.)
+    The message is made printable (`safe_text`): a path with undecodable bytes cannot break the
+    printing of the error that names it. (Raised inside a DataLoader worker, torch re-raises it in the
+    main process as a `DataError` whose message also carries the worker's traceback.)
     """
+
+    def __init__(self, *args) -> None:
+        super().__init__(*(safe_text(a) if isinstance(a, str) else a for a in args))
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (a class-name list); `DataError` naming the file when it is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().split("\n")  # as iterating the file: \n, \r\n, \r end a line
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path} is not UTF-8 text (byte {e.start}: {e.reason}): save it as UTF-8; {DOCS_HINT}"
+        ) from None
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({type(e).__name__}: {e.strerror or e}); {DOCS_HINT}") from None
 
 
 @dataclass(frozen=True)

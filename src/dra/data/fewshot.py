@@ -38,9 +38,19 @@ def group_by_label(items: Sequence[Datum]) -> dict[int, list[Datum]]:
     return groups
 
 
+def check_shots(shots: int | None) -> None:
+    """`shots` is None (all images) or an integer >= 1; 0 and negative values no longer mean "all"."""
+    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
+        raise DataError(
+            f"shots must be an integer >= 1, got {shots!r} (0 no longer means all images: use all, "
+            f"or leave shots out); {DOCS_HINT}"
+        )
+
+
 def draw_per_class(items: Sequence[Datum], shots: int, rng: random.Random) -> list[Datum]:
     """K items per label, exactly as one call of Dassl's `generate_fewshot_dataset` (repeat=False)."""
-    if shots is None or shots < 1:
+    check_shots(shots)
+    if shots is None:
         return list(items)
     out: list[Datum] = []
     for group in group_by_label(items).values():
@@ -54,11 +64,13 @@ def draw_per_class(items: Sequence[Datum], shots: int, rng: random.Random) -> li
 def fewshot(splits: DatasetSplits, shots: int | None, seed: int) -> DatasetSplits:
     """The Dassl/CoOp few-shot version of `splits` for `seed`.
 
-    `shots` of None or < 1 returns `splits` unchanged (CoOp's NUM_SHOTS <= 0). Train gets `shots`
-    per class; val gets `min(shots, 4)` per class from the same generator, unless the dataset's val
-    list is its test list (ImageNet), which CoOp never samples; test stays whole.
+    `shots` of None returns `splits` unchanged (CoOp's NUM_SHOTS <= 0); 0 or a negative value raises
+    `DataError`. Train gets `shots` per class; val gets `min(shots, 4)` per class from the same
+    generator, unless the dataset's val list is its test list (ImageNet), which CoOp never samples;
+    test stays whole.
     """
-    if shots is None or shots < 1:
+    check_shots(shots)
+    if shots is None:
         return splits
     rng = random.Random(seed)
     train = draw_per_class(splits.train, shots, rng)
@@ -87,6 +99,11 @@ def subsample_classes(splits: DatasetSplits, subsample: str = "all") -> DatasetS
         return splits
     base, new = base_new_labels(splits)
     selected = base if subsample == "base" else new
+    if not selected:
+        raise DataError(
+            f"{splits.name}: no {subsample} classes: base-to-new splits the classes in two halves and "
+            f"{splits.name} has {len(base) + len(new)} class(es) with training images; it needs at least 2; {DOCS_HINT}"
+        )
     relabel = {old: new_label for new_label, old in enumerate(selected)}
 
     def _filter(items: Sequence[Datum]) -> list[Datum]:

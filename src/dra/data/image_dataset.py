@@ -14,11 +14,52 @@ from dra.data.core import DOCS_HINT, DataError, Datum
 log = logging.getLogger(__name__)
 
 
+def _scaled_to_8bit(values, scale: float) -> Image.Image:
+    """A greyscale 8-bit image of `values * scale`, rounded and clipped to 0..255."""
+    import numpy as np
+
+    return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+
+
+def _high_bit_depth_to_8bit(im: Image.Image) -> Image.Image:
+    """Greyscale 16-bit, 32-bit integer or float images as 8-bit greyscale, by their range.
+
+    `convert("RGB")` clips these to 0..255 (a 16-bit image turns white, a float one black). Here:
+    16-bit (`I;16*`) and 32-bit integer images whose values fit 0..65535 scale 65535 -> 255; other
+    32-bit integer images with values >= 0 scale 2**31 - 1 -> 255; float images with values in [0, 1]
+    scale 1 -> 255. Any other range (negative, NaN, a float above 1) raises `ValueError`.
+    """
+    import numpy as np
+
+    values = np.asarray(im).astype(np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if im.mode == "F":
+        if not (np.isfinite(values).all() and low >= 0.0 and high <= 1.0):
+            raise ValueError(
+                f"float image with values in [{low:g}, {high:g}], expected [0, 1]; save it as 8-bit (or 16-bit) PNG"
+            )
+        return _scaled_to_8bit(values, 255.0)
+    if low < 0:
+        raise ValueError(f"{im.mode} image with negative values ({low:g}); save it as 8-bit (or 16-bit) PNG")
+    top = 65535.0 if im.mode.startswith("I;16") or high <= 65535 else float(2**31 - 1)
+    return _scaled_to_8bit(values, 255.0 / top)
+
+
+HIGH_BIT_DEPTH_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """`im` as 8-bit RGB; high-bit-depth greyscale is scaled by its range, not clipped."""
+    if im.mode in HIGH_BIT_DEPTH_MODES:
+        im = _high_bit_depth_to_8bit(im)
+    return im.convert("RGB")
+
+
 def load_image(path: str) -> Image.Image:
     """The image at `path`, fully decoded, in RGB. Raises `DataError` naming the file on any failure."""
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")  # convert() loads every pixel: truncated files fail here
+            return to_rgb(im)  # loads every pixel: truncated files fail here
     except Exception as e:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
         reason = f"{type(e).__name__}: {e}".replace("\n", " ")
         raise DataError(

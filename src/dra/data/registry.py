@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum
+from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum, read_text_lines
 from dra.data.embedded import SHAPES_CLASSES, SHAPES_COUNTS, make_shapes
 from dra.data.embedded import SPLIT_FILE as SHAPES_SPLIT_FILE
 from dra.pocket.datasets import POCKET_BENCHMARK as POCKET_BENCHMARK  # re-exported: the registry lists datasets
@@ -106,11 +107,13 @@ def _classnames_from_items(spec: DatasetSpec, source: Path, *lists: Sequence[Dat
                 )
     if not names:
         return []
-    missing = sorted(set(range(max(names) + 1)) - set(names))
-    if missing or min(names) < 0:
+    # n distinct labels must be exactly 0..n-1: any label >= n leaves one of 0..n-1 missing (bounded by n,
+    # never by the largest label, which may be 10**10)
+    missing = [i for i in range(len(names)) if i not in names]
+    if missing:
         raise DataError(
-            f"{spec.name}: labels in {source} are not 0..{max(names)} (missing {missing[:5]}); "
-            f"the split file is not CoOp's, {DOCS_HINT}"
+            f"{spec.name}: labels in {source} are not 0..{len(names) - 1} for its {len(names)} classes "
+            f"(missing {missing[:5]}, largest {max(names)}): number the classes from 0 without gaps; {DOCS_HINT}"
         )
     return [names[i] for i in range(len(names))]
 
@@ -127,8 +130,8 @@ def _sorted_files(path: Path) -> list[str]:
 
 def read_key_value_lines(path: Path) -> list[tuple[str, str]]:
     """`key rest of the line` pairs of a text list, in file order; blank lines are skipped."""
-    with open(path, encoding="utf-8") as f:
-        return [(key, rest) for key, _, rest in (line.strip().partition(" ") for line in f if line.strip())]
+    lines = read_text_lines(path)
+    return [(key, rest) for key, _, rest in (line.strip().partition(" ") for line in lines if line.strip())]
 
 
 def read_imagenet_classnames(path: Path) -> dict[str, str]:
@@ -190,35 +193,76 @@ def read_split_file_dataset(spec: DatasetSpec, root: Path) -> DatasetSplits:
     return read_split_json(spec, split_path, image_dir)
 
 
-def read_split_json(spec: DatasetSpec, split_path: Path, image_dir: Path) -> DatasetSplits:
-    """A CoOp split file (`{"train"|"val"|"test": [[relpath, label, classname], ...]}`) under `image_dir`."""
+SPLIT_FORMAT = "{'train': [[relpath, label, classname], ...], 'val': [...], 'test': [...]}"
+
+
+def _load_split_json(spec: DatasetSpec, split_path: Path):
+    """The parsed JSON of a split file; `DataError` naming the file for anything that is not JSON."""
     if not split_path.is_file():
         raise DataError(f"{spec.name}: split file not found: expected {split_path}; {DOCS_HINT}")
     try:
         with open(split_path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{spec.name}: cannot read split file {split_path}: {e}; {DOCS_HINT}") from None
+            return json.load(f)
+    except RecursionError:
+        reason = "nested too deeply"
+    except UnicodeDecodeError as e:
+        reason = f"not UTF-8 text (byte {e.start})"
+    except ValueError as e:  # json.JSONDecodeError, and int() of a number too long to convert
+        reason = str(e).splitlines()[0][:200]
+    except OSError as e:
+        reason = f"{type(e).__name__}: {e.strerror or e}"
+    raise DataError(
+        f"{spec.name}: cannot read split file {split_path} ({reason}): a split file is JSON {SPLIT_FORMAT}; {DOCS_HINT}"
+    )
 
+
+def _split_relpath(spec: DatasetSpec, split_path: Path, key: str, relpath) -> str:
+    """A split entry's path: relative, inside the image folder (no absolute path, no `..` out of it)."""
+    if not isinstance(relpath, str) or relpath in ("", ".") or "\x00" in relpath:
+        problem = "is not a file path"
+    elif relpath.startswith(("/", "\\")) or os.path.isabs(relpath) or re.match(r"^[A-Za-z]:", relpath):
+        problem = "is an absolute path"
+    elif posixpath.normpath(relpath).split("/")[0] == "..":
+        problem = "leads out of the image folder ('..')"
+    else:
+        return relpath
+    raise DataError(
+        f"{spec.name}: entry path {str(relpath)[:200]!r} in '{key}' of {split_path} {problem}: paths in a split file "
+        f"are relative to the image folder and stay inside it; fix the entry; {DOCS_HINT}"
+    )
+
+
+def _split_entry(spec: DatasetSpec, split_path: Path, key: str, entry, image_dir: Path) -> Datum:
+    """One `[relpath, label, classname]` entry (label an integer >= 0, classname a string)."""
+    ok = isinstance(entry, list) and len(entry) == 3
+    label = entry[1] if ok else None
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    if not ok or not isinstance(label, int) or isinstance(label, bool) or label < 0 or not isinstance(entry[2], str):
+        shown = repr(entry)
+        raise DataError(
+            f"{spec.name}: bad entry {shown[:200]}{'...' if len(shown) > 200 else ''} in '{key}' of {split_path} "
+            f"(expected [relpath, label, classname], label an integer >= 0); {DOCS_HINT}"
+        )
+    relpath = _split_relpath(spec, split_path, key, entry[0])
+    return Datum(impath=str(image_dir / relpath), label=label, classname=entry[2])
+
+
+def read_split_json(spec: DatasetSpec, split_path: Path, image_dir: Path) -> DatasetSplits:
+    """A CoOp split file (`{"train"|"val"|"test": [[relpath, label, classname], ...]}`) under `image_dir`.
+
+    Raises `DataError` (one line, naming the file) for anything else: not JSON, nested too deeply,
+    a bad entry, a path outside `image_dir`, labels that are not 0..n-1.
+    """
+    data = _load_split_json(spec, split_path)
     lists: dict[str, list[Datum]] = {}
     for key in ("train", "val", "test"):
         entries = data.get(key) if isinstance(data, dict) else None
         if not isinstance(entries, list):
             raise DataError(
-                f"{spec.name}: split file {split_path} has no '{key}' list "
-                f"(expected {{'train': [[relpath, label, classname], ...], 'val': ..., 'test': ...}}); {DOCS_HINT}"
+                f"{spec.name}: split file {split_path} has no '{key}' list (expected {SPLIT_FORMAT}); {DOCS_HINT}"
             )
-        out = []
-        for entry in entries:
-            try:
-                relpath, label, classname = entry
-                out.append(Datum(impath=str(image_dir / relpath), label=int(label), classname=str(classname)))
-            except (TypeError, ValueError):
-                raise DataError(
-                    f"{spec.name}: bad entry {entry!r} in '{key}' of {split_path} "
-                    f"(expected [relpath, label, classname]); {DOCS_HINT}"
-                ) from None
-        lists[key] = out
+        lists[key] = [_split_entry(spec, split_path, key, entry, image_dir) for entry in entries]
     classnames = _classnames_from_items(spec, split_path, lists["train"], lists["val"], lists["test"])
     return DatasetSplits(
         train=lists["train"],

@@ -25,7 +25,9 @@ TRAIN_CROP_SCALE = (0.08, 1.0)
 
 
 def _to_rgb(image):
-    return image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
+    from dra.data.image_dataset import to_rgb  # 16-bit / float greyscale scaled by range, not clipped
+
+    return to_rgb(image) if getattr(image, "mode", "RGB") != "RGB" else image
 
 
 def build_transforms(

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from dra.data import ImageDataset
+from dra.data import DataError, ImageDataset
 from dra.engine import distributed
 from dra.engine.precision import autocast, resolve
 
@@ -27,7 +27,12 @@ def evaluate(
     num_workers: int = 0,
     desc: str = "eval",
 ) -> dict:
-    """{"accuracy": percent, "correct": int, "total": int} over `items` with the model's class names."""
+    """{"accuracy": percent, "correct": int, "total": int} over `items` with the model's class names.
+
+    An empty `items` raises `DataError`: an accuracy over no image is not 0 %.
+    """
+    if len(items) == 0:
+        raise DataError(f"{desc}: no images to evaluate (the list is empty): add test images; see docs/datasets.md")
     device = torch.device(device)
     precision = resolve(precision, device)
     info = distributed.current()

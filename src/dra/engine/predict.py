@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dra.data.core import DataError
+from dra.data.core import DataError, safe_text
 from dra.data.folder import is_image_file
 
 if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
@@ -76,12 +76,12 @@ def collect_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
             )
             if not found:
-                errors.append({"image": str(p), "error": f"no image files in folder {p}"})
+                errors.append({"image": safe_text(str(p)), "error": safe_text(f"no image files in folder {p}")})
             files.extend(found)
         elif p.is_file():
             files.append(str(p))
         else:
-            errors.append({"image": str(p), "error": f"no such file or folder: {p}"})
+            errors.append({"image": safe_text(str(p)), "error": safe_text(f"no such file or folder: {p}")})
     return files, errors
 
 
@@ -95,7 +95,7 @@ class _Inputs(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from dra.data.image_dataset import load_image
+        from dra.data.image_dataset import load_image, to_rgb
 
         item = self.items[i]
         try:
@@ -103,7 +103,7 @@ class _Inputs(Dataset):
                 return i, item, None
             image = item if not isinstance(item, (str, os.PathLike)) else load_image(os.fspath(item))
             if getattr(image, "mode", "RGB") != "RGB":
-                image = image.convert("RGB")
+                image = to_rgb(image)
             return i, self.transform(image), None
         except DataError as e:
             return i, None, str(e)
@@ -116,7 +116,8 @@ def _collate(batch):
 
 
 def _label(item, i: int) -> str:
-    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"<image {i}>"
+    """The name a row carries: the path, undecodable bytes escaped (`\\xff`) so it prints and writes."""
+    return safe_text(os.fspath(item)) if isinstance(item, (str, os.PathLike)) else f"<image {i}>"
 
 
 @torch.no_grad()
