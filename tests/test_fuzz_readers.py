@@ -1,6 +1,8 @@
-"""Property-based fuzzing of the readers of user files (issue #19): the CoOp split-file reader and the
-class-names file readers. Any input gives a result or a `DataError` whose message is one line, never
-another exception and never a hang (each property runs a bounded number of examples with a deadline).
+"""Property-based fuzzing of the readers of user files (issue #19): the CoOp split-file reader, the
+class-names file readers, settings files and `key=value` overrides, and a checkpoint's JSON description.
+Any input gives a result or the reader's own error (`DataError`, `SettingsError`, `CheckpointError`,
+`ValueError`) whose message is one line, never another exception and never a hang (each property runs a
+bounded number of examples with a deadline).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from dra.data.core import DataError
 from dra.data.folder import folder_spec, read_classnames_file
 from dra.data.registry import read_imagenet_classnames, read_split_json
-from dra.engine.predict import read_classnames
+from dra.labels import read_classnames
 
 FUZZ = settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.too_slow], database=None)
 
@@ -37,10 +39,10 @@ split_like = st.fixed_dictionaries(
 )
 
 
-def _one_line_or_result(read, path: Path):
+def _one_line_or_result(read, path, errors=(DataError,)):
     try:
         return read(path)
-    except DataError as e:
+    except errors as e:
         message = str(e)
         assert message and "\n" not in message and "\r" not in message, message
         return None
@@ -104,6 +106,100 @@ def test_class_names_readers_on_random_files(content):
         imagenet_names = _one_line_or_result(read_imagenet_classnames, path)
         if imagenet_names is not None:
             assert all(isinstance(k, str) and isinstance(v, str) for k, v in imagenet_names.items())
-        predict_names = _one_line_or_result(read_classnames, path)
+        predict_names = _one_line_or_result(read_classnames, path, (ValueError,))
         if predict_names is not None:
             assert predict_names and all(n == n.strip() and n and not n.startswith("#") for n in predict_names)
+
+
+# -- settings files and overrides ---------------------------------------------------------------------
+yaml_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12)
+setting_keys = st.sampled_from(
+    ["train", "train.epochs", "train.lr", "method", "template", "shots", "seeds", "datasets", "dra", "dra.rank",
+     "mma.dim", "method_overrides", "dataset_overrides", "eval.batch_size", "nosuch", "train.nosuch"]
+)  # fmt: skip
+yaml_texts = st.one_of(
+    st.text(max_size=200),
+    st.sampled_from(["a: [1", "a: !!python/object/apply:os.system [ls]", "{", "train: {epochs: 1, epochs: 2}",
+                     "- 1\n- 2", "train:\n  lr: .inf", "template: '{x} {}'", "? [a]\n: 1", "&a [*a]"]),
+    st.dictionaries(setting_keys, json_values, max_size=4).map(lambda d: json.dumps(d, allow_nan=True)),
+)  # fmt: skip
+
+
+def _settings_result(load):
+    from dra.settings import SettingsError
+
+    try:
+        return load()
+    except (SettingsError, ValueError) as e:  # SettingsError is a ValueError
+        message = str(e)
+        assert message and "\n" not in message, message
+        return None
+
+
+FUZZ_SETTINGS = settings(max_examples=80, deadline=5000, suppress_health_check=[HealthCheck.too_slow], database=None)
+
+
+@FUZZ_SETTINGS
+@given(text=yaml_texts)
+def test_settings_files_on_random_text(text):
+    from dra.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "settings.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        _settings_result(lambda: load_settings(str(path)))
+
+
+override_values = st.one_of(
+    yaml_scalars.map(str),
+    st.text(max_size=20),
+    st.sampled_from(["[1", "{x} {}", "!!python/name:os.system", "a {} b", "[1, 2]", "{a: 1}", "1e999", "'{}'"]),
+)
+
+
+@FUZZ_SETTINGS
+@given(pairs=st.lists(st.tuples(setting_keys | st.text(max_size=10), override_values), max_size=4))
+def test_overrides_on_random_pairs(pairs):
+    from dra.settings import load_settings
+
+    _settings_result(lambda: load_settings("base2new", {}, [f"{k}={v}" for k, v in pairs]))
+
+
+# -- a checkpoint's JSON description ------------------------------------------------------------------
+meta_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "method": st.sampled_from(["dra", "adapter", "nosuch"]) | json_values,
+        "model": st.sampled_from(["ViT-Tiny-16-test"]) | json_values,
+        "classnames": st.lists(st.text(max_size=6), max_size=4) | json_values,
+        "template": st.sampled_from(["a photo of a {}.", "{x} {}", "{}{}"]) | json_values,
+        "config": st.dictionaries(st.sampled_from(["rank", "start_layer", "branches", "nosuch"]), json_values)
+        | json_values,
+        "pretrained": st.sampled_from([None, "", "random"]) | json_values,
+        "quick_gelu": json_values,
+    },
+)
+
+
+@settings(max_examples=40, deadline=10_000, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(fields=meta_fields, raw=st.none() | st.binary(max_size=60))
+def test_checkpoint_descriptions_on_random_json(fields, raw):
+    from safetensors.torch import save_file
+
+    from dra.engine.checkpoint import CheckpointError, load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "ck.safetensors"
+        save_file({"x": __import__("torch").zeros(1)}, str(weights), metadata={"save_id": "s"})
+        meta = weights.with_suffix(".json")
+        if raw is not None:
+            meta.write_bytes(raw)
+        else:
+            meta.write_text(json.dumps({"save_id": "s", **fields}, allow_nan=True), encoding="utf-8")
+        try:
+            load_model(weights)
+        except (CheckpointError, ValueError) as e:  # a dra checkpoint with these tensors can never load
+            message = str(e)
+            assert message and "\n" not in message, message
+        else:
+            raise AssertionError("a checkpoint of one tensor named x loaded")

@@ -39,7 +39,12 @@ ALL_SHOTS = "all"
 
 
 class SettingsError(ValueError):
-    """Bad settings file or override; the message names the key and what is allowed."""
+    """Bad settings file or override; the message names the key and what is allowed. It is one line even
+    when it quotes a key or value that holds a line break (shown as \\n)."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 @dataclass
@@ -225,6 +230,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name, got a {type(key).__name__}", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"the key {key!r} is given twice in one mapping", key_node.start_mark
@@ -268,18 +277,20 @@ def parse_overrides(overrides: list[str]) -> dict:
             ) from None
     try:
         return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
-    except (OmegaConfBaseException, yaml.YAMLError) as e:
-        raise SettingsError(f"bad override: {str(e).splitlines()[0]}") from None
+    except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError, IndexError, KeyError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise SettingsError(f"bad override in {list(overrides)}: {first} (write key=value, e.g. train.epochs=1)") from None
 
 
 def _merge(cfg: DictConfig, data: dict) -> DictConfig:
     try:
         return OmegaConf.merge(cfg, data)
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+        # OmegaConf raises plain TypeErrors too ("Cannot merge incompatible container types": a mapping
+        # where a list belongs); each is a wrong value in the user's settings
         key = getattr(e, "full_key", None)
-        raise SettingsError(
-            f"bad value for {key}: {str(e).splitlines()[0]}" if key else f"bad settings: {str(e).splitlines()[0]}"
-        ) from None
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise SettingsError(f"bad value for {key}: {first}" if key else f"bad settings: {first}") from None
 
 
 def per_method_layer(protocol_file: dict, method: str, path: Path) -> list[dict]:
