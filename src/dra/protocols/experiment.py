@@ -152,7 +152,7 @@ class Experiment:
         the data root (the images read are checked by `inputs` on reuse)."""
         ident = {
             "model": cfg.model,
-            "pretrained": self.weights_id,
+            "pretrained": weights_id(cfg.model, cfg.pretrained),  # cached: the file is hashed once
             "data_root": os.path.abspath(os.path.expanduser(str(cfg.data_root))) if cfg.get("data_root") else "",
             "method": cfg.method,
             "template": cfg.template,
