@@ -405,6 +405,7 @@ def _fit(
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
+                model.after_step(images, labels, opt, lambda: autocast(precision, device))
                 parts["loss"] = loss.detach()
                 guard.update(step, parts)
                 for k, v in parts.items():  # device-side sums: no sync per step

@@ -135,6 +135,10 @@ class ClassifierModel(nn.Module):
         config = getattr(self, "config", None)
         return config.to_dict() if config is not None and hasattr(config, "to_dict") else {}
 
+    def after_step(self, images: torch.Tensor, labels: torch.Tensor, optimizer, autocast) -> None:
+        """After each optimiser step of the trainer, a method's own extra update on the same batch
+        (MetaPrompt's class-split meta step); `autocast()` is the run's precision context. Most do nothing."""
+
     def fit_cache(self, train_items, transforms, device, val_items=None, echo=None) -> None:
         """Build what the method takes from the training set before (or instead of) SGD; most methods
         build nothing. Called by the protocols before training (Tip-Adapter's cache of image features)."""
@@ -153,6 +157,11 @@ class ClassifierModel(nn.Module):
 
     def load_checkpoint_metadata(self, meta: dict) -> None:
         """Read back what `checkpoint_metadata` recorded."""
+
+    @property
+    def trains_in_fit_cache(self) -> bool:
+        """Whether `fit_cache` does all the training (LFA's full-batch fit on features): no SGD follows."""
+        return False
 
     @property
     def needs_cache(self) -> bool:
