@@ -55,7 +55,7 @@ def gaussian_upper_bound(x: torch.Tensor, w: torch.Tensor, labels: torch.Tensor,
     cross = torch.einsum("bd,kbd,kjd->bj", x2, own, dev) / k  # x^T S_yj x
     quad = x2 @ var.t() + (x2 * var[labels]).sum(-1, keepdim=True) - 2 * cross  # (B, C); 0 at j = y
     logits = tau * x @ mu.t() + 0.5 * tau * tau * quad
-    return F.cross_entropy(logits.float(), labels)
+    return F.cross_entropy(logits, labels)
 
 
 def diversity(e: torch.Tensor) -> torch.Tensor:
