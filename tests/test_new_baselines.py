@@ -73,7 +73,7 @@ def test_gaussian_upper_bound_matches_the_covariance_matrices():
         for j in range(c):
             quad = 0.0
             for dim in range(d):  # Sigma_ij[d] = mean_k dev_ki[d] dev_kj[d]
-                s = lambda p, q: float((dev[:, p, dim] * dev[:, q, dim]).mean())  # noqa: E731
+                s = lambda p, q, dim=dim: float((dev[:, p, dim] * dev[:, q, dim]).mean())  # noqa: E731
                 quad += float(x[i, dim]) ** 2 * (s(j, j) + s(y[i], y[i]) - 2 * s(y[i], j))
             logits[i, j] = tau * mu[j] @ x[i] + 0.5 * tau**2 * quad
     want = F.cross_entropy(logits, y)
