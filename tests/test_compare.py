@@ -25,7 +25,7 @@ def test_compare_on_shapes_reports_each_method_and_the_failures(tmp_path):
         "compare",
         "--methods",
         "zeroshot",
-        "proda",  # in the paper's table, but without official code: not implemented here
+        "nosuch",  # not a method of this dra
         "mma",
         "--datasets",
         "shapes",
@@ -47,8 +47,8 @@ def test_compare_on_shapes_reports_each_method_and_the_failures(tmp_path):
         assert (folder / f"compare.{suffix}").stat().st_size > 0
     data = json.loads((folder / "compare.json").read_text())
     rows = {r["Method"]: r for r in data["rows"]}
-    assert list(rows) == ["zeroshot", "proda", "mma"]  # the order asked for, the failure in its place
-    assert rows["proda"]["Status"].startswith("failed: not implemented") and rows["proda"]["Shapes Base"] is None
+    assert list(rows) == ["zeroshot", "nosuch", "mma"]  # the order asked for, the failure in its place
+    assert rows["nosuch"]["Status"].startswith("failed: not implemented") and rows["nosuch"]["Shapes Base"] is None
     for m in ("zeroshot", "mma"):
         assert rows[m]["Status"] == "ok"
         hm = 2 * rows[m]["Average Base"] * rows[m]["Average New"] / (rows[m]["Average Base"] + rows[m]["Average New"])
@@ -56,6 +56,38 @@ def test_compare_on_shapes_reports_each_method_and_the_failures(tmp_path):
     best_base = max(rows[m]["Shapes Base"] for m in ("zeroshot", "mma"))
     assert all(("Shapes Base" in data["best"][m]) == (rows[m]["Shapes Base"] == best_base) for m in ("zeroshot", "mma"))
     assert "failed: not implemented" in out.stdout and "**" in (folder / "compare.md").read_text()
+
+
+TABLE_1 = ["zeroshot", "coop", "cocoop", "proda", "kgcoop", "lfa", "maple", "metaprompt", "tcp", "mma", "dra"]
+"""The paper's Table 1 rows, in its order."""
+
+
+def test_every_row_of_table_1_runs_through_compare(tmp_path):
+    tiny = ["maple.depth=4", "tcp.inject_layer=3", "metaprompt.layers=6", "proda.n_prompts=4", "proda.n_ctx=4"]
+    tiny += ["proda.prompt_batch=2", "lfa.iterations=3"]  # the tiny CLIP's 6 blocks, and quick
+    out = invoke(
+        "compare",
+        "--methods",
+        *TABLE_1,
+        "--datasets",
+        "shapes",
+        "--seeds",
+        "1",
+        "--model",
+        TINY,
+        "--pretrained",
+        "none",
+        "--shots",
+        "2",
+        "--output",
+        tmp_path,
+        *QUICK,
+        *tiny,
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads((tmp_path / "compare" / "base2new" / "compare.json").read_text())
+    assert [r["Method"] for r in data["rows"]] == TABLE_1
+    assert all(r["Status"] == "ok" for r in data["rows"]), [(r["Method"], r["Status"]) for r in data["rows"]]
 
 
 def test_compare_cross_dataset_protocol(tmp_path):
