@@ -179,6 +179,7 @@ def test_unload_restores_clip(tiny_backbone, method):
 
 QUICK = [
     "train.epochs=1",
+    "train.iterations_per_shot=0",  # CLIP-LoRA trains by iterations (500 x shots): here one epoch
     "train.warmup_epochs=0",
     "train.batch_size=4",
     "train.num_workers=0",

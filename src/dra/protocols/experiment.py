@@ -113,8 +113,11 @@ class Experiment:
             self._backbone = load_backbone(self._model, self._pretrained)
         return self._backbone
 
-    def transforms(self):
-        return clip_transforms(self.backbone.preprocess)
+    def transforms(self, crop_scale_min: float | None = None):
+        """(train, test) transforms; `crop_scale_min` of the random crop (the run's `train.crop_scale_min`)."""
+        if crop_scale_min is None:
+            return clip_transforms(self.backbone.preprocess)
+        return clip_transforms(self.backbone.preprocess, crop_scale_min)
 
     def run_key(self, cfg: DictConfig) -> str:
         """Short hash of everything that changes a trained model."""
@@ -129,6 +132,7 @@ class Experiment:
                 k: v
                 for k, v in asdict(S.train_settings(cfg, 0)).items()
                 if k not in ("seed", "num_workers", "log_every", "text_chunk", "text_chunk_above")
+                and not (k in S.LATER_TRAIN_DEFAULTS and v == S.LATER_TRAIN_DEFAULTS[k])
             },
         }
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
@@ -204,7 +208,13 @@ class Experiment:
             "dra": model.method_config(),
         }
         history = fit(
-            model, train_items, self.transforms(), S.train_settings(cfg, seed), run_dir, self.device, identity
+            model,
+            train_items,
+            self.transforms(cfg.train.crop_scale_min),
+            S.train_settings(cfg, seed),
+            run_dir,
+            self.device,
+            identity,
         )
         if model.finish_training(val_items, self.transforms(), self.device) and self.dist.is_main:
             from dra.engine.checkpoint import save_adapters
