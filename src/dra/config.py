@@ -328,6 +328,14 @@ class TCPConfig(KgCoOpConfig):
     """0-based text block at whose input the class-aware prompts replace tokens 1..n_ctx."""
     tke_reduction: int = 4
     """The TKE's hidden width is the text feature width divided by this (512 / 4 = 128)."""
+    prompt: str = ""
+    """The learned prompt's text, its first n_ctx tokens replaced by the context (tcp.py CUSTOM_TEMPLATES, e.g.
+    "X X X X {}, a type of pet."); "" = n_ctx placeholders, then "{class}."."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prompt and "{}" not in self.prompt:
+            raise ValueError(f"tcp.prompt must contain '{{}}' for the class name, got {self.prompt!r}")
 
     section = "tcp"
 
