@@ -254,8 +254,14 @@ class TipAdapterConfig(_MethodConfig):
     search_scale_alpha: float = 3.0
     search_steps_beta: int = 200
     search_steps_alpha: int = 20
+    search_set: str = "full"
+    """What the search runs on: "full", the dataset's whole val split (main.py's val_loader), or "fewshot", the
+    min(shots, 4)-per-class val draw of Dassl. Never the test set: a dataset whose val is its test (ImageNet)
+    gets no search."""
 
     def __post_init__(self) -> None:
+        if self.search_set not in ("full", "fewshot"):
+            raise ValueError(f"search_set must be 'full' or 'fewshot', got {self.search_set!r}")
         if self.augment_views < 1:
             raise ValueError(f"augment_views must be >= 1, got {self.augment_views}")
         if min(self.search_steps_beta, self.search_steps_alpha) < 1:

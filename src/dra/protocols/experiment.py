@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,7 +157,17 @@ class Experiment:
                     dataset,
                     min(short.values()),
                 )
-        return fewshot(splits, k, seed)
+        drawn = fewshot(splits, k, seed)
+        if self.full_val(cfg) and not splits.val_is_test:  # the train draw is unchanged (val is drawn after it)
+            return replace(drawn, val=list(splits.val))
+        return drawn
+
+    @staticmethod
+    def full_val(cfg: DictConfig) -> bool:
+        """Whether the method selects on the whole val split (Tip-Adapter's `search_set: full`)."""
+        section = METHODS[cfg.method].config_section
+        config = S.section_config(cfg, section) if section else None
+        return getattr(config, "search_set", "fewshot") == "full"
 
     @staticmethod
     def method_config(cfg: DictConfig) -> dict:
