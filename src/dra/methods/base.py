@@ -23,6 +23,9 @@ class ClassifierModel(nn.Module):
     """The method's config dataclass (a section of the settings schema), or None (nothing to configure)."""
     config_section: str | None = None
     """The settings section it reads (`dra`, `mma`, `lora`, ...)."""
+    trains_by_sgd: bool = True
+    """False: the trainer never runs (zero-shot CLIP, Tip-Adapter's cache; LFA, whose `fit_cache` does all its
+    fitting on features) and the `train` settings are unused."""
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], template: str = DEFAULT_TEMPLATE) -> None:
         super().__init__()
@@ -157,11 +160,6 @@ class ClassifierModel(nn.Module):
 
     def load_checkpoint_metadata(self, meta: dict) -> None:
         """Read back what `checkpoint_metadata` recorded."""
-
-    @property
-    def trains_in_fit_cache(self) -> bool:
-        """Whether `fit_cache` does all the training (LFA's full-batch fit on features): no SGD follows."""
-        return False
 
     @property
     def needs_cache(self) -> bool:

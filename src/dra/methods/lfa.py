@@ -83,6 +83,7 @@ class LFA(ClassifierModel):
     method = "lfa"
     config_class = LFAConfig
     config_section = "lfa"
+    trains_by_sgd = False  # fit_cache fits W
 
     def __init__(self, backbone, classnames, config: LFAConfig | None = None, template: str = DEFAULT_TEMPLATE):
         super().__init__(backbone, classnames, template)
@@ -92,10 +93,6 @@ class LFA(ClassifierModel):
 
     @property
     def needs_cache(self) -> bool:
-        return True
-
-    @property
-    def trains_in_fit_cache(self) -> bool:
         return True
 
     def compute_text_features(self) -> torch.Tensor:

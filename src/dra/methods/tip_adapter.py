@@ -57,6 +57,7 @@ class TipAdapter(ClassifierModel):
     config_class = TipAdapterConfig
     config_section = "tip_adapter"
     learnable_keys = False
+    trains_by_sgd = False
 
     def __init__(
         self, backbone, classnames, config: TipAdapterConfig | None = None, template: str = DEFAULT_TEMPLATE
@@ -188,3 +189,4 @@ class TipAdapter(ClassifierModel):
 class TipAdapterF(TipAdapter):
     method = "tip_adapter_f"
     learnable_keys = True
+    trains_by_sgd = True

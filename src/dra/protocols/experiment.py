@@ -201,7 +201,7 @@ class Experiment:
         if model.needs_cache:
             torch.manual_seed(seed)  # the cache's augmented views
             model.fit_cache(train_items, self.transforms(), self.device, val_items)
-        if not model.trainable_parameters() or model.trains_in_fit_cache:
+        if not model.trainable_parameters() or not model.trains_by_sgd:
             if model.needs_cache and self.dist.is_main:  # the built cache is the method's checkpoint
                 from dra.engine.checkpoint import save_adapters
 
