@@ -204,3 +204,14 @@ def test_two_processes_match_one_process(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=k)
     meta = json.loads(next((tmp_path / "two").rglob("adapters.json")).read_text())
     assert meta["epoch"] == 2
+
+
+def test_settings_prints_the_merged_recipe():
+    import yaml
+
+    out = invoke("settings", "--method", "maple", "--protocol", "cross_dataset", "--dataset", "imagenet")
+    assert out.exit_code == 0, out.output
+    shown = yaml.safe_load(out.stdout)
+    assert (shown["maple"]["depth"], shown["train"]["lr"], shown["train"]["epochs"]) == (3, 0.0026, 2)
+    bad = invoke("settings", "--method", "nosuch")
+    assert bad.exit_code != 0 and "method must be one of" in bad.output

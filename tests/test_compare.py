@@ -61,6 +61,38 @@ def test_compare_on_shapes_reports_each_method_and_the_failures(tmp_path):
     assert "dra: failed: dra.rank=100000" in out.stdout and "**" in (folder / "compare.md").read_text()
 
 
+TABLE_1 = ["zeroshot", "coop", "cocoop", "proda", "kgcoop", "lfa", "maple", "metaprompt", "tcp", "mma", "dra"]
+"""The paper's Table 1 rows, in its order."""
+
+
+def test_every_row_of_table_1_runs_through_compare(tmp_path):
+    tiny = ["maple.depth=4", "tcp.inject_layer=3", "metaprompt.layers=6", "proda.n_prompts=4", "proda.n_ctx=4"]
+    tiny += ["proda.prompt_batch=2", "lfa.iterations=3"]  # the tiny CLIP's 6 blocks, and quick
+    out = invoke(
+        "compare",
+        "--methods",
+        *TABLE_1,
+        "--datasets",
+        "shapes",
+        "--seeds",
+        "1",
+        "--model",
+        TINY,
+        "--pretrained",
+        "none",
+        "--shots",
+        "2",
+        "--output",
+        tmp_path,
+        *QUICK,
+        *tiny,
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads((tmp_path / "compare" / "base2new" / "compare.json").read_text())
+    assert [r["Method"] for r in data["rows"]] == TABLE_1
+    assert all(r["Status"] == "ok" for r in data["rows"]), [(r["Method"], r["Status"]) for r in data["rows"]]
+
+
 def test_compare_cross_dataset_protocol(tmp_path):
     out = invoke(
         "compare",

@@ -32,6 +32,10 @@ BASELINE_MARGINS = {
     "tcp": 3.0,
     "kgcoop": 2.0,
     "tip_adapter": 2.0,
+    # measured (issue #18): metaprompt 88.3, lfa 91.5, proda 76.0
+    "metaprompt": 10.0,
+    "lfa": 10.0,
+    "proda": 8.0,
 }
 
 

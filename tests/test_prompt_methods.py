@@ -245,3 +245,23 @@ def test_official_coop_and_maple_checkpoints_convert_to_the_same_model(tiny_back
         fresh.load_adapter_state_dict(tensors)
         torch.testing.assert_close(fresh.eval()(images), want, rtol=0, atol=0)
         fresh.unload()
+
+
+def test_maple_deep_couplings_start_as_copies_of_one_layer(tiny_backbone):
+    model = build_method("maple", tiny_backbone, ["a", "b"], {"depth": 4})
+    first, *deep = model.prompts_deep.couplings
+    for layer in deep[1:]:
+        torch.testing.assert_close(layer.weight, deep[0].weight, rtol=0, atol=0)
+        torch.testing.assert_close(layer.bias, deep[0].bias, rtol=0, atol=0)
+        assert layer.weight is not deep[0].weight  # copies, trained apart
+    assert not torch.equal(first.weight, deep[0].weight)  # F_0 is its own layer (the official `proj`)
+
+
+def test_tcp_learned_prompt_carries_the_dataset_suffix(tiny_backbone):
+    model = build_method(
+        "tcp", tiny_backbone, ["abyssinian"], {"inject_layer": 3, "prompt": "X X X X {}, a type of pet."}
+    )
+    assert model.prompts == ["X X X X abyssinian, a type of pet."]
+    model.unload()
+    plain = build_method("tcp", tiny_backbone, ["abyssinian"], {"inject_layer": 3})
+    assert plain.prompts == ["X X X X abyssinian."]

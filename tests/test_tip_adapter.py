@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -52,7 +53,6 @@ def test_tip_adapter_f_learns_the_keys(tiny_backbone):
 
 
 def test_tip_adapter_f_searches_after_training(tiny_backbone):
-    from dra.data import build_dataset
 
     model, _, _ = _fitted(tiny_backbone, "tip_adapter_f", search=True)
     assert (float(model.cache.alpha), float(model.cache.beta)) == (2.0, 3.0)  # the init values while training
@@ -62,3 +62,19 @@ def test_tip_adapter_f_searches_after_training(tiny_backbone):
     assert float(model.cache.beta) in [
         float(torch.tensor(b)) for b in grid(cfg.search_scale_beta, cfg.search_steps_beta)
     ]
+
+
+@pytest.mark.parametrize("search_set", ["full", "fewshot"])
+def test_the_search_set_is_the_whole_val_split_or_the_draw(tmp_path, search_set):
+    from dra.protocols.experiment import Experiment
+    from dra.settings import load_settings
+
+    values = {"method": "tip_adapter", "datasets": ["shapes"], "shots": 2, "output": str(tmp_path)}
+    cfg = load_settings("base2new", values, [f"tip_adapter.search_set={search_set}"])
+    exp = Experiment(cfg, backbone=object(), writes=False)
+    full = build_dataset("shapes")
+    drawn = exp.draw(cfg, "shapes", 1)
+    want = len(full.val) if search_set == "full" else 2 * len(full.classnames)  # min(shots, 4) per class
+    assert len(drawn.val) == want
+    other = load_settings("base2new", values, ["tip_adapter.search_set=fewshot"])
+    assert drawn.train == exp.draw(other, "shapes", 1).train  # the training draw does not change

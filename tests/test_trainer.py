@@ -58,6 +58,43 @@ def test_constant_warmup_then_recounted_cosine():
     assert lrs[1:] == pytest.approx([0.002 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(3)])
 
 
+def test_per_iteration_cosine_to_a_final_lr():
+    p = torch.nn.Parameter(torch.zeros(1))
+    s = TrainSettings(lr=2e-4, schedule="iteration", iterations=8, final_lr=1e-6)
+    opt, sched = build_optimizer([p], s, total_steps=8)
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([1e-6 + (2e-4 - 1e-6) * (1 + math.cos(math.pi * i / 8)) / 2 for i in range(8)])
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-6)
+
+
+def test_an_iteration_budget_plans_epochs_and_cuts_the_last():
+    assert trainer.plan(TrainSettings(epochs=3), 5) == (3, 15)
+    assert trainer.plan(TrainSettings(epochs=3, iterations=12), 5) == (3, 12)
+    assert trainer.plan(TrainSettings(epochs=3, iterations=4), 5) == (1, 4)
+
+
+def test_training_by_iterations_takes_exactly_the_budget(tmp_path, shapes_base):
+    model = new_model(shapes_base.classnames)
+    s = TrainSettings(iterations=5, schedule="iteration", final_lr=1e-6, num_workers=0, batch_size=8, lr=0.01)
+    history = fit(model, shapes_base.train, TF, s, tmp_path)  # 20 images: 2 batches of 8 per epoch
+    assert [h["images"] for h in history] == [16, 16, 8]  # 2 + 2 + 1 steps
+    assert history[0]["lr"] == pytest.approx(0.01)
+    assert history[2]["lr"] == pytest.approx(
+        1e-6 + (0.01 - 1e-6) * (1 + math.cos(math.pi * 4 / 5)) / 2
+    )  # its first step
+
+
+def test_iterations_per_shot_becomes_the_budget():
+    from dra.settings import load_settings, train_settings
+
+    cfg = load_settings("base2new", {"shots": 4}, ["train.iterations_per_shot=500"])
+    assert train_settings(cfg, 1).iterations == 2000
+
+
 def test_checkpoint_each_epoch_and_a_log_file(tmp_path, shapes_base):
     model = new_model(shapes_base.classnames)
     history = fit(model, shapes_base.train, TF, TrainSettings(epochs=2, num_workers=0, batch_size=8), tmp_path)

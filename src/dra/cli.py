@@ -185,6 +185,20 @@ def _settings(name: str, config: Path | None, overrides: list[str] | None, pretr
     return cfg
 
 
+@app.command("settings")
+def show_settings(
+    overrides: list[str] = OVERRIDES,
+    method: str = typer.Option("dra", help="The method whose recipe to show."),
+    protocol: str = typer.Option("base2new", help="base2new, cross_dataset or domain_gen."),
+    dataset: str = typer.Option("imagenet", help="The dataset (its per-dataset overrides are merged in)."),
+) -> None:
+    """Print the fully merged settings a run of METHOD on DATASET under PROTOCOL uses (YAML)."""
+    from dra.recipe import run_settings, to_yaml
+
+    with _errors():
+        typer.echo(to_yaml(run_settings(method, protocol.replace("-", "_"), dataset, overrides)), nl=False)
+
+
 @app.command()
 def base2new(
     overrides: list[str] = OVERRIDES,

@@ -254,8 +254,14 @@ class TipAdapterConfig(_MethodConfig):
     search_scale_alpha: float = 3.0
     search_steps_beta: int = 200
     search_steps_alpha: int = 20
+    search_set: str = "full"
+    """What the search runs on: "full", the dataset's whole val split (main.py's val_loader), or "fewshot", the
+    min(shots, 4)-per-class val draw of Dassl. Never the test set: a dataset whose val is its test (ImageNet)
+    gets no search."""
 
     def __post_init__(self) -> None:
+        if self.search_set not in ("full", "fewshot"):
+            raise ValueError(f"search_set must be 'full' or 'fewshot', got {self.search_set!r}")
         if self.augment_views < 1:
             raise ValueError(f"augment_views must be >= 1, got {self.augment_views}")
         if min(self.search_steps_beta, self.search_steps_alpha) < 1:
@@ -328,8 +334,112 @@ class TCPConfig(KgCoOpConfig):
     """0-based text block at whose input the class-aware prompts replace tokens 1..n_ctx."""
     tke_reduction: int = 4
     """The TKE's hidden width is the text feature width divided by this (512 / 4 = 128)."""
+    prompt: str = ""
+    """The learned prompt's text, its first n_ctx tokens replaced by the context (tcp.py CUSTOM_TEMPLATES, e.g.
+    "X X X X {}, a type of pet."); "" = n_ctx placeholders, then "{class}."."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prompt and "{}" not in self.prompt:
+            raise ValueError(f"tcp.prompt must contain '{{}}' for the class name, got {self.prompt!r}")
 
     section = "tcp"
+
+
+@dataclass
+class MetaPromptConfig(_MethodConfig):
+    """MetaPrompt (Vill-Lab/2024-TIP-MetaPrompt, trainer Meta_B2N): deep uncoupled prompts in both towers,
+    paired with a frozen zero-shot classifier and a frozen image feature, plus a class-split meta step."""
+
+    n_ctx: int = 2
+    """N_CTX: text prompt tokens per layer (they replace the placeholders of "X X {class}.")."""
+    n_pro: int = 2
+    """N_PRO: image prompt tokens per layer (appended after the patch tokens)."""
+    layers: int = 12
+    """LAYERS: layers 0..layers-1 of each tower carry their own prompts (layer 0 = the input tokens)."""
+    meta_step: float = 0.2
+    """META_STEP: theta <- theta - lr * meta_step * g_i after the class-split inner steps."""
+    meta_splits: int = 2
+    """N: the base classes are shuffled and cut into this many groups each step."""
+    imagenet_ensemble: bool = False
+    """The frozen classifier averages the 8 ImageNet templates (ImageNet) instead of the one template."""
+    alias_reset: bool = True
+    """Official behaviour (i): the reset to the snapshot aliases it, so only the first reset of a step
+    restores the prompts (the published numbers came from it); False resets after every split."""
+    frozen_prompt_momentum: bool = True
+    """Official behaviour (ii), torch 1.10: the "frozen" image prompts keep a zero gradient and so still get
+    SGD momentum and weight decay in the inner steps (published numbers); False leaves them untouched."""
+
+    def __post_init__(self) -> None:
+        if min(self.n_ctx, self.n_pro, self.layers) < 1:
+            raise ValueError("n_ctx, n_pro and layers must be >= 1")
+        if self.meta_splits < 2:
+            raise ValueError(f"meta_splits must be >= 2, got {self.meta_splits}")
+        if not (self.meta_step >= 0 and math.isfinite(self.meta_step)):
+            raise ValueError(f"meta_step must be >= 0, got {self.meta_step}")
+
+    section = "metaprompt"
+
+
+@dataclass
+class LFAConfig(_MethodConfig):
+    """LFA (saic-fi/LFA): a linear map on frozen image features, beta-Procrustes init + AdamW refinement."""
+
+    beta: float = 0.9
+    """--beta-procrustes: W0 = UV^T pulled towards the identity, W0 - beta (W0 - I)."""
+    iterations: int = 100
+    """--n-iters: full-batch AdamW steps (per dataset in configs/methods/lfa.yaml, the README's values)."""
+    lr: float = 5.0e-4
+    final_lr: float = 1.0e-7
+    """--cosine-end-lr: the per-iteration cosine ends here."""
+    weight_decay: float = 5.0e-4
+    knn: int = 3
+    """--knn: the re-ranking loss looks at the k nearest class prototypes."""
+    rerank_scale: float = 4.0
+    """--arerank-scale: margin (1 - t_j . t_y) / scale."""
+    noise_std: float = 0.035
+    """--gaussian-noise (applied to the batch with probability 1/2)."""
+    dropout: float = 0.05
+    """--dropout on the features (applied with probability 1/2)."""
+    five_crop: bool = True
+    """--five-crop: five 224 crops per training image, one picked at random per image each iteration."""
+    imagenet_ensemble: bool = False
+    """The class prototypes average the 8 ImageNet templates (ImageNet) instead of the one template."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.beta <= 1:
+            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+        if self.iterations < 0 or self.knn < 1 or self.rerank_scale <= 0:
+            raise ValueError("iterations must be >= 0, knn >= 1 and rerank_scale > 0")
+        if not (self.lr > 0 and self.final_lr >= 0):
+            raise ValueError(f"lr must be > 0 and final_lr >= 0, got {self.lr}, {self.final_lr}")
+
+    section = "lfa"
+
+
+@dataclass
+class ProDAConfig(_MethodConfig):
+    """ProDA (Lu et al., CVPR 2022), our re-implementation: K prompts of M learned tokens with the class
+    name at varied positions; a Gaussian over their class embeddings; mu_c at inference."""
+
+    n_prompts: int = 32
+    """K: the prompts (1/4 class name first, 1/4 in the middle, 1/2 at the end)."""
+    n_ctx: int = 16
+    """M: learned tokens per prompt (N(0, 0.02^2))."""
+    prompt_batch: int = 8
+    """Prompts sampled per training step (their embeddings estimate mu_c and Sigma)."""
+    diversity_weight: float = 1.0
+    """Weight of the mean |cos| between the prompts' class-free embeddings."""
+
+    def __post_init__(self) -> None:
+        if self.n_prompts < 2 or self.n_ctx < 1:
+            raise ValueError(f"n_prompts must be >= 2 and n_ctx >= 1, got {self.n_prompts}, {self.n_ctx}")
+        if not 2 <= self.prompt_batch <= self.n_prompts:
+            raise ValueError(f"prompt_batch must be in [2, n_prompts={self.n_prompts}], got {self.prompt_batch}")
+        if self.diversity_weight < 0:
+            raise ValueError(f"diversity_weight must be >= 0, got {self.diversity_weight}")
+
+    section = "proda"
 
 
 # settings section -> config class: the typed method sections of the settings schema
@@ -344,6 +454,9 @@ METHOD_SECTIONS = {
     "cocoop": CoCoOpConfig,
     "maple": MaPLeConfig,
     "tcp": TCPConfig,
+    "metaprompt": MetaPromptConfig,
+    "lfa": LFAConfig,
+    "proda": ProDAConfig,
 }
 
 
@@ -358,6 +471,9 @@ __all__ = [
     "CoCoOpConfig",
     "MaPLeConfig",
     "TCPConfig",
+    "MetaPromptConfig",
+    "LFAConfig",
+    "ProDAConfig",
     "METHOD_SECTIONS",
     "BRANCHES",
     "PLACEMENTS",

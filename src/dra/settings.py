@@ -35,6 +35,7 @@ from dra.labels import template_problem
 
 PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo", "pocket")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("epoch", "iteration")
 ALL_SHOTS = "all"
 
 
@@ -63,6 +64,19 @@ class TrainSettings:
     weight_decay: float = 5e-4
     warmup_epochs: int = 0
     warmup_lr: float = 1e-5
+    iterations: int = 0
+    """A budget of optimiser steps instead of `epochs` (0: train by epochs): as many epochs as it takes,
+    the last one cut where the budget ends (CLIP-LoRA: 500 x shots)."""
+    iterations_per_shot: int = 0
+    """`iterations` as this many times the run's shots (CLIP-LoRA's n_iters 500); 0: unused."""
+    schedule: str = "epoch"
+    """"epoch": the cosine steps once per epoch (Dassl); "iteration": once per optimiser step, over all of them."""
+    final_lr: float = 0.0
+    """eta_min: the lr the cosine ends at (CLIP-LoRA 1e-6, Dassl 0)."""
+    crop_scale_min: float = 0.08
+    """The smallest area of the training RandomResizedCrop (Dassl 0.08; Tip-Adapter(-F) 0.5)."""
+    drop_last: bool = True
+    """Dassl: drop the last partial batch when one full batch exists; False keeps it (CLIP-LoRA, Tip-Adapter-F)."""
     precision: str = "auto"
     num_workers: int = 4
     augment: bool = True
@@ -76,6 +90,16 @@ class TrainSettings:
     seed: int = 1
     """Set per run from `seeds`; not a key of the settings files."""
 
+
+LATER_TRAIN_DEFAULTS = {
+    "iterations": 0,
+    "iterations_per_shot": 0,
+    "schedule": "epoch",
+    "final_lr": 0.0,
+    "drop_last": True,
+    "crop_scale_min": 0.08,
+}
+"""Train settings added after runs existed: at these values they stay out of a run's hash (old runs are reused)."""
 
 PAPER_SGD = {"lr": TrainSettings.lr, "momentum": TrainSettings.momentum, "weight_decay": TrainSettings.weight_decay}
 
@@ -365,6 +389,31 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
     _need(
         math.isfinite(t.warmup_lr) and t.warmup_lr > 0, f"{prefix}train.warmup_lr", "a finite number > 0", t.warmup_lr
     )
+    _need(t.iterations >= 0, f"{prefix}train.iterations", ">= 0 (0: train by epochs)", t.iterations)
+    _need(t.iterations_per_shot >= 0, f"{prefix}train.iterations_per_shot", ">= 0", t.iterations_per_shot)
+    _need(
+        not (t.iterations and t.iterations_per_shot),
+        f"{prefix}train.iterations",
+        "0 when train.iterations_per_shot is set (one budget)",
+        t.iterations,
+    )
+    _need(
+        not (t.iterations_per_shot and cfg.shots == ALL_SHOTS),
+        f"{prefix}train.iterations_per_shot",
+        "0 with shots 'all' (no shot count to multiply)",
+        t.iterations_per_shot,
+    )
+    _need(t.schedule in SCHEDULES, f"{prefix}train.schedule", f"one of {SCHEDULES}", t.schedule)
+    _need(
+        t.schedule == "epoch" or t.warmup_epochs == 0,
+        f"{prefix}train.warmup_epochs",
+        "0 with train.schedule 'iteration' (the warm-up counts epochs)",
+        t.warmup_epochs,
+    )
+    _need(
+        math.isfinite(t.final_lr) and 0 <= t.final_lr < t.lr, f"{prefix}train.final_lr", "in [0, train.lr)", t.final_lr
+    )
+    _need(0 < t.crop_scale_min <= 1, f"{prefix}train.crop_scale_min", "in (0, 1]", t.crop_scale_min)
     _need(t.optimizer in OPTIMIZERS, f"{prefix}train.optimizer", f"one of {OPTIMIZERS}", t.optimizer)
     _need(math.isfinite(t.adam_eps) and t.adam_eps > 0, f"{prefix}train.adam_eps", "a finite number > 0", t.adam_eps)
     _need(t.precision in PRECISIONS, f"{prefix}train.precision", f"one of {PRECISIONS}", t.precision)
@@ -422,4 +471,9 @@ def dra_config(cfg: DictConfig) -> DRAConfig:
 
 
 def train_settings(cfg: DictConfig, seed: int) -> TrainSettings:
-    return TrainSettings(**{**OmegaConf.to_container(cfg.train, resolve=True), "seed": int(seed)})
+    """The engine's settings; `iterations_per_shot` becomes the absolute `iterations` budget here."""
+    values = {**OmegaConf.to_container(cfg.train, resolve=True), "seed": int(seed)}
+    if values.get("iterations_per_shot"):
+        values["iterations"] = values.pop("iterations_per_shot") * int(cfg.shots)
+        values["iterations_per_shot"] = 0
+    return TrainSettings(**values)

@@ -8,7 +8,8 @@ attention, prompt tokens entering a block, low-rank updates of a projection) is 
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 from torch import nn
 
@@ -79,3 +80,20 @@ def original(module: nn.Module) -> nn.Module:
 def wrappers(root: nn.Module) -> list[ModuleWrapper]:
     """Every wrapper inside `root`, outermost first."""
     return [m for m in root.modules() if isinstance(m, ModuleWrapper)]
+
+
+@contextlib.contextmanager
+def bypassed(root: nn.Module) -> Iterator[None]:
+    """Inside the block, CLIP's own modules stand where wrappers stood (a frozen pass through a model
+    that carries a method: MetaPrompt's un-prompted image feature); the wrappers return on exit."""
+    swapped = []
+    for parent in list(root.modules()):
+        for name, child in list(parent._modules.items()):
+            if isinstance(child, ModuleWrapper):
+                swapped.append((parent, name, child))
+                parent._modules[name] = original(child)
+    try:
+        yield
+    finally:
+        for parent, name, child in reversed(swapped):
+            parent._modules[name] = child

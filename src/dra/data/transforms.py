@@ -35,11 +35,14 @@ def build_transforms(
     image_size: int = 224,
     mean: Sequence[float] = CLIP_MEAN,
     std: Sequence[float] = CLIP_STD,
+    crop_scale_min: float = TRAIN_CROP_SCALE[0],
 ) -> T.Compose:
-    """The train or test transform of the benchmark, PIL image -> normalised float tensor (3, S, S)."""
+    """The train or test transform of the benchmark, PIL image -> normalised float tensor (3, S, S);
+    `crop_scale_min`: the smallest area of the random crop (Dassl 0.08, Tip-Adapter 0.5)."""
     if train:
+        scale = (crop_scale_min, TRAIN_CROP_SCALE[1])
         steps = [
-            T.RandomResizedCrop(image_size, scale=TRAIN_CROP_SCALE, interpolation=InterpolationMode.BICUBIC),
+            T.RandomResizedCrop(image_size, scale=scale, interpolation=InterpolationMode.BICUBIC),
             T.RandomHorizontalFlip(),
         ]
     else:
@@ -75,10 +78,13 @@ def preprocess_params(preprocess) -> dict:
     return params
 
 
-def clip_transforms(preprocess) -> tuple[T.Compose, T.Compose]:
+def clip_transforms(preprocess, crop_scale_min: float = TRAIN_CROP_SCALE[0]) -> tuple[T.Compose, T.Compose]:
     """(train, test) transforms at a backbone's input size and normalisation (`CLIPBackbone.preprocess`)."""
     p = preprocess
-    return build_transforms(True, p.image_size, p.mean, p.std), build_transforms(False, p.image_size, p.mean, p.std)
+    return (
+        build_transforms(True, p.image_size, p.mean, p.std, crop_scale_min),
+        build_transforms(False, p.image_size, p.mean, p.std),
+    )
 
 
 def build_transforms_from_preprocess(preprocess, train: bool) -> T.Compose:

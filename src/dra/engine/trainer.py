@@ -36,7 +36,7 @@ from dra.engine.metrics_log import METRICS_FILE, TB_DIR, MetricsLog
 from dra.engine.precision import autocast, grad_scaler, resolve
 from dra.errors import one_line as _one_line
 from dra.io import OutputError, atomic_write, remove_orphans
-from dra.settings import TrainSettings  # noqa: F401 - the engine takes its plain settings from the config layer
+from dra.settings import LATER_TRAIN_DEFAULTS, TrainSettings
 
 if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
     from dra.methods.base import ClassifierModel
@@ -73,11 +73,23 @@ def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
     raise ValueError(f"train.optimizer must be one of sgd, adam, adamw, got {s.optimizer!r}")
 
 
-def build_optimizer(params, s: TrainSettings):
-    """The optimiser + cosine annealing stepped once per epoch (Dassl), after an optional constant warm-up."""
+def plan(s: TrainSettings, steps_per_epoch: int) -> tuple[int, int]:
+    """(epochs, optimiser steps in all): `epochs` full epochs, or an `iterations` budget spread over as many
+    epochs as it takes (the last one cut short)."""
+    if s.iterations <= 0:
+        return s.epochs, s.epochs * steps_per_epoch
+    return math.ceil(s.iterations / max(steps_per_epoch, 1)), s.iterations
+
+
+def build_optimizer(params, s: TrainSettings, total_steps: int | None = None):
+    """The optimiser + cosine annealing to `final_lr`: stepped once per epoch (Dassl; T_max = the epochs), after
+    an optional constant warm-up, or (`schedule: iteration`) once per step over `total_steps`."""
     opt = make_optimizer(params, s)
+    if s.schedule == "iteration":
+        steps = total_steps if total_steps is not None else s.iterations
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(steps), 1), eta_min=s.final_lr)
     # Dassl: T_max = the epoch count even after a warm-up (the cosine restarts after it and never reaches 0)
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs, eta_min=s.final_lr)
     if s.warmup_epochs <= 0:
         return opt, cosine
     warm = torch.optim.lr_scheduler.ConstantLR(opt, factor=s.warmup_lr / s.lr, total_iters=s.warmup_epochs)
@@ -250,6 +262,9 @@ def fit(
     identity = _plain({"settings": asdict(settings), **(identity or {})})
     identity["settings"].pop("num_workers")
     identity["settings"].pop("log_every")
+    for key, default in LATER_TRAIN_DEFAULTS.items():  # a run saved before these settings existed still resumes
+        if identity["settings"].get(key) == default:
+            identity["settings"].pop(key)
     precision = resolve(settings.precision, device)
     if settings.batch_size % info.world_size:
         raise ValueError(f"batch size {settings.batch_size} does not split over {info.world_size} processes")
@@ -331,7 +346,18 @@ def _fit(
 ) -> list[dict]:
     local_batch = settings.batch_size // info.world_size
     model.to(device)
-    opt, sched = build_optimizer(params, settings)
+    train_tf, test_tf = transforms
+    dataset = ImageDataset(
+        items, train_tf if settings.augment else test_tf, skip_bad=settings.skip_bad_images, seed=settings.seed
+    )
+    # Dassl: drop the last partial batch if one full exists (`drop_last: false` keeps it)
+    drop_last = settings.drop_last and len(dataset) >= settings.batch_size
+    steps_per_epoch = (
+        len(dataset) // settings.batch_size if drop_last else math.ceil(len(dataset) / settings.batch_size)
+    )
+    epochs, budget = plan(settings, steps_per_epoch)
+    opt, sched = build_optimizer(params, settings, budget)
+    per_step = settings.schedule == "iteration"
     scaler = grad_scaler(precision, device)
     history: list[dict] = []
     start_epoch = 0
@@ -354,34 +380,27 @@ def _fit(
         history, start_epoch = meta["history"], int(meta["epoch"])
 
     if start_epoch:
-        log.info("resuming %s from epoch %d/%d", run_dir, start_epoch, settings.epochs)
-    if start_epoch >= settings.epochs:
+        log.info("resuming %s from epoch %d/%d", run_dir, start_epoch, epochs)
+    if start_epoch >= epochs:
         return history
 
-    train_tf, test_tf = transforms
-    dataset = ImageDataset(
-        items, train_tf if settings.augment else test_tf, skip_bad=settings.skip_bad_images, seed=settings.seed
-    )
     sampler = DistributedSampler(
         dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=settings.seed
     )
-    drop_last = len(dataset) >= settings.batch_size  # Dassl: drop the last partial batch if one full exists
     net = model
     if info.enabled:
         find_unused = not getattr(getattr(model, "config", None), "learnable_scores", True)
         net = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused
         )
-    steps_per_epoch = (
-        len(dataset) // settings.batch_size if drop_last else math.ceil(len(dataset) / settings.batch_size)
-    )
-    total_steps = steps_per_epoch * (settings.epochs - start_epoch)
+    total_steps = budget - start_epoch * steps_per_epoch
     done_steps, started = 0, time.monotonic()
     if metrics is not None:  # curves: a resume drops the interrupted epoch's rows, then appends
         metrics.start(start_epoch, start_epoch * steps_per_epoch)
 
     model.train()
-    for epoch in range(start_epoch, settings.epochs):
+    for epoch in range(start_epoch, epochs):
+        steps = min(steps_per_epoch, budget - epoch * steps_per_epoch)  # the budget's last epoch may be short
         _seed_epoch(settings.seed, epoch, info.rank)
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)  # per-item augmentation seeds: the same with any number of workers
@@ -394,16 +413,18 @@ def _fit(
             pin_memory=device.type == "cuda",
             persistent_workers=False,
         )
-        lr = opt.param_groups[0]["lr"]
+        lr = epoch_lr = opt.param_groups[0][
+            "lr"
+        ]  # per-step schedules: `lr` follows each step, the record keeps the first
         sums: dict[str, torch.Tensor] = {}
         guard = _NonFinite(device)
         seen, epoch_start = 0, time.monotonic()
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False, disable=not info.is_main, unit="batch"
-        )
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not info.is_main, unit="batch")
         batches = iter(bar)
         try:
-            for step in range(steps_per_epoch):
+            for step in range(steps):
+                if per_step:
+                    lr = opt.param_groups[0]["lr"]
                 try:
                     images, labels = next(batches)
                 except StopIteration:
@@ -418,14 +439,17 @@ def _fit(
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
+                model.after_step(images, labels, opt, lambda: autocast(precision, device))
+                if per_step:
+                    sched.step()
                 parts["loss"] = loss.detach()
                 guard.update(step, parts)
                 for k, v in parts.items():  # device-side sums: no sync per step
                     sums[k] = sums.get(k, 0) + v * len(labels)
                 seen += len(labels)
                 done_steps += 1
-                if step % settings.log_every == 0 or step == steps_per_epoch - 1:
-                    guard.check(epoch + 1, settings.epochs, steps_per_epoch, epoch, lr)
+                if step % settings.log_every == 0 or step == steps - 1:
+                    guard.check(epoch + 1, epochs, steps, epoch, lr)
                     current = float(parts["loss"])
                     rate = seen * info.world_size / max(time.monotonic() - epoch_start, 1e-9)
                     eta = (time.monotonic() - started) / done_steps * (total_steps - done_steps)
@@ -434,9 +458,9 @@ def _fit(
                         log.info(
                             "epoch %d/%d step %d/%d loss %.4f lr %.3e %.1f img/s eta %.0fs",
                             epoch + 1,
-                            settings.epochs,
+                            epochs,
                             step + 1,
-                            steps_per_epoch,
+                            steps,
                             current,
                             lr,
                             rate,
@@ -454,13 +478,14 @@ def _fit(
                             )
         finally:
             bar.close()  # also on an error: the terminal keeps the error line, not a half bar
-        guard.check(epoch + 1, settings.epochs, steps_per_epoch, epoch, lr)  # never save a non-finite state
+        guard.check(epoch + 1, epochs, steps, epoch, lr)  # never save a non-finite state
         if seen:
-            guard.check_weights(model, epoch + 1, settings.epochs, steps_per_epoch, epoch, lr, parts)
-        sched.step()
+            guard.check_weights(model, epoch + 1, epochs, steps, epoch, lr, parts)
+        if not per_step:
+            sched.step()
         record = {
             "epoch": epoch + 1,
-            "lr": lr,
+            "lr": epoch_lr,
             "images": seen * info.world_size,
             "seconds": time.monotonic() - epoch_start,
             **{k: float(v) / max(seen, 1) for k, v in sums.items()},

@@ -14,9 +14,12 @@ from dra.methods.cocoop import CoCoOp
 from dra.methods.coop import CoOp
 from dra.methods.dra import DRA
 from dra.methods.kgcoop import KgCoOp
+from dra.methods.lfa import LFA
 from dra.methods.lora import CLIPLoRA
 from dra.methods.maple import MaPLe
+from dra.methods.metaprompt import MetaPrompt
 from dra.methods.mma import MMA
+from dra.methods.proda import ProDA
 from dra.methods.tcp import TCP
 from dra.methods.tip_adapter import TipAdapter, TipAdapterF
 from dra.methods.zeroshot import ZeroShotCLIP
@@ -35,6 +38,9 @@ METHODS: dict[str, type[ClassifierModel]] = {
     "clip_adapter": CLIPAdapter,
     "tip_adapter": TipAdapter,
     "tip_adapter_f": TipAdapterF,
+    "metaprompt": MetaPrompt,
+    "lfa": LFA,
+    "proda": ProDA,
 }
 
 
@@ -68,6 +74,9 @@ __all__ = [
     "KgCoOp",
     "MaPLe",
     "TCP",
+    "MetaPrompt",
+    "LFA",
+    "ProDA",
     "PlainAdapterCLIP",
     "ZeroShotCLIP",
     "ClassifierModel",

@@ -24,6 +24,9 @@ class ClassifierModel(nn.Module):
     """The method's config dataclass (a section of the settings schema), or None (nothing to configure)."""
     config_section: str | None = None
     """The settings section it reads (`dra`, `mma`, `lora`, ...)."""
+    trains_by_sgd: bool = True
+    """False: the trainer never runs (zero-shot CLIP, Tip-Adapter's cache; LFA, whose `fit_cache` does all its
+    fitting on features) and the `train` settings are unused."""
 
     def __init__(self, backbone: CLIPBackbone, classnames: list[str], template: str = DEFAULT_TEMPLATE) -> None:
         super().__init__()
@@ -132,6 +135,10 @@ class ClassifierModel(nn.Module):
         """What the checkpoint JSON records as `config`: the method's config, enough to rebuild it."""
         config = getattr(self, "config", None)
         return config.to_dict() if config is not None and hasattr(config, "to_dict") else {}
+
+    def after_step(self, images: torch.Tensor, labels: torch.Tensor, optimizer, autocast) -> None:
+        """After each optimiser step of the trainer, a method's own extra update on the same batch
+        (MetaPrompt's class-split meta step); `autocast()` is the run's precision context. Most do nothing."""
 
     def fit_cache(self, train_items, transforms, device, val_items=None, echo=None) -> None:
         """Build what the method takes from the training set before (or instead of) SGD; most methods

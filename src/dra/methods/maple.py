@@ -4,11 +4,14 @@
     layer i<J:   text block i input tokens 1..n = P_i,          image block i input last n tokens = F_i(P_i)
     layers >= J: whatever the previous block produced at those positions
 
-F_i: Linear(text width -> image width), one per layer; P_i ~ N(0, 0.02^2). The text reads the full
+F_i: Linear(text width -> image width), one per layer, F_1..F_{J-1} initialised as copies of one layer (the
+official `_get_clones`), F_0 on its own; P_i ~ N(0, 0.02^2). The text reads the full
 "a photo of a {class}." with its first n tokens replaced. Loss: cross-entropy.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -31,7 +34,9 @@ class MultiModalPrompts(nn.Module):
         self.deep_text = nn.ParameterList(
             [nn.Parameter(torch.randn(n, text, device=device) * 0.02) for _ in range(config.depth - 1)]
         )
-        self.couplings = nn.ModuleList([nn.Linear(text, image, device=device) for _ in range(config.depth)])
+        # F_0 is its own layer (the official `proj`); F_1..F_{J-1} start as copies of one layer (`_get_clones`)
+        first, shared = nn.Linear(text, image, device=device), nn.Linear(text, image, device=device)
+        self.couplings = nn.ModuleList([first] + [copy.deepcopy(shared) for _ in range(config.depth - 1)])
 
 
 class MaPLe(CoOp):

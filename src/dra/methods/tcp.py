@@ -2,7 +2,8 @@
 
     e_c   = normalize(CLIP_text(hand-written prompt of c))                  (frozen)
     p_c   = TKE(e_c) = W_2 QuickGELU(W_1 e_c + b_1) + b_2, reshaped (n, D)   d -> d/4 -> n*D
-    text  : "X X X X {c}." with tokens 1..n = learned ctx (random init); at the input of text block 8
+    text  : "X X X X {c}." (per dataset `tcp.prompt`, e.g. "X X X X {c}, a type of pet.") with tokens 1..n =
+            learned ctx (random init); at the input of text block 8
             (0-based) tokens 1..n are replaced by p_c
     L     = CE + 8 * (1 - mean_c cos(t_c, e_c))
 
@@ -65,6 +66,13 @@ class TCP(KgCoOp):
         backbone.wrap_block(
             "text", cfg.inject_layer, lambda base: ReplaceTokens(base, self.class_aware_prompts, start=1)
         )
+
+    @property
+    def prompts(self) -> list[str]:
+        """The learned prompt's text (`tcp.prompt`, per dataset); the context replaces its first n_ctx tokens."""
+        if not self.config.prompt:
+            return super().prompts
+        return [self.config.prompt.format(c.replace("_", " ")) for c in self.classnames]
 
     def class_aware_prompts(self) -> torch.Tensor:
         """(C, n, D): one prompt per class of the current label space."""

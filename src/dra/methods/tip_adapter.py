@@ -5,7 +5,7 @@
     logits = logit_scale * f W_text^T + alpha * exp(-beta (1 - f keys^T)) values
 
 `fit_cache` builds the cache from the training set (the protocols call it before training) and, with
-`search`, grid-searches alpha and beta on the few-shot val set as the official code does. The cache's
+`search`, grid-searches alpha and beta on the val split (`search_set`: the whole split as the official code). The cache's
 columns are the classes it was built for: with any other class set (the new classes of base-to-new)
 there is no cache term, so the model is zero-shot CLIP with its template. Tip-Adapter-F learns the keys
 (initialised from the cache) with the settings of configs/methods/tip_adapter_f.yaml.
@@ -57,6 +57,7 @@ class TipAdapter(ClassifierModel):
     config_class = TipAdapterConfig
     config_section = "tip_adapter"
     learnable_keys = False
+    trains_by_sgd = False
 
     def __init__(
         self, backbone, classnames, config: TipAdapterConfig | None = None, template: str = DEFAULT_TEMPLATE
@@ -188,3 +189,4 @@ class TipAdapter(ClassifierModel):
 class TipAdapterF(TipAdapter):
     method = "tip_adapter_f"
     learnable_keys = True
+    trains_by_sgd = True

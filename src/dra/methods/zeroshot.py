@@ -7,3 +7,4 @@ from dra.methods.base import ClassifierModel
 
 class ZeroShotCLIP(ClassifierModel):
     method = "zeroshot"
+    trains_by_sgd = False

@@ -22,6 +22,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeErro
 NOTES = {
     "tip_adapter": "tip_adapter / tip_adapter_f on new classes: the cache holds only base classes, so New is "
     "zero-shot CLIP with Tip-Adapter's template.",
+    "lfa": "lfa on new classes: the EMA of the map (from the identity), as LFA's two-mapping base-to-new protocol.",
+    "proda": "proda: no official code; dra's re-implementation from the paper (docs/baselines.md).",
     "clip_adapter": "clip_adapter: no base-to-new protocol by its authors; trained on base, new classes use the "
     "frozen text of the new names with the adapted image feature.",
 }

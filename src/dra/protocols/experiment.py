@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +137,11 @@ class Experiment:
             self._backbone = load_backbone(self._model, self._pretrained)
         return self._backbone
 
-    def transforms(self):
-        return clip_transforms(self.backbone.preprocess)
+    def transforms(self, crop_scale_min: float | None = None):
+        """(train, test) transforms; `crop_scale_min` of the random crop (the run's `train.crop_scale_min`)."""
+        if crop_scale_min is None:
+            return clip_transforms(self.backbone.preprocess)
+        return clip_transforms(self.backbone.preprocess, crop_scale_min)
 
     @property
     def weights_id(self) -> str:
@@ -162,6 +165,7 @@ class Experiment:
                 k: v
                 for k, v in asdict(S.train_settings(cfg, 0)).items()
                 if k not in ("seed", "num_workers", "log_every", "text_chunk", "text_chunk_above")  # exact either way
+                and not (k in S.LATER_TRAIN_DEFAULTS and v == S.LATER_TRAIN_DEFAULTS[k])
             },
         }
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
@@ -186,7 +190,17 @@ class Experiment:
                     dataset,
                     min(short.values()),
                 )
-        return fewshot(splits, k, seed)
+        drawn = fewshot(splits, k, seed)
+        if self.full_val(cfg) and not splits.val_is_test:  # the train draw is unchanged (val is drawn after it)
+            return replace(drawn, val=list(splits.val))
+        return drawn
+
+    @staticmethod
+    def full_val(cfg: DictConfig) -> bool:
+        """Whether the method selects on the whole val split (Tip-Adapter's `search_set: full`)."""
+        section = METHODS[cfg.method].config_section
+        config = S.section_config(cfg, section) if section else None
+        return getattr(config, "search_set", "fewshot") == "full"
 
     def inputs(self, *parts: list[Datum]) -> dict:
         """What a result was computed from: the images read (`fingerprint` of `parts`) and the weights."""
@@ -224,7 +238,7 @@ class Experiment:
         if model.needs_cache:
             torch.manual_seed(seed)  # the cache's augmented views
             model.fit_cache(train_items, self.transforms(), self.device, val_items)
-        if not model.trainable_parameters():
+        if not model.trainable_parameters() or not model.trains_by_sgd:
             if model.needs_cache and self.dist.is_main:  # the built cache is the method's checkpoint
                 from dra.engine.checkpoint import save_adapters
 
@@ -243,7 +257,13 @@ class Experiment:
             "dra": model.method_config(),
         }
         history = fit(
-            model, train_items, self.transforms(), S.train_settings(cfg, seed), run_dir, self.device, identity
+            model,
+            train_items,
+            self.transforms(cfg.train.crop_scale_min),
+            S.train_settings(cfg, seed),
+            run_dir,
+            self.device,
+            identity,
         )
         if model.finish_training(val_items, self.transforms(), self.device) and self.dist.is_main:
             from dra.engine.checkpoint import save_adapters
