@@ -303,7 +303,9 @@ def parse_overrides(overrides: list[str]) -> dict:
         return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
     except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError, IndexError, KeyError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise SettingsError(f"bad override in {list(overrides)}: {first} (write key=value, e.g. train.epochs=1)") from None
+        raise SettingsError(
+            f"bad override in {list(overrides)}: {first} (write key=value, e.g. train.epochs=1)"
+        ) from None
 
 
 def _merge(cfg: DictConfig, data: dict) -> DictConfig:
