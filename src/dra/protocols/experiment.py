@@ -39,6 +39,10 @@ if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
 log = logging.getLogger("dra")
 
 
+class RunMissingError(RuntimeError):
+    """A launched run has no result (its job failed); the message says why and where its log is."""
+
+
 def limit_per_class(items: list[Datum], n: int | None) -> list[Datum]:
     """The first `n` items of each class, in list order (quick runs only)."""
     if not n:
@@ -99,13 +103,30 @@ def write_tables(table, out: Path, stem: str, cfg: DictConfig, plot=None) -> Non
 class Experiment:
     """The device, the output folder and the (frozen, shared) backbone of one protocol invocation."""
 
-    def __init__(self, cfg: DictConfig, backbone: CLIPBackbone | None = None, writes: bool = True) -> None:
+    def __init__(
+        self, cfg: DictConfig, backbone: CLIPBackbone | None = None, writes: bool = True, gather: dict | None = None
+    ) -> None:
         self.dist, self.device = distributed.setup(cfg.get("device"))
+        self.gather = gather  # None: train what is missing; a dict: read results only (dra.launch)
         self.output = Path(cfg.output)
         if writes and self.dist.is_main:
             ensure_writable(self.output)  # before any work: a read-only or full-path output fails first
         self._model, self._pretrained = cfg.model, cfg.pretrained
         self._backbone = backbone
+
+    def check_may_run(self, run_dir: Path) -> None:
+        """In gather mode (the tables of a launched grid) a run without its result is not trained here:
+        it is an error naming why its job failed (`gather`: {run folder: failure}, from `dra.launch`)."""
+        if self.gather is None:
+            return
+        failure = self.gather.get(str(run_dir))
+        if failure is None:
+            raise RunMissingError(f"no result in {run_dir}: launch the grid again to run what is missing")
+        if failure.get("diverged"):
+            from dra.engine.trainer import TrainingDivergedError
+
+            raise TrainingDivergedError(failure["reason"])
+        raise RunMissingError(f"{failure['reason']} (log: {failure['log']})")
 
     @property
     def backbone(self) -> CLIPBackbone:
