@@ -543,6 +543,22 @@ def plot(
     typer.echo(str(out))
 
 
+@app.command()
+def report(
+    runs_dir: Path = typer.Argument(
+        ..., help="A runs folder: the --output of base2new / compare / ablate (e.g. runs/pocket)."
+    ),
+    output: Path = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUNS_DIR/report.html)."),
+) -> None:
+    """One self-contained HTML page of a runs folder: the tables, training curves, efficiency, token-rank maps,
+    and the settings and command behind each number; a partial grid shows its missing runs."""
+    from dra.report.page import write_report
+
+    with _errors():
+        out = write_report(runs_dir, output, echo=lambda text: typer.echo(text, err=True))
+    typer.echo(str(out))
+
+
 def _transfer_command(name: str, doc: str):
     """cross-dataset and domain-gen: one signature, two settings files."""
 
@@ -716,7 +732,11 @@ def pocket_pretrain(
 
 
 def main(argv: list[str] | None = None) -> None:  # console-script entry point
-    app(args=expand_variadic(list(sys.argv[1:] if argv is None else argv)), prog_name="dra")
+    from dra import command
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    command.record(args)
+    app(args=expand_variadic(args), prog_name="dra")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def run_processes(units: list[dict], jobs: int, folder: Path, board: Board) -> d
         jobdir = folder / unit["id"]
         (jobdir / "tmp").mkdir(parents=True, exist_ok=True)
         (jobdir / "outcome.json").unlink(missing_ok=True)
-        (jobdir / "unit.json").write_text(json.dumps({**unit, "threads": threads}))
+        (jobdir / "unit.json").write_text(json.dumps({**unit, "threads": threads}, indent=1))
         log = jobdir / "job.log"
         slot = slots.get()
         env = {

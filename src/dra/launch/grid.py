@@ -9,6 +9,7 @@ return the failures for the protocols' gather step ({run folder: {"reason", "log
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,12 @@ def launch(units: list[dict], options: LaunchOptions, slurm: DictConfig, echo=pr
         return None
     if not todo:
         return {}
+    from dra import command
+    from dra.io import atomic_write_text
+
+    for u in todo:  # what each job runs, and the command that launched it (`dra report` reads it)
+        u["command"] = command.text()
+        atomic_write_text(folder / u["id"] / "unit.json", json.dumps(u, indent=1))
     board = Board([u["id"] for u in todo], echo)
     try:
         if launcher == "slurm":

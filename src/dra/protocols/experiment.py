@@ -91,11 +91,14 @@ def selection_set(splits) -> list[Datum] | None:
 
 
 def write_tables(table, out: Path, stem: str, cfg: DictConfig, plot=None) -> None:
-    """`stem`.md/.csv/.json and settings.yaml in `out`; `plot(table, path)` adds `stem`.png."""
+    """`stem`.md/.csv/.json and settings.yaml in `out` (headed by the command line that ran, when dra ran
+    from one: `dra report` shows it); `plot(table, path)` adds `stem`.png."""
+    from dra import command
     from dra.report import write
 
     write(table, out, stem)
-    atomic_write_text(out / "settings.yaml", OmegaConf.to_yaml(cfg))
+    head = f"# command: {command.text()}\n" if command.text() else ""
+    atomic_write_text(out / "settings.yaml", head + OmegaConf.to_yaml(cfg))
     if plot is not None:
         plot(table, out / f"{stem}.png")
 
