@@ -73,8 +73,19 @@ def test_local_processes_give_the_in_process_table(tmp_path):
         assert (path.parent / "job.log").is_file() and (path.parent / "tmp").is_dir()
         assert json.loads((path.parent / "outcome.json").read_text())["status"] == "done"
         assert (Path(unit["run_dir"]) / "result-test_per_class2.json").is_file()
+    # one few-shot draw of (shapes, 2 shots, seed 1), shared by both jobs
+    [draw] = (tmp_path / "jobs" / "jobs" / "draws").glob("*.json")
+    assert all(list(json.loads(p.read_text())["draws"].values()) == [str(draw)] for p in units)
     again = compare(tmp_path / "jobs", "--jobs", "2")  # --jobs alone: the local launcher; all reused
     assert again.exit_code == 0 and "2 runs: 2 finished (reused), 0 to run" in again.output
+
+
+def test_a_draw_file_reads_back_the_same_splits(tmp_path):
+    from dra.data import build_dataset, fewshot
+    from dra.data.draw_files import read_draw, write_draw
+
+    splits = fewshot(build_dataset("shapes"), 2, 3)
+    assert read_draw(write_draw(tmp_path / "d.json", splits)) == splits
 
 
 def test_submitit_failed_job_is_a_row_and_a_relaunch_runs_only_the_missing(tmp_path):

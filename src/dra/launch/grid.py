@@ -65,7 +65,9 @@ def launch(units: list[dict], options: LaunchOptions, slurm: DictConfig, echo=pr
         return {}
     from dra import command
     from dra.io import atomic_write_text
+    from dra.launch.units import write_draws
 
+    write_draws(todo, folder / "draws", echo)  # one few-shot draw per (dataset, shots, seed), shared by the jobs
     for u in todo:  # what each job runs, and the command that launched it (`dra report` reads it)
         u["command"] = command.text()
         atomic_write_text(folder / u["id"] / "unit.json", json.dumps(u, indent=1))

@@ -29,6 +29,7 @@ def run_unit(unit: dict) -> dict:
         torch.set_num_threads(threads)
     cfg = S.from_container(unit["settings"])
     exp = Experiment(cfg)
+    exp.draw_files = dict(unit.get("draws") or {})  # the grid's shared few-shot draws
     if unit["kind"] == "base2new":
         run_dir, _ = base2new.run_paths(exp, S.for_dataset(cfg, unit["dataset"]), unit["dataset"], unit["seed"])
     else:

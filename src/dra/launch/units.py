@@ -67,6 +67,25 @@ def unique(units: list[dict]) -> list[dict]:
     return list(seen.values())
 
 
+def write_draws(units: list[dict], folder: Path, echo=print) -> None:
+    """Draw each (dataset, shots, seed) the units need once, into `folder/<draw key>.json`, and point the
+    units at it (`unit["draws"]`): the jobs share it instead of each drawing again."""
+    from dra.data.draw_files import write_draw
+    from dra.protocols.experiment import draw_key
+
+    done: dict[str, str] = {}
+    for u in units:
+        cfg = S.from_container(u["settings"])
+        source = S.for_dataset(cfg, u["dataset"])
+        key = draw_key(source, u["dataset"], u["seed"])
+        if key not in done:
+            path = folder / f"{key}.json"
+            echo(f"draw {u['dataset']} seed {u['seed']} ({cfg.shots} shots) -> {path}")
+            write_draw(path, Experiment(cfg, writes=False).draw(source, u["dataset"], u["seed"]))
+            done[key] = str(path)
+        u["draws"] = {key: done[key]}
+
+
 def is_done(unit: dict) -> bool:
     """Every result file of the unit exists and reads as JSON: a finished run, reused."""
     return all(read_json(Path(p)) is not None for p in unit["results"])

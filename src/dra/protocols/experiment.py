@@ -78,6 +78,13 @@ def dataset_key(cfg: DictConfig, dataset: str) -> str:
     return dataset_name(dataset, cfg.get("split"))
 
 
+def draw_key(cfg: DictConfig, dataset: str, seed: int) -> str:
+    """What names a few-shot draw: the dataset (and where it is read from), the shots and the seed."""
+    where = json.dumps([str(cfg.get("data_root")), str(cfg.get("split"))])
+    digest = hashlib.sha1(where.encode()).hexdigest()[:8]
+    return f"{dataset_key(cfg, dataset)}-{digest}-shots{cfg.shots}-seed{seed}"
+
+
 def eval_suffix(cfg: DictConfig) -> str:
     """The part of a result file's name that names the evaluation settings ("" = the full test set)."""
     n = cfg.get("test_per_class")
@@ -111,6 +118,7 @@ class Experiment:
     ) -> None:
         self.dist, self.device = distributed.setup(cfg.get("device"))
         self.gather = gather  # None: train what is missing; a dict: read results only (dra.launch)
+        self.draw_files: dict[str, str] = {}  # draw_key -> a launched grid's shared draw (dra.launch)
         self.output = Path(cfg.output)
         if writes and self.dist.is_main:
             ensure_writable(self.output)  # before any work: a read-only or full-path output fails first
@@ -159,7 +167,13 @@ class Experiment:
         return f"{cfg.method}-{digest}"
 
     def draw(self, cfg: DictConfig, dataset: str, seed: int):
-        """The few-shot splits of `dataset` for `seed`; warns when a class has fewer images than `shots`."""
+        """The few-shot splits of `dataset` for `seed`; warns when a class has fewer images than `shots`.
+        A launched job reads its grid's shared draw instead (`draw_files`, written by the launcher)."""
+        shared = self.draw_files.get(draw_key(cfg, dataset, seed))
+        if shared is not None:
+            from dra.data.draw_files import read_draw
+
+            return read_draw(shared)
         splits = build_dataset(dataset, cfg.data_root, cfg.get("split"))
         k = S.shots(cfg)
         if k is not None:
