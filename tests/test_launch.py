@@ -170,3 +170,29 @@ def test_launcher_options_are_checked(tmp_path):
     assert "slurm.time_min must be >= 1" in one_error_line(bad_time)
     assert "array_parallelism" in one_error_line(compare(tmp_path, "--launcher", "slurm", "--jobs", "2"))
     assert not (tmp_path / "compare").exists()
+
+
+def test_every_grid_command_takes_a_launcher(tmp_path):
+    """base2new, cross-dataset, ablate: --dry-run lists the runs of the grid (a run folder each)."""
+    tiny = ["--model", TINY, "--pretrained", "none", "--shots", "2", "--output", tmp_path, *QUICK]
+    b2n = invoke("base2new", "--dataset", "shapes", "--seeds", "1", "2", "--jobs", "2", "--dry-run", *tiny)
+    assert b2n.exit_code == 0, b2n.output
+    assert sorted(re.findall(r"would run: (\S+)", b2n.output)) == [
+        f"base2new/{m}/shapes/seed{s}"
+        for m in re.findall(r"would run: base2new/(dra-\w+)/shapes/seed1", b2n.output)
+        for s in (1, 2)
+    ]
+    xd = invoke(
+        "cross-dataset", "--seeds", "1", "--launcher", "slurm", "--dry-run", "source=shapes", "targets=[]", *tiny
+    )
+    assert xd.exit_code == 0, xd.output
+    assert re.findall(r"would run: (\S+)", xd.output) == [
+        re.search(r"would run: (transfer/dra-\w+/shapes/seed1)", xd.output).group(1)
+    ]
+    assert "#SBATCH --array" not in xd.output and "#SBATCH --time=120" in xd.output  # one run: no array
+    ab = invoke("ablate", "--suites", "table4", "--datasets", "shapes", "--seeds", "1", "--dry-run", *tiny)
+    assert ab.exit_code == 0, ab.output
+    runs = re.findall(r"would run: (\S+)", ab.output)
+    assert len(runs) == 7 and len(set(runs)) == 7  # the 7 settings of Table 4: 7 run folders
+    assert sum(r.startswith("base2new/adapter-") for r in runs) == 1
+    assert not any((tmp_path / p).exists() for p in ("base2new", "transfer", "ablate", "jobs"))
