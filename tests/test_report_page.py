@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dra.report import display_name
-from safety_helpers import invoke
+from safety_helpers import invoke, one_error_line
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -158,3 +158,8 @@ def test_report_of_a_partial_pocket_grid_in_headless_chromium(tmp_path):
     assert 'class="best"' in html and "95% CI" in html
     assert html.count('alt="training curves') == 2  # adapter's 2 runs (zeroshot trains nothing: no curve)
     assert "lr: 0.1" in html  # the pocket settings of the runs
+
+
+def test_report_of_a_folder_that_is_not_there_is_one_line(tmp_path):
+    line = one_error_line(invoke("report", tmp_path / "nosuch"))
+    assert "is not a folder" in line and "--output" in line

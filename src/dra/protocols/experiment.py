@@ -169,7 +169,7 @@ class Experiment:
     def draw(self, cfg: DictConfig, dataset: str, seed: int):
         """The few-shot splits of `dataset` for `seed`; warns when a class has fewer images than `shots`.
         A launched job reads its grid's shared draw instead (`draw_files`, written by the launcher)."""
-        shared = self.draw_files.get(draw_key(cfg, dataset, seed))
+        shared = self.draw_files.get(draw_key(cfg, dataset, seed)) if self.draw_files else None
         if shared is not None:
             from dra.data.draw_files import read_draw
 
