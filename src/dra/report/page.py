@@ -68,6 +68,23 @@ def _view(table: Table, table_id: str, seeds: dict | None = None, hrefs: dict | 
     return {"id": table_id, "columns": table.columns, "rows": rows, "notes": table.notes}
 
 
+def _paper_layout(view: dict) -> list[dict]:
+    """A method table (`Method`, then `<dataset> Base/New/HM` ..., `Status`) as the paper prints Table 1:
+    a block per dataset (and the average), a row per method, the columns Base / New / HM."""
+    columns = view["columns"][1:-1]
+    datasets = list(dict.fromkeys(c.rsplit(" ", 1)[0] for c in columns))
+    blocks = []
+    for d in datasets:
+        rows = []
+        for row in view["rows"]:
+            by_column = {c["column"]: c for c in row["cells"][1:]}
+            status = by_column[view["columns"][-1]]
+            cells = [by_column[f"{d} {k}"] for k in ("Base", "New", "HM")]
+            rows.append({"label": row["label"], "href": row["href"], "cells": cells, "status": status})
+        blocks.append({"dataset": d, "rows": rows})
+    return blocks
+
+
 def _table_from_json(data: dict) -> Table:
     """A table file written by dra (`Table.to_dict`) as a Table again (stds and best included)."""
     columns = list(data["columns"])
@@ -155,6 +172,7 @@ def build(runs_dir: str | Path, echo=print) -> dict:
     if groups:
         table = R.base2new_grid_table(groups)
         grid = _view(table, "base2new-grid", R.cell_seeds(groups), {m["label"]: f"#{m['anchor']}" for m in methods})
+        grid["blocks"] = _paper_layout(grid)
     missing = [
         {"where": str(r.run_dir.relative_to(runs_dir)), "status": r.status, "log": str(r.log) if r.log else None}
         for g in groups
