@@ -31,6 +31,7 @@ COMMANDS = [
     "efficiency",
     "visualize",
     "plot",
+    "report",
     "compare",
     "import-checkpoint",
     "predict",

@@ -39,6 +39,7 @@ def _errors():
     from dra.engine.checkpoint import CheckpointError
     from dra.engine.trainer import RunBusyError, RunMismatchError, TrainingDivergedError
     from dra.errors import one_line
+    from dra.protocols.experiment import RunMissingError
 
     try:
         yield
@@ -49,6 +50,7 @@ def _errors():
         RunMismatchError,
         RunBusyError,
         TrainingDivergedError,
+        RunMissingError,
         ValueError,
         OSError,
     ) as e:
@@ -153,6 +155,29 @@ SPLIT = typer.Option(
     None, "--split", help="CoOp split file (JSON) for a folder dataset (default: a seeded 50/20/30 split)."
 )
 TARGETS = typer.Option(None, "--targets", help="Target datasets (default: the paper's).")
+LAUNCHER = typer.Option(
+    None,
+    "--launcher",
+    help="local (default: in this process, one run after another; with --jobs N: N processes), slurm (one job "
+    "array through submitit), submitit-local (submitit's local executor: the SLURM path without SLURM).",
+)
+JOBS = typer.Option(None, "--jobs", help="Runs at once as separate processes (local launchers).")
+DRY_RUN = typer.Option(
+    False, "--dry-run", help="Print the runs that would be launched (and the sbatch file); run nothing."
+)
+PARTITION = typer.Option(None, "--partition", help="SLURM partition (slurm.partition).")
+TIME = typer.Option(None, "--time", help="SLURM time limit of one run, minutes (slurm.time_min).")
+GPUS = typer.Option(None, "--gpus", help="GPUs per SLURM job (slurm.gpus_per_node).")
+CPUS = typer.Option(None, "--cpus", help="CPUs per SLURM job, also its torch threads (slurm.cpus_per_task).")
+MEM = typer.Option(None, "--mem", help="Memory per SLURM job, GB (slurm.mem_gb).")
+ARRAY_PARALLELISM = typer.Option(
+    None, "--array-parallelism", help="SLURM jobs of the array running at once (slurm.array_parallelism)."
+)
+SBATCH = typer.Option(
+    None,
+    "--sbatch",
+    help="Extra sbatch option KEY=VALUE (repeat the flag), e.g. --sbatch account=lab --sbatch qos=high.",
+)
 
 
 def expand_variadic(argv: list[str]) -> list[str]:
@@ -172,6 +197,35 @@ def expand_variadic(argv: list[str]) -> list[str]:
 
 def _pretrained(value: str | None) -> str | None:
     return "" if value is not None and value.lower() in ("none", "random", "") else value
+
+
+def _slurm(partition, time, gpus, cpus, mem, array_parallelism, sbatch) -> dict | None:
+    """The `slurm` settings given on the command line (None: the settings file's)."""
+    given = {
+        "partition": partition,
+        "time_min": time,
+        "gpus_per_node": gpus,
+        "cpus_per_task": cpus,
+        "mem_gb": mem,
+        "array_parallelism": array_parallelism,
+    }
+    out = {k: v for k, v in given.items() if v is not None}
+    for item in sbatch or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--sbatch takes KEY=VALUE (e.g. --sbatch account=lab), got {item!r}")
+        out.setdefault("sbatch", {})[key.strip()] = value.strip()
+    return out or None
+
+
+def _launched(run_in_process, launch, gather, options) -> None:
+    """Today's in-process path, or: launch the grid (dra.launch), then build the tables from the run folders."""
+    if options.in_process:
+        run_in_process()
+        return
+    failures = launch()
+    if failures is not None:  # None: a dry run
+        gather(failures)
 
 
 def _settings(name: str, config: Path | None, overrides: list[str] | None, pretrained: str | None = None, **values):
@@ -213,11 +267,23 @@ def base2new(
     device: str = DEVICE,
     config: Path = CONFIG,
     split: str = SPLIT,
+    launcher: str = LAUNCHER,
+    jobs: int = JOBS,
+    dry_run: bool = DRY_RUN,
+    partition: str = PARTITION,
+    time: int = TIME,
+    gpus: int = GPUS,
+    cpus: int = CPUS,
+    mem: int = MEM,
+    array_parallelism: int = ARRAY_PARALLELISM,
+    sbatch: list[str] = SBATCH,
 ) -> None:
     """Base-to-new generalisation (paper Table 1): train on base classes, test base and new, print the table."""
+    from dra.launch.grid import LaunchOptions, launch_protocol
     from dra.protocols import base2new as protocol
 
     with _errors():
+        options = LaunchOptions(launcher, jobs, dry_run)
         cfg = _settings(
             "base2new",
             config,
@@ -232,8 +298,14 @@ def base2new(
             output=output,
             device=device,
             split=split,
+            slurm=_slurm(partition, time, gpus, cpus, mem, array_parallelism, sbatch),
         )
-        protocol.run(cfg, echo=typer.echo)
+        _launched(
+            lambda: protocol.run(cfg, echo=typer.echo),
+            lambda: launch_protocol(cfg, options, typer.echo),
+            lambda failures: protocol.run(cfg, echo=typer.echo, gather=failures),
+            options,
+        )
 
 
 @app.command()
@@ -255,13 +327,26 @@ def compare(
     output: str = OUTPUT,
     device: str = DEVICE,
     config: Path = CONFIG,
+    launcher: str = LAUNCHER,
+    jobs: int = JOBS,
+    dry_run: bool = DRY_RUN,
+    partition: str = PARTITION,
+    time: int = TIME,
+    gpus: int = GPUS,
+    cpus: int = CPUS,
+    mem: int = MEM,
+    array_parallelism: int = ARRAY_PARALLELISM,
+    sbatch: list[str] = SBATCH,
 ) -> None:
     """The comparison table with a row per method: runs (or reuses) each method's runs with its published
     settings; a method that fails is a row "failed: <reason>" and the others go on."""
+    from dra.launch.grid import LaunchOptions, launch_compare
     from dra.protocols import compare as protocol_module
 
     protocol = protocol.replace("-", "_")
     with _errors():
+        options = LaunchOptions(launcher, jobs, dry_run)
+        slurm = _slurm(partition, time, gpus, cpus, mem, array_parallelism, sbatch)
         if protocol not in ("base2new", "cross_dataset", "domain_gen"):
             raise ValueError(f"--protocol must be base2new, cross_dataset or domain_gen, got {protocol!r}")
 
@@ -280,9 +365,15 @@ def compare(
                 shots=shots,
                 output=output,
                 device=device,
+                slurm=slurm,
             )
 
-        protocol_module.run(methods, settings_for, protocol, echo=typer.echo)
+        _launched(
+            lambda: protocol_module.run(methods, settings_for, protocol, echo=typer.echo),
+            lambda: launch_compare(methods, settings_for, options, typer.echo),
+            lambda failures: protocol_module.run(methods, settings_for, protocol, echo=typer.echo, gather=failures),
+            options,
+        )
 
 
 SUBSAMPLE = typer.Option("all", help="Label space: all classes, or the base / new half.")
@@ -475,6 +566,22 @@ def plot(
     typer.echo(str(out))
 
 
+@app.command()
+def report(
+    runs_dir: Path = typer.Argument(
+        ..., help="A runs folder: the --output of base2new / compare / ablate (e.g. runs/pocket)."
+    ),
+    output: Path = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUNS_DIR/report.html)."),
+) -> None:
+    """One self-contained HTML page of a runs folder: the tables, training curves, efficiency, token-rank maps,
+    and the settings and command behind each number; a partial grid shows its missing runs."""
+    from dra.report.page import write_report
+
+    with _errors():
+        out = write_report(runs_dir, output, echo=lambda text: typer.echo(text, err=True))
+    typer.echo(str(out))
+
+
 def _transfer_command(name: str, doc: str):
     """cross-dataset and domain-gen: one signature, two settings files."""
 
@@ -490,10 +597,22 @@ def _transfer_command(name: str, doc: str):
         output: str = OUTPUT,
         device: str = DEVICE,
         config: Path = CONFIG,
+        launcher: str = LAUNCHER,
+        jobs: int = JOBS,
+        dry_run: bool = DRY_RUN,
+        partition: str = PARTITION,
+        time: int = TIME,
+        gpus: int = GPUS,
+        cpus: int = CPUS,
+        mem: int = MEM,
+        array_parallelism: int = ARRAY_PARALLELISM,
+        sbatch: list[str] = SBATCH,
     ) -> None:
+        from dra.launch.grid import LaunchOptions, launch_protocol
         from dra.protocols import transfer
 
         with _errors():
+            options = LaunchOptions(launcher, jobs, dry_run)
             cfg = _settings(
                 name,
                 config,
@@ -507,8 +626,14 @@ def _transfer_command(name: str, doc: str):
                 shots=shots,
                 output=output,
                 device=device,
+                slurm=_slurm(partition, time, gpus, cpus, mem, array_parallelism, sbatch),
             )
-            transfer.run(cfg, echo=typer.echo)
+            _launched(
+                lambda: transfer.run(cfg, echo=typer.echo),
+                lambda: launch_protocol(cfg, options, typer.echo),
+                lambda failures: transfer.run(cfg, echo=typer.echo, gather=failures),
+                options,
+            )
 
     command.__doc__ = doc
     command.__name__ = name
@@ -566,11 +691,23 @@ def ablate(
     shots: str = SHOTS,
     output: str = OUTPUT,
     device: str = DEVICE,
+    launcher: str = LAUNCHER,
+    jobs: int = JOBS,
+    dry_run: bool = DRY_RUN,
+    partition: str = PARTITION,
+    time: int = TIME,
+    gpus: int = GPUS,
+    cpus: int = CPUS,
+    mem: int = MEM,
+    array_parallelism: int = ARRAY_PARALLELISM,
+    sbatch: list[str] = SBATCH,
 ) -> None:
     """The paper's ablations (Tables 4, 5, Fig. 3) and the design choices of docs/design.md: a row per setting, mean ± std over seeds."""
+    from dra.launch.grid import LaunchOptions, launch_ablate
     from dra.protocols import ablate as protocol_ablate
 
     with _errors():
+        options = LaunchOptions(launcher, jobs, dry_run)
         values = dict(
             model=model,
             pretrained=pretrained,
@@ -579,6 +716,7 @@ def ablate(
             shots=shots,
             output=output,
             device=device,
+            slurm=_slurm(partition, time, gpus, cpus, mem, array_parallelism, sbatch),
         )
         if protocol == "base2new":
             values["datasets"] = datasets or None
@@ -586,7 +724,12 @@ def ablate(
             values["targets"] = targets or None
         cfg = _settings(str(config) if config else protocol, None, overrides, **values)
         cfg.protocol = protocol
-        protocol_ablate.run(cfg, list(suites), echo=typer.echo)
+        _launched(
+            lambda: protocol_ablate.run(cfg, list(suites), echo=typer.echo),
+            lambda: launch_ablate(cfg, list(suites), options, typer.echo),
+            lambda failures: protocol_ablate.run(cfg, list(suites), echo=typer.echo, gather=failures),
+            options,
+        )
 
 
 @pocket_app.command("pretrain")
@@ -614,11 +757,14 @@ def pocket_pretrain(
 def main(argv: list[str] | None = None) -> None:  # console-script entry point
     """Run the CLI. A command-line mistake (a value of the wrong type, an unknown option, a missing
     argument) is one `error:` line naming the option and exit code 1, like every other user error."""
+    from dra import command
+
     # Typer may vendor Click: its UsageError is found from the public BadParameter.
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-    args = expand_variadic(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    command.record(raw)
     try:
-        code = app(args=args, prog_name="dra", standalone_mode=False)
+        code = app(args=expand_variadic(raw), prog_name="dra", standalone_mode=False)
     except usage_error as e:
         if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:  # `dra` alone: the help
             typer.echo(e.ctx.get_help())

@@ -110,6 +110,23 @@ class EvalSettings:
     num_workers: int = 4
 
 
+@dataclass
+class SlurmSettings:
+    """`--launcher slurm`: what each job asks SLURM for (not part of any run's identity or hash)."""
+
+    partition: Optional[str] = None
+    time_min: int = 120
+    """Wall-time limit of one job (one run), minutes."""
+    gpus_per_node: int = 1
+    cpus_per_task: int = 8
+    """Also the torch threads of the job."""
+    mem_gb: int = 32
+    array_parallelism: int = 64
+    """At most this many jobs of the array run at once (sbatch --array=0-N%P)."""
+    sbatch: Dict[str, Any] = field(default_factory=dict)
+    """Extra sbatch options, e.g. {account: mylab, qos: high, constraint: a100}."""
+
+
 def _section(cls, name: str, exclude: tuple[str, ...] = ()) -> type:
     """A schema dataclass with `cls`'s fields (tuples become lists: OmegaConf stores lists)."""
     types = {int: int, float: float, bool: bool, str: str, "int": int, "float": float, "bool": bool, "str": str}
@@ -152,10 +169,11 @@ class Settings:
     # + one typed section per method config (`dra`, `mma`, `coop`, ...: METHOD_SECTIONS), added by _schema
     train: Any = field(default_factory=TrainSection)
     eval: Any = field(default_factory=EvalSettings)
+    slurm: Any = field(default_factory=SlurmSettings)
     dataset_overrides: Dict[str, Any] = field(default_factory=dict)
 
 
-SECTIONS = {**METHOD_SCHEMAS, "train": TrainSection, "eval": EvalSettings}
+SECTIONS = {**METHOD_SCHEMAS, "train": TrainSection, "eval": EvalSettings, "slurm": SlurmSettings}
 _TOP = [f.name for f in dataclasses.fields(Settings)] + list(METHOD_SCHEMAS)
 _LEAVES: dict[str, str] = {}
 for _s, _c in SECTIONS.items():  # a leaf name of several sections suggests the first (dra's, train's)
@@ -170,6 +188,7 @@ def _schema() -> DictConfig:
         base[name] = OmegaConf.structured(cls)
         OmegaConf.set_struct(base, True)
     OmegaConf.set_struct(base.dataset_overrides, False)  # any dataset name; its values are checked by check_keys
+    OmegaConf.set_struct(base.slurm.sbatch, False)  # any sbatch option
     return base
 
 
@@ -425,6 +444,10 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
     _need(t.log_every >= 1, f"{prefix}train.log_every", ">= 1", t.log_every)
     _need(e.batch_size >= 1, f"{prefix}eval.batch_size", ">= 1", e.batch_size)
     _need(e.num_workers >= 0, f"{prefix}eval.num_workers", ">= 0", e.num_workers)
+    sl = cfg.slurm
+    for key in ("time_min", "cpus_per_task", "mem_gb", "array_parallelism"):
+        _need(sl[key] >= 1, f"{prefix}slurm.{key}", ">= 1", sl[key])
+    _need(sl.gpus_per_node >= 0, f"{prefix}slurm.gpus_per_node", ">= 0", sl.gpus_per_node)
     shots = cfg.shots
     ok = shots == ALL_SHOTS or (isinstance(shots, int) and not isinstance(shots, bool) and shots >= 1)
     _need(ok, f"{prefix}shots", f"an integer >= 1 or '{ALL_SHOTS}' (every training image)", shots)
@@ -479,3 +502,15 @@ def train_settings(cfg: DictConfig, seed: int) -> TrainSettings:
         values["iterations"] = values.pop("iterations_per_shot") * int(cfg.shots)
         values["iterations_per_shot"] = 0
     return TrainSettings(**values)
+
+
+def from_container(data: dict) -> DictConfig:
+    """Settings again from their plain mapping (`OmegaConf.to_container` of loaded settings: a launched
+    job's), typed by the schema and checked."""
+    try:
+        check_keys(data)
+        cfg = _merge(_schema(), data)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+    check(cfg)
+    return cfg

@@ -113,7 +113,9 @@ def _score_base2new(exp: Experiment, cfg: DictConfig, seed: int) -> dict:
 def _score_transfer(exp: Experiment, cfg: DictConfig, seed: int) -> dict:
     from dra.protocols import transfer
 
-    res = transfer.run(OmegaConf.merge(cfg, {"seeds": [seed]}), backbone=exp.backbone, echo=lambda *_: None)
+    res = transfer.run(
+        OmegaConf.merge(cfg, {"seeds": [seed]}), backbone=exp.backbone, echo=lambda *_: None, gather=exp.gather
+    )
     acc = {r["dataset"]: r["accuracy"] for r in res["records"]}
     targets = [acc[t] for t in cfg.targets]
     return {"source": acc[cfg.source], "target": sum(targets) / len(targets)}
@@ -171,21 +173,10 @@ def plot_settings(table: Table, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def run(cfg: DictConfig, suites: list[str], backbone=None, echo=print) -> dict[str, Table]:
-    """Every setting of every suite over cfg.datasets (or source/targets) x cfg.seeds; the tables."""
-    protocol = cfg.get("protocol", "base2new")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"dra ablate runs over {PROTOCOLS}, not {protocol!r}")
-    unknown = [s for s in suites if s not in SUITES]
-    if unknown:
-        raise ValueError(f"unknown ablation suite(s) {unknown}; choose from {list(SUITES)}")
-    exp = Experiment(cfg, backbone)
-    blocks = min(len(exp.backbone.image_blocks), len(exp.backbone.text_blocks))
-    score = _score_base2new if protocol == "base2new" else _score_transfer
-    out = exp.output / "ablate" / protocol
-    tables = {}
+def suite_settings(cfg: DictConfig, suites: list[str], blocks: int, echo=print) -> list[tuple[str, str, DictConfig]]:
+    """(suite, label, settings) of every valid setting of `suites`; the others are echoed as left out."""
+    out = []
     for suite in suites:
-        records = []
         for label, method, overrides in SUITES[suite](cfg, blocks):
             try:
                 c = setting_cfg(cfg, method, overrides)
@@ -194,6 +185,33 @@ def run(cfg: DictConfig, suites: list[str], backbone=None, echo=print) -> dict[s
             except ValueError as e:
                 echo(f"[{suite}] {label}: left out ({str(e).splitlines()[0]})")
                 continue
+            out.append((suite, label, c))
+    return out
+
+
+def check_suites(cfg: DictConfig, suites: list[str]) -> str:
+    """The protocol of an ablation; a ValueError for an unknown protocol or suite."""
+    protocol = cfg.get("protocol", "base2new")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"dra ablate runs over {PROTOCOLS}, not {protocol!r}")
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown ablation suite(s) {unknown}; choose from {list(SUITES)}")
+    return protocol
+
+
+def run(cfg: DictConfig, suites: list[str], backbone=None, echo=print, gather: dict | None = None) -> dict[str, Table]:
+    """Every setting of every suite over cfg.datasets (or source/targets) x cfg.seeds; the tables.
+    `gather` (a launched grid, `dra.launch`): read the runs' results only."""
+    protocol = check_suites(cfg, suites)
+    exp = Experiment(cfg, backbone, gather=gather)
+    blocks = min(len(exp.backbone.image_blocks), len(exp.backbone.text_blocks))
+    score = _score_base2new if protocol == "base2new" else _score_transfer
+    out = exp.output / "ablate" / protocol
+    tables = {}
+    for suite in suites:
+        records = []
+        for _, label, c in suite_settings(cfg, [suite], blocks, echo):
             for seed in [int(s) for s in cfg.seeds]:
                 try:
                     r = {"setting": label, "seed": seed, **score(exp, c, seed)}

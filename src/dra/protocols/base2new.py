@@ -24,11 +24,17 @@ from dra.protocols.experiment import (
 from dra.report import base2new_table, harmonic_mean
 
 
-def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
-    cfg = S.for_dataset(cfg, dataset)
+def run_paths(exp: Experiment, cfg: DictConfig, dataset: str, seed: int):
+    """(run folder, result file) of one run; `cfg` has the dataset's overrides merged in."""
     name = dataset_key(cfg, dataset)  # a folder dataset goes by <folder>-<hash>
     run_dir = exp.output / "base2new" / exp.run_key(cfg) / name / f"seed{seed}"
-    result_path = run_dir / f"result{eval_suffix(cfg)}.json"
+    return run_dir, run_dir / f"result{eval_suffix(cfg)}.json"
+
+
+def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
+    cfg = S.for_dataset(cfg, dataset)
+    name = dataset_key(cfg, dataset)
+    run_dir, result_path = run_paths(exp, cfg, dataset, seed)
     splits = exp.draw(cfg, dataset, seed)
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
     inputs = exp.inputs(
@@ -40,6 +46,7 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     done = reuse(result_path, inputs)
     if done is not None:
         return done
+    exp.check_may_run(run_dir)
     model = exp.build(cfg, base.classnames, seed)
     try:
         history = exp.train(
@@ -78,11 +85,13 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     return result
 
 
-def run(cfg: DictConfig, backbone=None, echo=print) -> dict:
-    """Every dataset x seed, then the paper's Table 1 (terminal, markdown, CSV, JSON, plot)."""
+def run(cfg: DictConfig, backbone=None, echo=print, gather: dict | None = None) -> dict:
+    """Every dataset x seed, then the paper's Table 1 (terminal, markdown, CSV, JSON, plot).
+
+    `gather` (launched grids): only read the runs' results, never train (see `Experiment`)."""
     from dra.report import plot_base2new
 
-    exp = Experiment(cfg, backbone)
+    exp = Experiment(cfg, backbone, gather=gather)
     records = []
     for dataset in cfg.datasets:
         for seed in cfg.seeds:

@@ -29,7 +29,7 @@ NOTES = {
 }
 
 
-def _reason(e: BaseException) -> str:
+def failure_reason(e: BaseException) -> str:
     """The one-line reason of a failed method; errors that are not user errors (bugs) keep their type."""
     from dra.data import DataError
 
@@ -37,7 +37,15 @@ def _reason(e: BaseException) -> str:
     return text if isinstance(e, (*USER_ERRORS, DataError)) else f"{type(e).__name__}: {text}"
 
 
-def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol: str = "base2new", echo=print) -> dict:
+def run(
+    methods: list[str],
+    settings_for: Callable[[str], DictConfig],
+    protocol: str = "base2new",
+    echo=print,
+    gather: dict | None = None,
+) -> dict:
+    """A row per method; `gather` (a launched grid, `dra.launch`): read the runs' results only, a method
+    with a failed job is a row "failed: <reason> (log: <path>)"."""
     from dra.backbones import load_backbone
     from dra.backbones.wrapping import wrappers
     from dra.io import ensure_writable
@@ -61,15 +69,15 @@ def run(methods: list[str], settings_for: Callable[[str], DictConfig], protocol:
     for method, cfg in settings.items():
         try:
             key = (cfg.model, str(cfg.pretrained))
-            if key not in backbones:
+            if key not in backbones and gather is None:  # gathering reads results: no backbone needed
                 backbones[key] = load_backbone(cfg.model, cfg.pretrained)
             runner = base2new.run if protocol == "base2new" else transfer.run
-            result = runner(cfg, backbone=backbones[key], echo=lambda *_: None)
+            result = runner(cfg, backbone=backbones.get(key), echo=lambda *_: None, gather=gather)
             fields = ("dataset", "seed", "base", "new") if protocol == "base2new" else ("dataset", "seed", "accuracy")
             records[method] = [{k: r[k] for k in fields} for r in result["records"]]
             echo(f"{method}: done ({len(records[method])} runs, tables {result['output']})")
         except Exception as e:  # noqa: BLE001 - one method's failure must not stop the others
-            failed[method] = _reason(e)
+            failed[method] = failure_reason(e)
             echo(f"{method}: failed: {failed[method]}")
             for k, b in list(backbones.items()):
                 if wrappers(b.clip):  # a build that failed halfway: never reuse a half-wrapped CLIP

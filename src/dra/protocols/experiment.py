@@ -44,6 +44,10 @@ if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
 log = logging.getLogger("dra")
 
 
+class RunMissingError(RuntimeError):
+    """A launched run has no result (its job failed); the message says why and where its log is."""
+
+
 def limit_per_class(items: list[Datum], n: int | None) -> list[Datum]:
     """The first `n` items of each class, in list order (quick runs only)."""
     if not n:
@@ -97,6 +101,13 @@ def dataset_key(cfg: DictConfig, dataset: str) -> str:
     return dataset_name(dataset, cfg.get("split"))
 
 
+def draw_key(cfg: DictConfig, dataset: str, seed: int) -> str:
+    """What names a few-shot draw: the dataset (and where it is read from), the shots and the seed."""
+    where = json.dumps([str(cfg.get("data_root")), str(cfg.get("split"))])
+    digest = hashlib.sha1(where.encode()).hexdigest()[:8]
+    return f"{dataset_key(cfg, dataset)}-{digest}-shots{cfg.shots}-seed{seed}"
+
+
 def eval_suffix(cfg: DictConfig) -> str:
     """The part of a result file's name that names the evaluation settings ("" = the full test set)."""
     n = cfg.get("test_per_class")
@@ -110,11 +121,14 @@ def selection_set(splits) -> list[Datum] | None:
 
 
 def write_tables(table, out: Path, stem: str, cfg: DictConfig, plot=None) -> None:
-    """`stem`.md/.csv/.json and settings.yaml in `out`; `plot(table, path)` adds `stem`.png."""
+    """`stem`.md/.csv/.json and settings.yaml in `out` (headed by the command line that ran, when dra ran
+    from one: `dra report` shows it); `plot(table, path)` adds `stem`.png."""
+    from dra import command
     from dra.report import write
 
     write(table, out, stem)
-    atomic_write_text(out / "settings.yaml", OmegaConf.to_yaml(cfg))
+    head = f"# command: {command.text()}\n" if command.text() else ""
+    atomic_write_text(out / "settings.yaml", head + OmegaConf.to_yaml(cfg))
     if plot is not None:
         plot(table, out / f"{stem}.png")
 
@@ -122,14 +136,32 @@ def write_tables(table, out: Path, stem: str, cfg: DictConfig, plot=None) -> Non
 class Experiment:
     """The device, the output folder and the (frozen, shared) backbone of one protocol invocation."""
 
-    def __init__(self, cfg: DictConfig, backbone: CLIPBackbone | None = None, writes: bool = True) -> None:
+    def __init__(
+        self, cfg: DictConfig, backbone: CLIPBackbone | None = None, writes: bool = True, gather: dict | None = None
+    ) -> None:
         self.dist, self.device = distributed.setup(cfg.get("device"))
+        self.gather = gather  # None: train what is missing; a dict: read results only (dra.launch)
+        self.draw_files: dict[str, str] = {}  # draw_key -> a launched grid's shared draw (dra.launch)
         self.output = Path(cfg.output)
         if writes and self.dist.is_main:
             ensure_writable(self.output)  # before any work: a read-only or full-path output fails first
         self._model, self._pretrained = cfg.model, cfg.pretrained
         self._backbone = backbone
         self._weights_id: str | None = None
+
+    def check_may_run(self, run_dir: Path) -> None:
+        """In gather mode (the tables of a launched grid) a run without its result is not trained here:
+        it is an error naming why its job failed (`gather`: {run folder: failure}, from `dra.launch`)."""
+        if self.gather is None:
+            return
+        failure = self.gather.get(str(run_dir))
+        if failure is None:
+            raise RunMissingError(f"no result in {run_dir}: launch the grid again to run what is missing")
+        if failure.get("diverged"):
+            from dra.engine.trainer import TrainingDivergedError
+
+            raise TrainingDivergedError(failure["reason"])
+        raise RunMissingError(f"{failure['reason']} (log: {failure['log']})")
 
     @property
     def backbone(self) -> CLIPBackbone:
@@ -172,7 +204,13 @@ class Experiment:
         return f"{cfg.method}-{digest}"
 
     def draw(self, cfg: DictConfig, dataset: str, seed: int):
-        """The few-shot splits of `dataset` for `seed`; warns when a class has fewer images than `shots`."""
+        """The few-shot splits of `dataset` for `seed`; warns when a class has fewer images than `shots`.
+        A launched job reads its grid's shared draw instead (`draw_files`, written by the launcher)."""
+        shared = self.draw_files.get(draw_key(cfg, dataset, seed)) if self.draw_files else None
+        if shared is not None:
+            from dra.data.draw_files import read_draw
+
+            return read_draw(shared)
         splits = build_dataset(dataset, cfg.data_root, cfg.get("split"))
         k = S.shots(cfg)
         if k is not None:
