@@ -76,7 +76,7 @@ def test_a_single_method_and_the_report_table():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"methods": ["dra", "proda"]}, "unknown method"),
+        ({"methods": ["dra", "nosuch"]}, "unknown method"),
         ({"methods": []}, "no method"),
         ({"methods": ["dra"], "model": "ViT-Nope-99"}, "unknown model"),
         ({"methods": ["dra"], "batch_size": 0}, "batch_size"),
