@@ -28,3 +28,17 @@ def test_random_weights_are_never_cached(tiny_backbone, tmp_path, monkeypatch):
     tiny_backbone.info["pretrained"] = None
     features.image_features(tiny_backbone, build_dataset("shapes").train[:2], build_transforms(False, 32), "cpu", "t")
     assert not (tmp_path / "features").exists()
+
+
+def test_the_cache_key_follows_the_weights_content_and_the_images(tiny_backbone, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRA_CACHE_DIR", str(tmp_path / "cache"))
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"first")
+    tiny_backbone.info["pretrained"] = str(weights)
+    items = build_dataset("shapes").train[:2]
+    first = features.cache_key(tiny_backbone, items, "t")
+    assert features.cache_key(tiny_backbone, items, "t") == first
+    weights.write_bytes(b"second, overwritten in place")  # same path, other weights
+    assert features.cache_key(tiny_backbone, items, "t") != first
+    tiny_backbone.info["pretrained"] = "random"
+    assert features.cache_key(tiny_backbone, items, "t") is None

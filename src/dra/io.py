@@ -81,6 +81,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
+def cache_root() -> Path:
+    """Where dra keeps what it makes for itself (generated data, feature and weight-hash caches):
+    `$DRA_CACHE_DIR`, default `~/.cache/dra`."""
+    return Path(os.environ.get("DRA_CACHE_DIR") or os.path.join("~", ".cache", "dra")).expanduser()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

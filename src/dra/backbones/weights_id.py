@@ -2,7 +2,7 @@
 
 `--pretrained FILE` is keyed by the file's SHA-256, so overwriting the file makes every run on it new,
 and moving it keeps them. Hashing a 600 MB OpenAI file takes seconds; the digest is kept in
-`~/.cache/dra/weights-sha256.json` (`$XDG_CACHE_HOME` is honoured) under the file's absolute path,
+`$DRA_CACHE_DIR/weights-sha256.json` (default `~/.cache/dra`) under the file's absolute path,
 size and modification time, and recomputed when any of them changes. A named tag ("openai", "laion2b_...")
 is its own identity (the hub file behind a tag does not change); no weights is "random".
 """
@@ -18,8 +18,9 @@ _memory: dict[tuple[str, int, int], str] = {}
 
 
 def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dra" / "weights-sha256.json"
+    from dra.io import cache_root
+
+    return cache_root() / "weights-sha256.json"
 
 
 def _read_cache() -> dict:

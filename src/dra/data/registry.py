@@ -621,8 +621,9 @@ def dataset_name(name: str | os.PathLike, split: str | os.PathLike | None = None
 
 def data_cache_dir() -> Path:
     """Where the project writes data it makes itself: `$DRA_CACHE_DIR/data`, default `~/.cache/dra/data`."""
-    base = os.environ.get("DRA_CACHE_DIR") or os.path.join("~", ".cache", "dra")
-    return Path(os.path.abspath(os.path.expanduser(base))) / "data"
+    from dra.io import cache_root
+
+    return cache_root().absolute() / "data"
 
 
 def resolve_data_root(spec: DatasetSpec, data_root: str | os.PathLike | None) -> Path:

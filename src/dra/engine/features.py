@@ -11,30 +11,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
-from dra.io import atomic_write
+from dra.backbones.weights_id import weights_id
+from dra.data.fingerprint import fingerprint
+from dra.io import atomic_write, cache_root
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("DRA_CACHE_DIR") or os.path.join("~", ".cache", "dra")
-    return Path(base).expanduser() / "features"
+    return cache_root() / "features"
 
 
 def cache_key(backbone, items, transform_name: str) -> str | None:
+    """The weights' content hash and the images' fingerprint (`weights_id`, `fingerprint`), so that an
+    overwritten weights file or edited images never answer from old features; None for random weights."""
     pretrained = backbone.info.get("pretrained")
-    if not pretrained:
+    if not pretrained or pretrained == "random":
         return None
     ident = {
         "model": backbone.info.get("model"),
-        "pretrained": str(pretrained),
+        "weights": weights_id(str(backbone.info.get("model")), pretrained),
         "transform": transform_name,
-        "items": [(str(d.impath), int(d.label)) for d in items],
+        "items": fingerprint(items),
     }
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
