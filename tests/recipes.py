@@ -9,20 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dra.data.registry import BASE_TO_NEW_DATASETS
+
 B2N, XD, DG = "base2new", "cross_dataset", "domain_gen"
-ELEVEN = (
-    "imagenet",
-    "caltech101",
-    "oxford_pets",
-    "stanford_cars",
-    "oxford_flowers",
-    "food101",
-    "fgvc_aircraft",
-    "sun397",
-    "dtd",
-    "eurosat",
-    "ucf101",
-)
+ELEVEN = BASE_TO_NEW_DATASETS  # the 11 datasets, in the papers' order (one list: the registry's)
 DASSL_WARMUP = {"train.warmup_epochs": 1, "train.warmup_lr": 1e-5, "train.schedule": "epoch"}
 
 
