@@ -1,6 +1,12 @@
-"""Error messages on one line (the CLI's promise: one `error:` line, exit code 1)."""
+"""The library's errors and their one-line messages (the CLI's promise: one `error:` line, exit code 1)."""
 
 from __future__ import annotations
+
+
+class DraError(Exception):
+    """Base of every error a user can act on (bad settings, data, weights, checkpoints, run folders, a
+    diverged run, an unwritable output). Its message names the file or value and the fix; the CLI prints
+    it as one `error:` line. Anything else is a bug and keeps its traceback."""
 
 
 def one_line(e: BaseException) -> str:
