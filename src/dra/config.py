@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from dra.errors import DraError
+
 BRANCHES = ("image", "text", "both")
 PLACEMENTS = ("attention", "block")
 REDUCTIONS = ("mean", "sum", "sample_sum")
@@ -114,7 +116,7 @@ class DRAConfig:
         return cls(**d)
 
 
-class UnknownFieldError(ValueError):
+class UnknownFieldError(DraError, ValueError):
     """A setting that no schema field has; the message names it and the nearest valid key."""
 
 

@@ -11,10 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from dra.errors import DraError
+
 TMP_SUFFIX = ".tmp"
 
 
-class OutputError(OSError):
+class OutputError(DraError, OSError):
     """An output folder or file cannot be written; the message names it and the reason, on one line."""
 
     def __str__(self) -> str:  # OSError's str() would prefix an errno

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from dra.backbones.torchscript import TorchScriptError, is_torchscript, read_torchscript_tensors
-from dra.errors import one_line, refusal
+from dra.errors import DraError, one_line, refusal
 
 log = logging.getLogger(__name__)
 _CONFIG_DIR = Path(__file__).with_name("model_configs")
@@ -36,7 +36,7 @@ _OPEN_CLIP_LOG = logging.getLogger("dra.open_clip")
 _OPEN_CLIP_LOG.setLevel(logging.ERROR)
 
 
-class BackboneError(RuntimeError):
+class BackboneError(DraError, RuntimeError):
     """A CLIP model or its weights cannot be loaded; the message names the fix."""
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from dra.errors import DraError
+
 _DTYPES = {
     "FloatStorage": torch.float32,
     "HalfStorage": torch.float16,
@@ -36,7 +38,7 @@ _DTYPES = {
 _MAX_DEPTH = 64  # module nesting; CLIP's is under 10
 
 
-class TorchScriptError(ValueError):
+class TorchScriptError(DraError, ValueError):
     """The archive holds something other than modules of tensors; nothing of it was run."""
 
 

@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 from torch import nn
 
+from dra.errors import DraError
+
 
 class ModuleWrapper(nn.Module):
     """Stands in place of `base`. The base stays frozen and in eval mode; the wrapper's own
@@ -40,7 +42,7 @@ class ModuleWrapper(nn.Module):
         return self
 
 
-class WrapError(RuntimeError):
+class WrapError(DraError, RuntimeError):
     """A module cannot be wrapped (already wrapped, or not there)."""
 
 

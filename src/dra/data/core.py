@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dra.errors import DraError
+
 DOCS_HINT = "see docs/datasets.md"
 
 
@@ -18,7 +20,7 @@ def safe_text(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-class DataError(Exception):
+class DataError(DraError):
     """A dataset problem a user can fix. `str(e)` is one line: what was expected, where, and the fix.
 
     The message is made printable (`safe_text`): a path with undecodable bytes cannot break the

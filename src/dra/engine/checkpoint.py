@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from dra.errors import one_line
+from dra.errors import DraError, one_line
 from dra.io import atomic_write, atomic_write_text
 from dra.labels import check_classnames, check_template
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DraError, RuntimeError):
     """A checkpoint is missing, corrupt or does not fit the model; the message names both sides."""
 
 

@@ -34,6 +34,7 @@ from dra.engine import distributed
 from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
 from dra.engine.metrics_log import METRICS_FILE, TB_DIR, MetricsLog
 from dra.engine.precision import autocast, grad_scaler, resolve
+from dra.errors import DraError
 from dra.errors import one_line as _one_line
 from dra.io import OutputError, atomic_write, remove_orphans
 from dra.settings import LATER_TRAIN_DEFAULTS, TrainSettings
@@ -50,15 +51,15 @@ LOCK_FILE = ".lock"
 _RESUME_KEYS = ("epoch", "identity", "history", "optimizer", "scheduler", "scaler")
 
 
-class RunMismatchError(RuntimeError):
+class RunMismatchError(DraError, RuntimeError):
     """A run folder holds a run with other settings."""
 
 
-class RunBusyError(RuntimeError):
+class RunBusyError(DraError, RuntimeError):
     """Another process is training in this run folder."""
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(DraError, RuntimeError):
     """The loss became NaN or infinite; nothing of the epoch was saved."""
 
 

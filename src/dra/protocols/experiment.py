@@ -35,6 +35,7 @@ from dra.data.fingerprint import fingerprint
 from dra.engine import distributed
 from dra.engine.evaluate import evaluate
 from dra.engine.trainer import RunMismatchError, fit
+from dra.errors import DraError
 from dra.io import atomic_write_text, ensure_writable
 from dra.methods import METHODS, build_method
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
 log = logging.getLogger("dra")
 
 
-class RunMissingError(RuntimeError):
+class RunMissingError(DraError, RuntimeError):
     """A launched run has no result (its job failed); the message says why and where its log is."""
 
 
