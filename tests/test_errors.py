@@ -40,3 +40,27 @@ def test_domain_errors_derive_from_dra_error(cls):
     assert issubclass(cls, SECOND_BASES[cls])
     with pytest.raises(DraError, match="names the fix"):
         raise cls("bad.yaml: names the fix")
+
+
+def test_user_facing_value_errors_are_dra_errors(tmp_path):
+    """What a user typed wrong (a method name, a device, a precision, a class-names file) is a DraError
+    that names the value and the choices, and still a ValueError."""
+    import torch
+
+    from dra.engine.distributed import resolve_device
+    from dra.engine.precision import resolve
+    from dra.errors import SettingsError
+    from dra.labels import LabelsError, read_classnames
+    from dra.methods import build_method
+
+    with pytest.raises(SettingsError, match="unknown method 'nosuch'; choose one of .*'dra'"):
+        build_method("nosuch", None, ["a"])
+    with pytest.raises(SettingsError, match="unknown device 'gpu0'; use cpu, cuda or cuda:N"):
+        resolve_device("gpu0")
+    with pytest.raises(SettingsError, match="precision must be one of"):
+        resolve("fp8", torch.device("cpu"))
+    (tmp_path / "names.txt").write_text("cat\ndog\ncat\n")
+    with pytest.raises(LabelsError, match="'cat' is listed twice; each class needs one name"):
+        read_classnames(tmp_path / "names.txt")
+    assert issubclass(SettingsError, DraError) and issubclass(SettingsError, ValueError)
+    assert issubclass(LabelsError, DraError) and issubclass(LabelsError, ValueError)

@@ -9,6 +9,16 @@ class DraError(Exception):
     it as one `error:` line. Anything else is a bug and keeps its traceback."""
 
 
+class SettingsError(DraError, ValueError):
+    """A setting the library cannot use (a settings file, an override, a CLI option, a config value, a
+    method name, a device); the message names the key and what is allowed. It is one line even when it
+    quotes a key or value that holds a line break (shown as \\n)."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def one_line(e: BaseException) -> str:
     """The first line of an error's message; for an error re-raised from a DataLoader worker
     ("Caught DataError in DataLoader worker process 0 ... Original Traceback ..."), the original

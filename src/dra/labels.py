@@ -10,6 +10,12 @@ from __future__ import annotations
 import string
 from typing import Any
 
+from dra.errors import DraError
+
+
+class LabelsError(DraError, ValueError):
+    """Class names or a prompt template a model cannot use; the message names where they came from."""
+
 
 def template_problem(template: Any) -> str | None:
     """Why `template` is not a prompt template, or None."""
@@ -29,41 +35,41 @@ def template_problem(template: Any) -> str | None:
 def check_template(template: Any, where: str = "template") -> str:
     problem = template_problem(template)
     if problem:
-        raise ValueError(f"{where} must be {problem}")
+        raise LabelsError(f"{where} must be {problem}")
     return template
 
 
 def check_classnames(names: Any, where: str = "class names") -> list[str]:
-    """`names` as a list of str: a list (or tuple) of non-empty, distinct texts; else a ValueError."""
+    """`names` as a list of str: a list (or tuple) of non-empty, distinct texts; else a LabelsError."""
     if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
-        raise ValueError(f"{where} must be a list of texts, got a {type(names).__name__}")
+        raise LabelsError(f"{where} must be a list of texts, got a {type(names).__name__}")
     if not names:
-        raise ValueError(f"{where}: at least one class name is needed")
+        raise LabelsError(f"{where}: at least one class name is needed")
     bad = [n for n in names if not isinstance(n, str) or not n.strip()]
     if bad:
-        raise ValueError(f"{where}: every class name must be a non-empty text, got {bad[0]!r}")
+        raise LabelsError(f"{where}: every class name must be a non-empty text, got {bad[0]!r}")
     seen: set[str] = set()
     repeated = sorted({n for n in names if n in seen or seen.add(n)})
     if repeated:
-        raise ValueError(f"{where}: {repeated[0]!r} is listed twice; each class needs one name")
+        raise LabelsError(f"{where}: {repeated[0]!r} is listed twice; each class needs one name")
     return list(names)
 
 
 def read_classnames(path) -> list[str]:
     """A class-names file (`--classnames`): one name per line, UTF-8; blank lines and `#` comments skipped.
-    Any problem (unreadable, empty, a name twice) is a ValueError naming the file and the fix."""
+    Any problem (unreadable, empty, a name twice) is a LabelsError naming the file and the fix."""
     from pathlib import Path
 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(
+        raise LabelsError(
             f"class names file {path} cannot be read ({type(e).__name__}: {e}); give a UTF-8 text file"
         ) from None
     names = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     if not names:
-        raise ValueError(f"class names file {path} holds no class name (one per line)")
+        raise LabelsError(f"class names file {path} holds no class name (one per line)")
     try:
         return check_classnames(names, f"class names file {path}")
-    except ValueError as e:
-        raise ValueError(f"{e} (one name per line)") from None
+    except LabelsError as e:
+        raise LabelsError(f"{e} (one name per line)") from None

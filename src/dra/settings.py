@@ -31,22 +31,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dra.config import METHOD_SECTIONS, PRECISIONS, DRAConfig, check_fields
 from dra.data.registry import BASE_TO_NEW_DATASETS
-from dra.errors import DraError
+from dra.errors import SettingsError
 from dra.labels import template_problem
 
 PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo", "pocket")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("epoch", "iteration")
 ALL_SHOTS = "all"
-
-
-class SettingsError(DraError, ValueError):
-    """Bad settings file or override; the message names the key and what is allowed. It is one line even
-    when it quotes a key or value that holds a line break (shown as \\n)."""
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 @dataclass

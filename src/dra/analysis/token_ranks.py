@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from dra.adapters.dynamic_rank import DynamicRankAdapter, gumbel_like, perturb, positions
 from dra.data import clip_transforms, load_image
+from dra.errors import SettingsError
 from dra.report import order_agreement, plot_image_ranks, plot_text_ranks
 
 if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
@@ -72,7 +73,7 @@ def token_ranks(
 
     adapted = sorted({k for tower in ("image", "text") for k in model.branches(tower)})
     if block is not None and block not in adapted:
-        raise ValueError(f"--block {block} is not an adapted block of this model; choose one of {adapted}")
+        raise SettingsError(f"--block {block} is not an adapted block of this model; choose one of {adapted}")
     out = ensure_writable(out_dir)  # before any work: an unwritable output fails first
     out.mkdir(parents=True, exist_ok=True)
     _, test_tf = clip_transforms(model.backbone.preprocess)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dra.errors import SettingsError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -33,22 +35,22 @@ class DistInfo:
 
 def resolve_device(device: str | torch.device | None, local_rank: int | None = None) -> torch.device:
     """The one device resolution: None/"" = cuda when available, else cpu; "cuda" without an index is
-    this process's GPU (`local_rank`) under torchrun. A device that does not exist is a ValueError."""
+    this process's GPU (`local_rank`) under torchrun. A device that does not exist is a SettingsError."""
     if device is None or str(device) == "":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
+        raise SettingsError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device '{device}' asked for, but CUDA is not available here; use --device cpu")
+            raise SettingsError(f"device '{device}' asked for, but CUDA is not available here; use --device cpu")
         if dev.index is None and local_rank is not None:
             dev = torch.device("cuda", local_rank)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s)")
+            raise SettingsError(f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type != "cpu":
-        raise ValueError(f"device '{device}' is not supported; use cpu, cuda or cuda:N")
+        raise SettingsError(f"device '{device}' is not supported; use cpu, cuda or cuda:N")
     return dev
 
 

@@ -7,11 +7,12 @@ import contextlib
 import torch
 
 from dra.config import PRECISIONS
+from dra.errors import SettingsError
 
 
 def resolve(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise SettingsError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
     if device.type == "cuda":

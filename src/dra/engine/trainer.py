@@ -34,7 +34,7 @@ from dra.engine import distributed
 from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
 from dra.engine.metrics_log import METRICS_FILE, TB_DIR, MetricsLog
 from dra.engine.precision import autocast, grad_scaler, resolve
-from dra.errors import DraError
+from dra.errors import DraError, SettingsError
 from dra.errors import one_line as _one_line
 from dra.io import OutputError, atomic_write, remove_orphans
 from dra.settings import LATER_TRAIN_DEFAULTS, TrainSettings
@@ -71,7 +71,7 @@ def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
     if s.optimizer in ("adam", "adamw"):
         cls = torch.optim.Adam if s.optimizer == "adam" else torch.optim.AdamW
         return cls(params, lr=s.lr, betas=(0.9, 0.999), eps=s.adam_eps, weight_decay=s.weight_decay)
-    raise ValueError(f"train.optimizer must be one of sgd, adam, adamw, got {s.optimizer!r}")
+    raise SettingsError(f"train.optimizer must be one of sgd, adam, adamw, got {s.optimizer!r}")
 
 
 def plan(s: TrainSettings, steps_per_epoch: int) -> tuple[int, int]:
@@ -268,10 +268,10 @@ def fit(
             identity["settings"].pop(key)
     precision = resolve(settings.precision, device)
     if settings.batch_size % info.world_size:
-        raise ValueError(f"batch size {settings.batch_size} does not split over {info.world_size} processes")
+        raise SettingsError(f"batch size {settings.batch_size} does not split over {info.world_size} processes")
     params = model.trainable_parameters()
     if not params:
-        raise ValueError(f"method {model.method} has nothing to train")
+        raise SettingsError(f"method {model.method} has nothing to train")
     created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)

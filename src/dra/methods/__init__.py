@@ -7,6 +7,7 @@ method's published hyper-parameters, and a test checks that the two name the sam
 from __future__ import annotations
 
 from dra.backbones import CLIPBackbone
+from dra.errors import SettingsError
 from dra.methods.adapter import PlainAdapterCLIP
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 from dra.methods.clip_adapter import CLIPAdapter
@@ -50,7 +51,7 @@ def build_method(
     """`config`: the method's config object (e.g. `DRAConfig`, `MMAConfig`), a dict of its fields, or None
     for the published defaults; methods without a config ignore it."""
     if name not in METHODS:
-        raise ValueError(f"unknown method '{name}'; choose one of {sorted(METHODS)}")
+        raise SettingsError(f"unknown method '{name}'; choose one of {sorted(METHODS)}")
     cls = METHODS[name]
     if cls.config_class is None:
         return cls(backbone, classnames, template)

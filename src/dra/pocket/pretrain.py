@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from dra.engine.trainer import TrainingDivergedError
+from dra.errors import SettingsError
 from dra.io import atomic_write, atomic_write_text
 from dra.pocket import world
 
@@ -68,7 +69,7 @@ class PretrainSettings:
         ]
         for ok, name, rule, value in rules:
             if not ok:
-                raise ValueError(f"{name} must be {rule}, got {value!r}")
+                raise SettingsError(f"{name} must be {rule}, got {value!r}")
 
 
 def _to_tensor(image) -> torch.Tensor:
@@ -163,7 +164,7 @@ def _load_checkpoint(out: Path, model, opt, s: PretrainSettings) -> tuple[int, l
     saved = {k: v for k, v in meta["settings"].items() if k not in ("threads", "workers", "checkpoint_every", "steps")}
     mine = {k: v for k, v in asdict(s).items() if k in saved}
     if saved != mine or meta.get("generator") != world.GENERATOR_VERSION:
-        raise ValueError(f"{out} holds a pretraining run with other settings ({saved}); use another --output")
+        raise SettingsError(f"{out} holds a pretraining run with other settings ({saved}); use another --output")
     tensors = load_file(str(weights_path))
     model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     state = opt.state_dict()
