@@ -13,8 +13,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from dra.backbones import load_backbone
+from dra.config import PAPER_SGD
 from dra.methods import build_method
-from dra.settings import PAPER_SGD
 
 
 def main(argv=None) -> int:

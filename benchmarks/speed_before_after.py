@@ -24,8 +24,8 @@ import torch
 
 from dra.backbones import load_backbone
 from dra.benchmark.efficiency import _share_weights
+from dra.config import PAPER_SGD
 from dra.methods import build_method
-from dra.settings import PAPER_SGD
 
 
 def as_on_main(model, backbone) -> None:

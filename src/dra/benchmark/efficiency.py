@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 
+from dra.config import PAPER_SGD  # docs/design.md section 2; written once, as TrainSettings' defaults
 from dra.engine.distributed import resolve_device
 from dra.engine.precision import PRECISIONS, autocast, grad_scaler, resolve
-from dra.settings import PAPER_SGD  # docs/design.md section 2; written once, as TrainSettings' defaults
 
 __all__ = ["PAPER_SGD", "PRECISIONS", "measure_methods"]
 

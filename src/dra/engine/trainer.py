@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from dra.config import LATER_TRAIN_DEFAULTS, TrainSettings
 from dra.data import DataError, ImageDataset
 from dra.engine import distributed
 from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
@@ -37,7 +38,6 @@ from dra.engine.precision import autocast, grad_scaler, resolve
 from dra.errors import DraError, SettingsError
 from dra.errors import one_line as _one_line
 from dra.io import OutputError, atomic_write, remove_orphans
-from dra.settings import LATER_TRAIN_DEFAULTS, TrainSettings
 
 if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
     from dra.methods.base import ClassifierModel

@@ -14,9 +14,8 @@ from torch.utils.checkpoint import checkpoint
 from dra.adapters import AdapterBranch
 from dra.adapters.dynamic_rank import NoiseSource
 from dra.backbones import TOWERS, BackboneError, CLIPBackbone, ParallelBranchBlock
-from dra.config import DRAConfig
+from dra.config import DRAConfig, TrainSettings
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
-from dra.settings import TrainSettings
 
 
 class AdaptedCLIP(ClassifierModel):
