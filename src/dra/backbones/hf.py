@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dra.backbones.clip import CLIPBackbone, Preprocess
-from dra.backbones.loading import BackboneError, WeightsUnavailableError, _hub_reachable
+from dra.backbones.base import BackboneError, CLIPBackbone, Preprocess, WeightsUnavailableError
+from dra.backbones.loading import _hub_reachable
 from dra.errors import refusal
 
 HF_PREFIX = "hf:"
@@ -50,7 +50,7 @@ class HFCLIPBackbone(CLIPBackbone):
     """A transformers CLIPModel / SiglipModel behind the `CLIPBackbone` interface the methods use."""
 
     def __init__(self, model: nn.Module, info: dict, tokenizer=None) -> None:
-        nn.Module.__init__(self)
+        super().__init__()
         kind = getattr(model.config, "model_type", "")
         if kind not in ("clip", "siglip"):
             raise BackboneError(
@@ -98,10 +98,6 @@ class HFCLIPBackbone(CLIPBackbone):
     def text_device(self) -> torch.device:
         return next(self.clip.text_model.parameters()).device
 
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        return self.clip.logit_scale.exp()
-
     # -- features -------------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor, pooled_only: bool = False) -> torch.Tensor:
         x = self.clip.vision_model(pixel_values=images).pooler_output
@@ -131,9 +127,6 @@ class HFCLIPBackbone(CLIPBackbone):
         x = self.clip.text_model(input_ids=tokens).pooler_output
         proj = getattr(self.clip, "text_projection", None)
         return F.normalize(proj(x) if proj is not None else x, dim=-1)
-
-    def encode_text(self, tokens: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        return self.encode_text_from(tokens, tokens, 0, frozen)
 
 
 def _norm_from_folder(folder: Path):

@@ -4,6 +4,7 @@
   otherwise downloaded by open_clip. Offline it fails at once with a message naming the fix.
 - `pretrained="/path/file"`: an open_clip checkpoint (.pt/.bin/.safetensors, optionally under
   "state_dict") or an OpenAI CLIP file as OpenAI distributes it (TorchScript archive or state dict).
+- `pretrained="pocket"` (a name of `dra.backbones.weights.PACKAGED`): weights shipped in the package.
 - `pretrained=None`: the architecture with random weights, always the same ones (seed 0), for tests,
   offline demos and parameter counts.
 
@@ -26,23 +27,16 @@ import open_clip
 import torch
 from torch import nn
 
+from dra.backbones.base import BackboneError, WeightsUnavailableError
 from dra.backbones.torchscript import TorchScriptError, is_torchscript, read_torchscript_tensors
-from dra.errors import DraError, one_line, refusal
+from dra.backbones.weights import packaged, packaged_file
+from dra.errors import one_line, refusal
 
 log = logging.getLogger(__name__)
 _CONFIG_DIR = Path(__file__).with_name("model_configs")
 _registered = False
 _OPEN_CLIP_LOG = logging.getLogger("dra.open_clip")
 _OPEN_CLIP_LOG.setLevel(logging.ERROR)
-
-
-class BackboneError(DraError, RuntimeError):
-    """A CLIP model or its weights cannot be loaded; the message names the fix."""
-
-
-class WeightsUnavailableError(BackboneError):
-    """Named pretrained weights are neither cached here nor downloadable (offline): `dra demo` then runs
-    the pocket world; every other backbone error (an unknown model, a bad file) stays an error."""
 
 
 def register_model_configs() -> None:
@@ -163,10 +157,9 @@ def create_clip(
             f"(all: open_clip.list_models())"
         )
     state, openai_file, source = None, False, "random"
-    if str(pretrained) == "pocket":  # the pocket world's tiny CLIP (a simulation), shipped in the package
-        from dra.pocket import pocket_weights
-
-        (state, _), source = _read_state_dict(pocket_weights(model_name)), "pocket"
+    if packaged(pretrained) is not None:  # weights shipped in the package (the pocket CLIP): backbones/weights.py
+        entry = packaged(pretrained)
+        (state, _), source = _read_state_dict(packaged_file(entry, model_name)), entry.name
     elif pretrained is not None and str(pretrained) != "":
         path = Path(pretrained).expanduser()
         if path.is_file():

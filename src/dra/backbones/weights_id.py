@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from dra.backbones.weights import packaged
+
 _memory: dict[tuple[str, int, int], str] = {}
 
 
@@ -71,10 +73,9 @@ def weights_id(model: str, pretrained) -> str:
             return "sha256:" + h.hexdigest()
     if pretrained is None or str(pretrained) == "":
         return "random"
-    if str(pretrained) == "pocket":
-        from dra.pocket import WEIGHTS
-
-        return "sha256:" + file_sha256(WEIGHTS) if WEIGHTS.is_file() else "pocket"
+    entry = packaged(pretrained)
+    if entry is not None:
+        return "sha256:" + file_sha256(entry.path) if entry.path.is_file() else entry.name
     path = Path(str(pretrained)).expanduser()
     if path.is_file():
         return "sha256:" + file_sha256(path)

@@ -163,10 +163,10 @@ def _sync(device: torch.device) -> None:
 
 def _share_weights(backbone):
     """A second module tree over the same (frozen) weights, so that each method has its own hooks."""
-    from dra.backbones import CLIPBackbone
+    from dra.backbones import OpenCLIPBackbone
 
     memo = {id(t): t for t in list(backbone.clip.parameters()) + list(backbone.clip.buffers())}
-    return CLIPBackbone(copy.deepcopy(backbone.clip, memo), backbone.info)
+    return OpenCLIPBackbone(copy.deepcopy(backbone.clip, memo), backbone.info)
 
 
 class _Runner:

@@ -18,7 +18,7 @@ from torch import nn
 
 from dra.backbones import CLIPBackbone
 from dra.backbones.tokens import AppendTokens, ReplaceTokens
-from dra.backbones.wrapping import unwrap, wrap
+from dra.backbones.wrapping import unwrap
 from dra.config import MaPLeConfig
 from dra.methods.base import DEFAULT_TEMPLATE
 from dra.methods.coop import CoOp
@@ -58,9 +58,8 @@ class MaPLe(CoOp):
                 f"maple.depth {cfg.depth} exceeds the {len(backbone.text_blocks)} blocks of {backbone.name}"
             )
         self.prompts_deep = MultiModalPrompts(backbone, cfg)
-        visual = backbone.clip.visual
-        self._wrapped = [(visual, "ln_pre")]
-        wrap(visual, "ln_pre", lambda base: AppendTokens(base, self.image_prompt(0)))
+        self._wrapped = [backbone.image_input_slot]
+        backbone.wrap_image_input(lambda base: AppendTokens(base, self.image_prompt(0)))
         for i in range(1, cfg.depth):
             backbone.wrap_block("text", i, lambda base, i=i: ReplaceTokens(base, self.text_prompt(i), start=1))
             backbone.wrap_block("image", i, lambda base, i=i: ReplaceTokens(base, self.image_prompt(i), start=None))

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from dra.backbones import CLIPBackbone
 from dra.backbones.tokens import AppendTokens, ReplaceTokens
-from dra.backbones.wrapping import bypassed, unwrap, wrap
+from dra.backbones.wrapping import bypassed, unwrap
 from dra.config import MetaPromptConfig
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 from dra.methods.templates import templates_for, zero_shot_classifier
@@ -77,9 +77,8 @@ class MetaPrompt(ClassifierModel):
         if cfg.layers > blocks:
             raise ValueError(f"metaprompt.layers {cfg.layers} exceeds the {blocks} blocks of {backbone.name}")
         self.prompts_deep = DeepPrompts(backbone, cfg)
-        visual = backbone.clip.visual
-        wrap(visual, "ln_pre", lambda base: AppendTokens(base, lambda: self.prompts_deep.image[0]))
-        self._wrapped = [(visual, "ln_pre")]
+        self._wrapped = [backbone.image_input_slot]
+        backbone.wrap_image_input(lambda base: AppendTokens(base, lambda: self.prompts_deep.image[0]))
         for i in range(1, cfg.layers):
             backbone.wrap_block(
                 "text", i, lambda base, i=i: ReplaceTokens(base, lambda: self.prompts_deep.text[i], start=1)

@@ -28,10 +28,8 @@ import torch
 from dra.engine.trainer import TrainingDivergedError
 from dra.errors import SettingsError
 from dra.io import atomic_write, atomic_write_text
-from dra.pocket import world
+from dra.pocket import MODEL, WEIGHTS, world
 
-MODEL = "ViT-Pocket"
-PACKAGE_DIR = Path(__file__).resolve().parent
 WEIGHTS_NAME = "pocket.safetensors"
 META_NAME = "pocket.json"
 GROUP = 4  # a batch is made of groups of GROUP scenes that differ in one attribute (world.sample_group)
@@ -276,12 +274,8 @@ def pretrain(
     model.eval()
     path = export_weights(model, out / WEIGHTS_NAME, meta)
     if ship:
-        shutil.copyfile(path, PACKAGE_DIR / WEIGHTS_NAME)
-        shutil.copyfile(path.with_suffix(".json"), PACKAGE_DIR / META_NAME)
-        echo(f"shipped: {PACKAGE_DIR / WEIGHTS_NAME}")
+        shutil.copyfile(path, WEIGHTS)  # where backbones/weights.py's table reads it
+        shutil.copyfile(path.with_suffix(".json"), WEIGHTS.with_name(META_NAME))
+        echo(f"shipped: {WEIGHTS}")
     echo(f"final loss {final:.4f} (mean of the last 50 steps); weights: {path}")
     return meta
-
-
-def packaged_weights() -> Path:
-    return PACKAGE_DIR / WEIGHTS_NAME

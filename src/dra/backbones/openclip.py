@@ -1,8 +1,5 @@
-"""A frozen open_clip CLIP seen as two stacks of blocks, into which methods put their modules.
+"""An open_clip CLIP as a `CLIPBackbone` (`dra.backbones.base`): its two stacks of blocks, features.
 
-- `wrap_block(tower, index, wrapper)` puts a `ModuleWrapper` (e.g. a `ParallelBranchBlock`) in place of
-  one residual block; `unwrap_block` restores it. The wrappers are ordinary submodules: `print()` and
-  `state_dict()` show them.
 - The text tower is split at the first adapted block: the blocks before it see the same prompts every
   step, so `text_prefix` runs once per class set and the rest runs per step (`encode_text_from`).
 - `pooled_only=True` (methods, in training): the last block, when it is a wrapper with `rows`, computes
@@ -12,30 +9,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import open_clip
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from dra.backbones.loading import BackboneError, create_clip, open_clip_quietly
-from dra.backbones.wrapping import ModuleWrapper, WrapError, original, unwrap, wrap, wrappers
-
-TOWERS = ("image", "text")
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+from dra.backbones.base import BackboneError, CLIPBackbone, Preprocess
+from dra.backbones.loading import open_clip_quietly
+from dra.backbones.wrapping import original
 
 
-class CLIPBackbone(nn.Module):
-    """The frozen CLIP. Its own `train()` never leaves eval mode: adapters are the only trainable part."""
+class OpenCLIPBackbone(CLIPBackbone):
+    """An open_clip CLIP (its own ViT or a timm trunk, with an open_clip text transformer)."""
 
     def __init__(self, clip: nn.Module, info: dict) -> None:
         super().__init__()
@@ -75,19 +61,6 @@ class CLIPBackbone(nn.Module):
         )
 
     @property
-    def name(self) -> str:
-        return self.info["model"]
-
-    def train(self, mode: bool = True):
-        """CLIP itself stays in eval mode; what methods put inside it (the wrappers) follows `mode`."""
-        self.training = mode
-        self.clip.eval()
-        for wrapper in wrappers(self.clip):
-            wrapper.train(mode)
-        return self
-
-    # -- the two stacks of blocks ------------------------------------------------------------------
-    @property
     def image_blocks(self) -> nn.ModuleList:
         visual = self.clip.visual
         if hasattr(visual, "transformer"):
@@ -107,37 +80,6 @@ class CLIPBackbone(nn.Module):
     def text_device(self) -> torch.device:
         return self._text.positional_embedding.device
 
-    def blocks(self, tower: str) -> nn.ModuleList:
-        if tower not in TOWERS:
-            raise ValueError(f"tower must be one of {TOWERS}, got {tower!r}")
-        return self.image_blocks if tower == "image" else self.text_blocks
-
-    def width(self, tower: str) -> int:
-        return self.image_width if tower == "image" else self.text_width
-
-    def wrap_block(self, tower: str, index: int, make: Callable[[nn.Module], ModuleWrapper]) -> ModuleWrapper:
-        """Put `make(block)` in place of block `index` (0-based) of `tower`."""
-        try:
-            return wrap(self.blocks(tower), str(index), make)
-        except WrapError as e:
-            raise BackboneError(f"{tower} block {index + 1} of {self.name}: {e}") from e
-
-    def unwrap_block(self, tower: str, index: int) -> nn.Module:
-        return unwrap(self.blocks(tower), str(index))
-
-    def wrap_attention(self, tower: str, index: int, make: Callable[[nn.Module], ModuleWrapper]) -> ModuleWrapper:
-        """Put `make(attn)` in place of the attention (`nn.MultiheadAttention`) of block `index` (0-based)."""
-        block = self.blocks(tower)[index]
-        try:
-            if isinstance(block, ModuleWrapper):
-                raise WrapError(f"the block already carries a {type(block).__name__}")
-            return wrap(block, "attn", make)
-        except WrapError as e:
-            raise BackboneError(f"{tower} block {index + 1} attention of {self.name}: {e}") from e
-
-    def unwrap_attention(self, tower: str, index: int) -> nn.Module:
-        return unwrap(self.blocks(tower)[index], "attn")
-
     @property
     def image_width(self) -> int:
         visual = self.clip.visual
@@ -150,8 +92,13 @@ class CLIPBackbone(nn.Module):
         return self._text.transformer.width
 
     @property
-    def logit_scale(self) -> torch.Tensor:
-        return self.clip.logit_scale.exp()
+    def image_input_slot(self) -> tuple[nn.Module, str]:
+        """`visual.ln_pre`: open_clip's ViT normalises class token + patches + positions there, just
+        before the first block (MaPLe and MetaPrompt append their image prompts to its input)."""
+        visual = self.clip.visual
+        if not isinstance(getattr(visual, "ln_pre", None), nn.Module) or not hasattr(visual, "transformer"):
+            return super().image_input_slot  # a timm trunk: no ln_pre (the error names the fix)
+        return visual, "ln_pre"
 
     # -- image --------------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor, pooled_only: bool = False) -> torch.Tensor:
@@ -297,10 +244,6 @@ class CLIPBackbone(nn.Module):
             x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
         return F.normalize(x, dim=-1)
 
-    def encode_text(self, tokens: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """Normalised text features; `frozen`: of CLIP alone (methods' reference features, e.g. KgCoOp's)."""
-        return self.encode_text_from(self.text_prefix(tokens, 0), tokens, 0, frozen)
-
 
 class _RowsCall:
     """Calls a block with `rows` set for that call only (so that a checkpointed recomputation sets it too)."""
@@ -314,14 +257,3 @@ class _RowsCall:
             return self.block(*args, **kwargs)
         finally:
             self.block.rows = None
-
-
-def load_backbone(
-    model_name: str = "ViT-B-16", pretrained: str | None = None, quick_gelu: bool | None = None
-) -> CLIPBackbone:
-    if model_name.startswith("hf:"):  # Hugging Face transformers CLIPModel / SiglipModel
-        from dra.backbones.hf import load_hf_backbone
-
-        return load_hf_backbone(model_name, pretrained)
-    clip, info = create_clip(model_name, pretrained, quick_gelu)
-    return CLIPBackbone(clip, info)
