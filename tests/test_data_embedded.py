@@ -17,8 +17,9 @@ from dra.data import (
     make_shapes,
     subsample_classes,
 )
-from dra.data.embedded import GENERATOR_VERSION, MARKER
-from dra.data.registry import read_split_file_dataset
+from dra.data.generated.shapes import GENERATOR_VERSION
+from dra.data.generated.write import MARKER
+from dra.data.readers import read_split_file_dataset
 
 
 def _digest(root):

@@ -304,3 +304,29 @@ def test_check_decode_reports_bad_files(tmp_path):
         str(image_dir / "banded" / "train_1.jpg"),
         str(image_dir / "blotchy" / "test_0.jpg"),
     ]
+
+
+def test_generated_data_comes_through_the_specs_generate_hook(tmp_path, monkeypatch):
+    """The registry calls a spec's `generate` hook with the data cache (it never branches on names)."""
+    from dataclasses import replace
+
+    from dra.data import registry
+
+    calls = []
+    monkeypatch.setenv("DRA_CACHE_DIR", str(tmp_path))
+    spec = replace(get_spec("shapes"), generate=lambda folder: calls.append(folder) or tmp_path / "made")
+    assert spec.embedded
+    assert registry.resolve_data_root(spec, None) == tmp_path / "made"
+    assert calls == [registry.data_cache_dir()]
+    assert not get_spec("eurosat").embedded and get_spec("eurosat").generate is None
+
+
+def test_the_data_layer_does_not_import_the_pocket_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dra.data, dra.data.registry; print(sorted(m for m in sys.modules if m.startswith('dra.pocket')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from dra.data.core import DataError
 from dra.data.folder import folder_spec, read_classnames_file
-from dra.data.registry import read_imagenet_classnames, read_split_json
+from dra.data.readers import read_imagenet_classnames, read_split_json
 from dra.labels import read_classnames
 
 FUZZ = settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.too_slow], database=None)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dra.pocket import datasets as P
-from dra.pocket import world as W
+from dra.data.generated import pocket as P
+from dra.data.generated import world as W
 
 
 def test_same_seed_same_pixels_and_caption():
@@ -116,7 +116,7 @@ def test_both_generators_draw_with_the_shared_rasteriser():
     import pytest
     from PIL import Image, ImageDraw
 
-    from dra.data import embedded as E
+    from dra.data.generated import shapes as E
     from dra.drawing import SHAPES, draw_shape
 
     assert {s for _, _, s in E.SHAPES_CLASSES} | set(W.SHAPES) == set(SHAPES)

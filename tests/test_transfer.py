@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY
 from data_fixtures import class_folder_tree, write_classnames
 from dra.data import data_cache_dir
-from dra.data.embedded import make_shapes
+from dra.data.generated.shapes import make_shapes
 from dra.protocols import transfer
 from dra.settings import load_settings
 

@@ -1,5 +1,5 @@
 """Shape rasterising shared by the two generators the project draws itself: the embedded `shapes`
-dataset (`dra.data.embedded`) and the pocket world (`dra.pocket.world`).
+dataset (`dra.data.generated.shapes`) and the pocket world (`dra.data.generated.world`).
 
 `draw_shape` draws one shape of radius `r` at (cx, cy) onto a PIL `ImageDraw`; `Geometry` holds the
 few proportions in which the two generators differ (each generator's pixels, and the pocket CLIP's

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dra.data.core import DataError, DatasetSplits, Datum
-from dra.data.embedded import SHAPES_CLASSES, make_shapes
 from dra.data.fewshot import base_new_labels, fewshot, subsample_classes
+from dra.data.generated.shapes import SHAPES_CLASSES, make_shapes
 from dra.data.registry import (
     BASE_TO_NEW_DATASETS,
     DATASETS,

@@ -190,7 +190,7 @@ def make_shapes_cmd(
     out: Path = typer.Option(..., "--out", help="Data root to write shapes/ into (CoOp layout)."),
 ) -> None:
     """Write the embedded `shapes` dataset (deterministic) under a data root of your choice."""
-    from dra.data.embedded import make_shapes
+    from dra.data.generated.shapes import make_shapes
 
     root = make_shapes(out)
     typer.echo(f"wrote {root / 'shapes'}")

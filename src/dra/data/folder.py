@@ -30,6 +30,8 @@ import re
 from pathlib import Path
 
 from dra.data.core import DOCS_HINT, DataError, DatasetSplits, Datum, read_text_lines, safe_text
+from dra.data.readers import read_split_json
+from dra.data.spec import DatasetSpec
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 CLASSNAMES_FILE = "classnames.txt"
@@ -64,8 +66,6 @@ def is_folder_dataset(name: str | os.PathLike) -> bool:
 
 def folder_spec(path: str | os.PathLike, split: str | os.PathLike | None = None):
     """The `DatasetSpec` of an image folder (the registry's mechanism, so every protocol reads it)."""
-    from dra.data.registry import DatasetSpec
-
     p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
     split_path = None if split in (None, "") else Path(os.path.abspath(os.path.expanduser(os.fspath(split))))
     return DatasetSpec(
@@ -200,8 +200,6 @@ def read_image_folder(spec, root: Path | None = None) -> DatasetSplits:
     if not ddir.is_dir():
         raise DataError(f"dataset folder not found: expected a folder at {ddir}; {DOCS_HINT}")
     if spec.split_file:
-        from dra.data.registry import read_split_json
-
         split_path = Path(spec.split_file)
         return require_train_and_test(read_split_json(spec, split_path, ddir), split_path)
     folders, names = class_folders(ddir)

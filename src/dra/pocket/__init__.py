@@ -1,9 +1,11 @@
 """The pocket world: a SIMULATION, offline and seeded, where accuracy means something.
 
-A procedural image-caption world (`world`), a tiny CLIP (`ViT-Pocket`) that `dra pocket pretrain`
-trains on it (`pretrain`), shipped as `pocket.safetensors` and loaded with `--pretrained pocket`, and
-four downstream classification tasks (`datasets`: pocket_shapes, pocket_patterns, pocket_scenes,
-pocket_counting). It shows whether DRA learns and how its switches compare here; it says nothing
+A procedural image-caption world (`dra.data.generated.world`), a tiny CLIP (`ViT-Pocket`) that
+`dra pocket pretrain` trains on it (`pretrain`), shipped as `pocket.safetensors` (read through the
+backbone layer's table of packaged weights, `dra.backbones.weights`) and loaded with `--pretrained
+pocket`, and seven downstream classification tasks (`dra.data.generated.pocket`; the benchmark is four of
+them: pocket_scenes, pocket_colours, pocket_objects, pocket_dusk). What stays in this package uses the
+library: pretraining the tiny CLIP (`pretrain`). It shows whether DRA learns and how its switches compare here; it says nothing
 about real CLIP on real images. See docs/pocket.md.
 """
 

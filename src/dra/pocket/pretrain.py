@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dra.data.generated import world
 from dra.engine.trainer import TrainingDivergedError
 from dra.errors import SettingsError
 from dra.io import atomic_write, atomic_write_text
-from dra.pocket import MODEL, WEIGHTS, world
+from dra.pocket import MODEL, WEIGHTS
 
 WEIGHTS_NAME = "pocket.safetensors"
 META_NAME = "pocket.json"

@@ -4,29 +4,26 @@ Ten classes of coloured shapes ("red circle", "blue square", ...) on noisy grey 
 64x64 PNG, 24 train / 8 val / 16 test images per class (480 images, about 2 MB). Every image comes
 from its own `random.Random` seeded by a fixed string, so the same code writes the same pixels on
 every machine. It is written in CoOp's layout, `shapes/images/<class>/<class>_NNN.png` and
-`shapes/split_zhou_Shapes.json`, and read back through the same registry code as EuroSAT.
+`shapes/split_zhou_Shapes.json`, and read back through the same registry code as EuroSAT (the
+catalogue's `generate` hook for `shapes` is `make_shapes`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from dra.data.core import DOCS_HINT, DataError
+from dra.data.generated.write import make_generated, write_coop_dataset
 from dra.drawing import Geometry, draw_shape
 
 GENERATOR_VERSION = "shapes-v1"
 IMAGE_SIZE = 64
 PER_CLASS = {"train": 24, "val": 8, "test": 16}
 SPLIT_FILE = "split_zhou_Shapes.json"
-MARKER = ".complete"
 
 # (class name, RGB colour, shape): names are what the text encoder reads.
 SHAPES_CLASSES: list[tuple[str, tuple[int, int, int], str]] = [
@@ -78,38 +75,10 @@ def render_image(class_index: int, image_index: int) -> Image.Image:
     return image
 
 
-def class_folder(classname: str) -> str:
-    return classname.replace(" ", "_")
-
-
 def _write(dataset_dir: Path) -> None:
     write_coop_dataset(
         dataset_dir, [c for c, _, _ in SHAPES_CLASSES], PER_CLASS, render_image, SPLIT_FILE, GENERATOR_VERSION
     )
-
-
-def write_coop_dataset(dataset_dir: Path, classnames, per_class: dict, render, split_file: str, version: str) -> None:
-    """Write `images/<class>/<class>_NNN.png` and the CoOp split file; `render(label, index)` draws one image."""
-    image_dir = dataset_dir / "images"
-    split: dict[str, list] = {"train": [], "val": [], "test": []}
-    for label, classname in enumerate(classnames):
-        folder = class_folder(classname)
-        (image_dir / folder).mkdir(parents=True, exist_ok=True)
-        index = 0
-        for key, count in per_class.items():
-            for _ in range(count):
-                rel = f"{folder}/{folder}_{index:03d}.png"
-                render(label, index).save(image_dir / rel, format="PNG", compress_level=6)
-                split[key].append([rel, label, classname])
-                index += 1
-    with open(dataset_dir / split_file, "w", encoding="utf-8") as f:
-        json.dump(split, f, indent=0)
-    (dataset_dir / MARKER).write_text(version + "\n")
-
-
-def is_complete(dataset_dir: Path, version: str = GENERATOR_VERSION) -> bool:
-    marker = Path(dataset_dir) / MARKER
-    return marker.is_file() and marker.read_text().strip() == version
 
 
 def make_shapes(out_root: str | os.PathLike) -> Path:
@@ -119,36 +88,3 @@ def make_shapes(out_root: str | os.PathLike) -> Path:
     once: each writes into a private temporary folder that is renamed into place.
     """
     return make_generated(out_root, "shapes", _write, GENERATOR_VERSION)
-
-
-def make_generated(out_root: str | os.PathLike, folder: str, write, version: str) -> Path:
-    """Write `<out_root>/<folder>` with `write(tmp_dir)` unless a complete copy of `version` is there."""
-    root = Path(os.path.abspath(os.path.expanduser(os.fspath(out_root))))
-    target = root / folder
-    if is_complete(target, version):
-        return root
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder}-tmp-", dir=root))
-    except OSError as e:
-        raise DataError(
-            f"{folder}: cannot write the generated dataset to {root} ({e.strerror or e}); "
-            f"set DRA_CACHE_DIR to a writable folder; {DOCS_HINT}"
-        ) from None
-    try:
-        write(tmp)
-        if target.exists():  # stale (older generator) or half-written: move it aside first
-            if is_complete(target, version):
-                return root
-            old = Path(tempfile.mkdtemp(prefix=f".{folder}-old-", dir=root))
-            os.replace(target, old / folder)
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not is_complete(target, version):  # another process did not win the race: a real error
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root

@@ -1,13 +1,16 @@
-"""The pocket benchmark (a SIMULATION): five classification tasks drawn from the pocket world.
+"""The pocket benchmark (a SIMULATION): seven classification tasks drawn from the pocket world
+(`world.py`), four of them the benchmark (`POCKET_BENCHMARK`: pocket_scenes, pocket_colours,
+pocket_objects, pocket_dusk) and three registered but left out of it (pocket_shapes, pocket_patterns,
+pocket_counting: the shipped tiny CLIP is at chance on them).
 
 Each dataset asks for one attribute of a scene; its class names are phrases the captions use, read
 through the benchmark's template ("a photo of a {}."). The other attributes vary at random, and every
 image is drawn under `world.DOWNSTREAM_SHIFT` (palette jitter and desaturation, noise, blur, clutter
-strokes), which pretraining never saw: zero-shot is imperfect and few-shot adaptation has room.
+strokes; some tasks a stronger or tinted shift), which pretraining never saw: zero-shot is imperfect and few-shot adaptation has room.
 
 Written like `shapes` (CoOp layout, `<folder>/images/<class>/<class>_NNN.png` + `split_zhou_<Name>.json`,
-32 train / 8 val / 50 test images per class) into the data cache on first use, and read back by the
-registry like any dataset; base/new halves and few-shot draws are the benchmark's own.
+32 train / 8 val / 50 test images per class) into the data cache on first use (the catalogue's
+`generate` hook: `make_pocket_dataset`), and read back by the registry like any dataset; base/new halves and few-shot draws are the benchmark's own.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dra.pocket import world
+from dra.data.generated import world
+from dra.data.generated.write import make_generated, write_coop_dataset
 
 VERSION = f"{world.GENERATOR_VERSION}/datasets-v4"
 PER_CLASS = {"train": 32, "val": 8, "test": 50}
@@ -130,8 +134,6 @@ def render_item(name: str, label: int, index: int, shift: world.Shift | None = N
 
 def make_pocket_dataset(name: str, out_root: str | os.PathLike) -> Path:
     """Write `<out_root>/<name>` in CoOp's layout (once per generator version); returns `out_root`."""
-    from dra.data.embedded import make_generated, write_coop_dataset
-
     spec = POCKET_DATASETS[name]
 
     def write(tmp: Path) -> None:
