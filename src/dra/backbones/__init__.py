@@ -1,6 +1,7 @@
 """Frozen CLIP backbones: the interface methods use (`base`), open_clip's and Hugging Face's
 implementations (`openclip`, `hf`), the name -> loader factory (`factory`), weight loading
-(`loading`, `weights`: packaged weights), and the blocks methods put modules into."""
+(`loading`, `weights`: packaged weights), the blocks methods put modules into, and cached frozen image
+features (`features`)."""
 
 from dra.backbones.base import TOWERS, BackboneError, CLIPBackbone, Preprocess, WeightsUnavailableError
 from dra.backbones.blocks import ParallelBranchBlock
