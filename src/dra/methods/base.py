@@ -87,12 +87,6 @@ class ClassifierModel(nn.Module):
         text = self.text_features()
         return self.backbone.logit_scale * image @ text.to(image.dtype).t()
 
-    def predict(self, images, top_k: int = 5, classnames=None, **kwargs):
-        """Top-k class names with probabilities per image (paths, folders, PIL images); see `dra.engine.predict`."""
-        from dra.engine.predict import predict
-
-        return predict(self, images, top_k=top_k, classnames=classnames, **kwargs)
-
     # -- training -----------------------------------------------------------------------------------
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Cross-entropy plus whatever terms the method adds; returns (loss, detached parts for logging).
