@@ -1,6 +1,7 @@
 """Method configs: `DRAConfig` (every switch of the DRA adapter, the paper's values as defaults) and one
 dataclass per baseline with its published values (`MMAConfig`, `LoRAConfig`, `CLIPAdapterConfig`,
-`TipAdapterConfig`). Each is a section of the settings schema (`METHOD_SECTIONS`: section name -> class).
+`TipAdapterConfig`). Each is a section of the settings schema, named by its `section` (the methods'
+registration, `dra.methods.registry`, says which method reads which).
 
 Each DRAConfig field maps to a line of docs/design.md section 1 or an ablation of the paper (Tables 4, 5,
 Fig. 3); the baselines' fields are described in docs/baselines.md.
@@ -22,6 +23,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # autocast dtype of training and 
 
 @dataclass
 class DRAConfig:
+    section = "dra"
+    """The settings section of these fields (a class attribute, not a field)."""
+
     # -- shape of the adapter ------------------------------------------------------------------
     rank: int = 32
     """r: the bottleneck width and the highest rank a token can get (Fig. 3a)."""
@@ -110,7 +114,7 @@ class DRAConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DRAConfig:
-        check_fields([f.name for f in dataclasses.fields(cls)], d, "dra.")
+        check_fields([f.name for f in dataclasses.fields(cls)], d, f"{cls.section}.")
         return cls(**d)
 
 
@@ -147,6 +151,7 @@ class _MethodConfig:
     """to_dict / from_dict (unknown keys name the nearest valid one) for the baselines' configs."""
 
     section = ""
+    """The settings section of the fields (`mma`, `lora`, ...): the one place it is written."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -442,24 +447,6 @@ class ProDAConfig(_MethodConfig):
     section = "proda"
 
 
-# settings section -> config class: the typed method sections of the settings schema
-METHOD_SECTIONS = {
-    "dra": DRAConfig,
-    "mma": MMAConfig,
-    "lora": LoRAConfig,
-    "clip_adapter": CLIPAdapterConfig,
-    "tip_adapter": TipAdapterConfig,
-    "coop": CoOpConfig,
-    "kgcoop": KgCoOpConfig,
-    "cocoop": CoCoOpConfig,
-    "maple": MaPLeConfig,
-    "tcp": TCPConfig,
-    "metaprompt": MetaPromptConfig,
-    "lfa": LFAConfig,
-    "proda": ProDAConfig,
-}
-
-
 __all__ = [
     "DRAConfig",
     "MMAConfig",
@@ -474,7 +461,6 @@ __all__ = [
     "MetaPromptConfig",
     "LFAConfig",
     "ProDAConfig",
-    "METHOD_SECTIONS",
     "BRANCHES",
     "PLACEMENTS",
     "UnknownFieldError",

@@ -10,10 +10,11 @@ YAML <- method YAML (`all`, then the protocol's block) <- the protocol YAML's `m
 block (what one world needs for one method: the pocket CLIP's learning rates) <- explicit values (CLI
 options) <- `key=value` overrides and checks the result before anything is written: unknown keys at any level (with the
 nearest valid key), types, ranges and choices. Errors are `SettingsError`s with a one-line message
-that names the key. The packaged method files are the one list of method names (`method_names()`).
+that names the key. The valid method names and their sections come from the methods' registration
+(`dra.methods.registry`, which imports no torch); each has its packaged method file.
 
-This is the configuration layer: it imports only `dra.config`; the engine takes its plain
-`TrainSettings` from here.
+This is the configuration layer: it imports `dra.config`, the data catalogue and the methods'
+registration (no torch); the engine takes its plain `TrainSettings` from here.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dra.config import METHOD_SECTIONS, PRECISIONS, DRAConfig, check_fields
+from dra.config import PRECISIONS, DRAConfig, check_fields
 from dra.data.registry import BASE_TO_NEW_DATASETS
 from dra.labels import template_problem
+from dra.methods.registry import method_names, method_sections
+
+METHOD_SECTIONS = method_sections()  # section -> config class, from the methods' one registration
 
 PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo", "pocket")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -218,12 +222,6 @@ def check_keys(data: dict, prefix: str = "") -> None:
 
 def _methods_dir():
     return resources.files("dra") / "configs" / "methods"
-
-
-def method_names() -> tuple[str, ...]:
-    """The valid `method` values: one packaged `configs/methods/<name>.yaml` per method (the one list;
-    a test checks it equals `dra.methods.METHODS`)."""
-    return tuple(sorted(p.name[:-5] for p in _methods_dir().iterdir() if p.name.endswith(".yaml")))
 
 
 METHOD_BLOCKS = ("all", "base2new", "cross_dataset", "domain_gen")

@@ -14,15 +14,27 @@ from torch.nn import functional as F
 
 from dra.backbones import CLIPBackbone
 from dra.labels import check_classnames, check_template
+from dra.methods.registry import DEFAULT_TEMPLATE, spec_of
 
-DEFAULT_TEMPLATE = "a photo of a {}."
+
+class _Registered:
+    """A class attribute read from the method's registration (`dra.methods.registry`): the class's own, or
+    that of the nearest registered class it derives from; None for a class that is no method."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, obj, owner=None):
+        spec = spec_of(owner if owner is not None else type(obj))
+        return None if spec is None else getattr(spec, self.field)
 
 
 class ClassifierModel(nn.Module):
-    method: str = "base"
-    config_class: type | None = None
+    method = _Registered("name")
+    """The method's name (`dra`, `clip_lora`, ...): what settings and checkpoints call it."""
+    config_class = _Registered("config")
     """The method's config dataclass (a section of the settings schema), or None (nothing to configure)."""
-    config_section: str | None = None
+    config_section = _Registered("section")
     """The settings section it reads (`dra`, `mma`, `lora`, ...)."""
     trains_by_sgd: bool = True
     """False: the trainer never runs (zero-shot CLIP, Tip-Adapter's cache; LFA, whose `fit_cache` does all its
@@ -86,6 +98,11 @@ class ClassifierModel(nn.Module):
         image = self.image_features(images)
         text = self.text_features()
         return self.backbone.logit_scale * image @ text.to(image.dtype).t()
+
+    def set_text_chunks(self, chunk: int, above: int) -> None:
+        """How training encodes the text of many classes (`train.text_chunk`, `train.text_chunk_above`): in
+        chunks of `chunk` classes when there are more than `above` (exact either way; 0: never). Methods
+        whose text features are computed once (nothing trainable on the text side) ignore it."""
 
     # -- training -----------------------------------------------------------------------------------
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

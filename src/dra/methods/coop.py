@@ -51,10 +51,6 @@ class PromptContext(nn.Module):
 
 
 class CoOp(ClassifierModel):
-    method = "coop"
-    config_class = CoOpConfig
-    config_section = "coop"
-
     def __init__(
         self,
         backbone: CLIPBackbone,

@@ -80,9 +80,6 @@ class LinearAlignment(nn.Module):
 
 
 class LFA(ClassifierModel):
-    method = "lfa"
-    config_class = LFAConfig
-    config_section = "lfa"
     trains_by_sgd = False  # fit_cache fits W
 
     def __init__(self, backbone, classnames, config: LFAConfig | None = None, template: str = DEFAULT_TEMPLATE):

@@ -40,10 +40,6 @@ class MultiModalPrompts(nn.Module):
 
 
 class MaPLe(CoOp):
-    method = "maple"
-    config_class = MaPLeConfig
-    config_section = "maple"
-
     def __init__(
         self,
         backbone: CLIPBackbone,

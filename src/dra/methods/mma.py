@@ -18,10 +18,6 @@ from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 
 
 class MMA(AdaptedCLIP):
-    method = "mma"
-    config_class = MMAConfig
-    config_section = "mma"
-
     def __init__(self, backbone, classnames, config: MMAConfig | None = None, template: str = DEFAULT_TEMPLATE) -> None:
         self._shared: dict[int, nn.Linear] = {}
         config = config or MMAConfig()

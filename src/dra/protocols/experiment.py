@@ -255,8 +255,7 @@ class Experiment:
         section = METHODS[cfg.method].config_section
         config = S.section_config(cfg, section) if section else None
         model = build_method(cfg.method, self.backbone, classnames, config, cfg.template)
-        if hasattr(model, "text_chunk"):  # how the text is encoded in training (exact; not part of the run key)
-            model.text_chunk, model.text_chunk_above = cfg.train.text_chunk, cfg.train.text_chunk_above
+        model.set_text_chunks(cfg.train.text_chunk, cfg.train.text_chunk_above)  # exact; not part of the run key
         return model
 
     def train(
