@@ -123,7 +123,7 @@ def test_a_full_disk_is_one_line(tmp_path, monkeypatch, exc):
         raise exc
 
     monkeypatch.setattr(safetensors.torch, "save_file", full)
-    monkeypatch.setattr("dra.engine.checkpoint.save_file", full)
+    monkeypatch.setattr("dra.checkpoints.format.save_file", full)
     line = one_error_line(shapes_base2new(tmp_path / "out"))
     assert line.startswith("error: cannot write ") and "adapters.safetensors" in line
     assert type(exc).__name__ in line

@@ -15,7 +15,7 @@ import torch
 
 from conftest import TINY, meta_backbone
 from dra.backbones import load_backbone
-from dra.engine.checkpoint import load_model, save_adapters
+from dra.checkpoints import load_model, save_adapters
 from dra.methods import METHODS, build_method, method_names
 from dra.settings import load_settings
 

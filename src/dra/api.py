@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dra.backbones import load_backbone
+from dra.checkpoints.rebuild import load_model  # noqa: F401 - re-exported: dra.load_model
 from dra.config import DRAConfig
-from dra.engine.checkpoint import load_model  # noqa: F401 - re-exported: dra.load_model
 from dra.methods import DEFAULT_TEMPLATE, ClassifierModel, build_method
 
 __all__ = ["create_model", "load_model", "predict"]

@@ -29,9 +29,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from dra.checkpoints.format import CheckpointError, assign_adapters, save_adapters
 from dra.data import DataError, ImageDataset
 from dra.engine import distributed
-from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
 from dra.engine.metrics_log import METRICS_FILE, TB_DIR, MetricsLog
 from dra.engine.precision import autocast, grad_scaler, resolve
 from dra.errors import one_line as _one_line

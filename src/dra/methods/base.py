@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from dra.backbones import CLIPBackbone
 from dra.labels import check_classnames, check_template
+from dra.methods.official import OfficialLayout
 from dra.methods.registry import DEFAULT_TEMPLATE, spec_of
 
 
@@ -36,6 +37,9 @@ class ClassifierModel(nn.Module):
     """The method's config dataclass (a section of the settings schema), or None (nothing to configure)."""
     config_section = _Registered("section")
     """The settings section it reads (`dra`, `mma`, `lora`, ...)."""
+    official_layout: OfficialLayout | None = None
+    """How checkpoints of the method's official code map onto it (`dra.methods.official`); None: not importable.
+    Read from the class itself only: a subclass (CoCoOp of CoOp) does not inherit it."""
     trains_by_sgd: bool = True
     """False: the trainer never runs (zero-shot CLIP, Tip-Adapter's cache; LFA, whose `fit_cache` does all its
     fitting on features) and the `train` settings are unused."""

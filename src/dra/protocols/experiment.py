@@ -277,7 +277,7 @@ class Experiment:
             model.fit_cache(train_items, self.transforms(), self.device, val_items)
         if not model.trainable_parameters() or not model.trains_by_sgd:
             if model.needs_cache and self.dist.is_main:  # the built cache is the method's checkpoint
-                from dra.engine.checkpoint import save_adapters
+                from dra.checkpoints import save_adapters
 
                 run_dir.mkdir(parents=True, exist_ok=True)
                 save_adapters(model, run_dir / "adapters")
@@ -303,7 +303,7 @@ class Experiment:
             identity,
         )
         if model.finish_training(val_items, self.transforms(), self.device) and self.dist.is_main:
-            from dra.engine.checkpoint import save_adapters
+            from dra.checkpoints import save_adapters
 
             save_adapters(model, run_dir / "adapters", extra={"epoch": len(history)})
         return history
