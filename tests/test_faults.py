@@ -19,7 +19,8 @@ from conftest import TINY
 from dra.backbones import load_backbone
 from dra.data import DataError, build_dataset, build_transforms, fewshot, subsample_classes
 from dra.engine import trainer
-from dra.engine.trainer import RESUME_FILE, RunBusyError, TrainingDivergedError, TrainSettings, fit, read_resume_state
+from dra.engine.resume import read_resume_state
+from dra.engine.trainer import RESUME_FILE, RunBusyError, TrainingDivergedError, TrainSettings, fit
 from dra.methods import build_method
 from safety_helpers import one_error_line, shapes_base2new
 
