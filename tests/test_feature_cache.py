@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 
 from dra.data import build_dataset, build_transforms
-from dra.engine import features
+from dra.methods import features
 
 
 def test_named_weights_are_cached_as_safetensors_and_read_back(tiny_backbone, tmp_path, monkeypatch):

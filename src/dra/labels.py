@@ -10,6 +10,9 @@ from __future__ import annotations
 import string
 from typing import Any
 
+DEFAULT_TEMPLATE = "a photo of a {}."
+"""The benchmark's prompt (CoOp / CoCoOp / MaPLe / MMA convention): settings' and the methods' default."""
+
 
 def template_problem(template: Any) -> str | None:
     """Why `template` is not a prompt template, or None."""

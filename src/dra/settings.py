@@ -32,7 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dra.config import PRECISIONS, DRAConfig, check_fields
 from dra.data.registry import BASE_TO_NEW_DATASETS
-from dra.labels import template_problem
+from dra.labels import DEFAULT_TEMPLATE, template_problem
 from dra.methods.registry import method_names, method_sections
 
 METHOD_SECTIONS = method_sections()  # section -> config class, from the methods' one registration
@@ -157,7 +157,7 @@ class Settings:
     method: str = "dra"
     model: str = "ViT-B-16"
     pretrained: Optional[str] = "openai"
-    template: str = "a photo of a {}."
+    template: str = DEFAULT_TEMPLATE
     data_root: Optional[str] = None
     split: Optional[str] = None
     """A CoOp split file (JSON) for image-folder datasets (a dataset given as a path)."""

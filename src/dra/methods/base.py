@@ -13,9 +13,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from dra.backbones import CLIPBackbone
-from dra.labels import check_classnames, check_template
+from dra.labels import DEFAULT_TEMPLATE, check_classnames, check_template
 from dra.methods.official import OfficialLayout
-from dra.methods.registry import DEFAULT_TEMPLATE, spec_of
+from dra.methods.registry import spec_of
 
 
 class _Registered:

@@ -124,7 +124,7 @@ class LFA(ClassifierModel):
         )
 
     def fit_cache(self, train_items, transforms, device, val_items=None, echo=None) -> None:
-        from dra.engine.features import image_features
+        from dra.methods.features import image_features
 
         cfg = self.config
         device = torch.device(device)

@@ -40,12 +40,11 @@ from dra.config import (
     TCPConfig,
     TipAdapterConfig,
 )
+from dra.labels import DEFAULT_TEMPLATE
 
 if TYPE_CHECKING:  # annotations only: the table itself imports no torch
     from dra.backbones import CLIPBackbone
     from dra.methods.base import ClassifierModel
-
-DEFAULT_TEMPLATE = "a photo of a {}."
 
 
 @dataclass(frozen=True)
