@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 import dra
 from conftest import TINY, meta_backbone
 from dra.backbones import load_backbone
+from dra.checkpoints import CheckpointError, load_adapters, save_adapters
 from dra.config import DRAConfig
-from dra.engine.checkpoint import CheckpointError, load_adapters, save_adapters
 from dra.methods import build_method
 
 
@@ -106,7 +106,7 @@ def _half_then_raise(exc):
 
 @pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_a_save_interrupted_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, exc):
-    import dra.engine.checkpoint as checkpoint
+    import dra.checkpoints.format as checkpoint
 
     old_model, new_model = trained_model(seed=0), trained_model(seed=1)
     save_adapters(old_model, tmp_path / "ck")
@@ -153,7 +153,7 @@ def test_saved_files_get_ordinary_permissions(tmp_path):
 def test_a_pair_from_two_saves_is_refused(tmp_path, monkeypatch):
     """The weights are written, then the JSON: a save that fails between the two leaves new weights
     beside old metadata, which must not load as a checkpoint of the old settings."""
-    import dra.engine.checkpoint as checkpoint
+    import dra.checkpoints.format as checkpoint
 
     save_adapters(trained_model(seed=0, rank=8), tmp_path / "ck")
     monkeypatch.setattr(checkpoint, "atomic_write_text", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "full")))

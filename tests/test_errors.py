@@ -8,9 +8,9 @@ import pytest
 from dra.backbones.loading import BackboneError, WeightsUnavailableError
 from dra.backbones.torchscript import TorchScriptError
 from dra.backbones.wrapping import WrapError
+from dra.checkpoints.format import CheckpointError
 from dra.config import UnknownFieldError
 from dra.data.core import DataError
-from dra.engine.checkpoint import CheckpointError
 from dra.engine.trainer import RunBusyError, RunMismatchError, TrainingDivergedError
 from dra.errors import DraError
 from dra.io import OutputError

@@ -19,7 +19,8 @@ from conftest import TINY
 from dra.backbones import load_backbone
 from dra.data import DataError, build_dataset, build_transforms, fewshot, subsample_classes
 from dra.engine import trainer
-from dra.engine.trainer import RESUME_FILE, RunBusyError, TrainingDivergedError, TrainSettings, fit, read_resume_state
+from dra.engine.resume import read_resume_state
+from dra.engine.trainer import RESUME_FILE, RunBusyError, TrainingDivergedError, TrainSettings, fit
 from dra.methods import build_method
 from safety_helpers import one_error_line, shapes_base2new
 
@@ -123,7 +124,7 @@ def test_a_full_disk_is_one_line(tmp_path, monkeypatch, exc):
         raise exc
 
     monkeypatch.setattr(safetensors.torch, "save_file", full)
-    monkeypatch.setattr("dra.engine.checkpoint.save_file", full)
+    monkeypatch.setattr("dra.checkpoints.format.save_file", full)
     line = one_error_line(shapes_base2new(tmp_path / "out"))
     assert line.startswith("error: cannot write ") and "adapters.safetensors" in line
     assert type(exc).__name__ in line

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from safetensors import safe_open
 
-from dra.backbones import features
 from dra.data import build_dataset, build_transforms
+from dra.methods import features
 
 
 def test_named_weights_are_cached_as_safetensors_and_read_back(tiny_backbone, tmp_path, monkeypatch):

@@ -186,7 +186,7 @@ meta_fields = st.fixed_dictionaries(
 def test_checkpoint_descriptions_on_random_json(fields, raw):
     from safetensors.torch import save_file
 
-    from dra.engine.checkpoint import CheckpointError, load_model
+    from dra.checkpoints import CheckpointError, load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "ck.safetensors"

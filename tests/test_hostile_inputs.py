@@ -18,8 +18,8 @@ import torch
 from conftest import TINY
 from dra.backbones import BackboneError, load_backbone
 from dra.backbones.torchscript import TorchScriptError, read_torchscript_tensors
+from dra.checkpoints import load_model, save_adapters
 from dra.data import build_dataset, fewshot, subsample_classes
-from dra.engine.checkpoint import load_model, save_adapters
 from dra.methods import build_method
 from safety_helpers import QUICK, files_under, invoke, one_error_line
 
@@ -309,7 +309,7 @@ def _edit(ckpt, **fields):
 def test_a_checkpoint_with_nan_tensors_is_refused_everywhere(tmp_path, tiny_checkpoint):
     from safetensors.torch import load_file, save_file
 
-    from dra.engine.importing import import_checkpoint
+    from dra.checkpoints.convert import import_checkpoint
 
     tensors = load_file(str(tiny_checkpoint))
     name = sorted(tensors)[0]

@@ -2,7 +2,8 @@
 
 forward on the tiny config, gradients on exactly `learned_modules()`, exact ViT-B/16 counts, checkpoint
 round trip, `unload()` restoring CLIP, and a short base-to-new run on the embedded shapes set.
-A new method is a new entry of SPECS (the first test fails until it has one).
+Every registered method (`dra.methods.method_names()`) runs through them; its entry of SPECS holds what
+the checks expect of it (the first test fails until it has one).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import torch
 
 from conftest import TINY, meta_backbone
 from dra.backbones import load_backbone
-from dra.engine.checkpoint import load_model, save_adapters
-from dra.methods import METHODS, build_method
-from dra.settings import load_settings, method_names
+from dra.checkpoints import load_model, save_adapters
+from dra.methods import METHODS, build_method, method_names
+from dra.settings import load_settings
 
 CLASSES = ["circle", "square", "triangle"]
 
@@ -79,8 +80,46 @@ SPECS: dict[str, Spec] = {
 
 
 def test_every_method_has_a_settings_file_and_a_spec():
-    assert set(method_names()) == set(METHODS)  # the packaged configs/methods/*.yaml ARE the method list
+    from importlib import resources
+
+    packaged = {
+        p.name[:-5] for p in (resources.files("dra") / "configs" / "methods").iterdir() if p.name.endswith(".yaml")
+    }
+    assert packaged == set(method_names())  # one packaged configs/methods/<name>.yaml per registered method
+    assert set(method_names()) == set(METHODS)
     assert set(SPECS) == set(METHODS)
+
+
+def test_one_registration_gives_name_config_and_section():
+    from dra.config import DRAConfig, LoRAConfig, TipAdapterConfig
+    from dra.methods import method_sections
+    from dra.methods.adapted import AdaptedCLIP
+    from dra.settings import METHOD_SECTIONS
+
+    lora = METHODS["clip_lora"]
+    assert (lora.method, lora.config_class, lora.config_section) == ("clip_lora", LoRAConfig, "lora")
+    assert (METHODS["adapter"].config_class, METHODS["adapter"].config_section) == (DRAConfig, "dra")
+    assert METHODS["tip_adapter_f"].config_section == "tip_adapter"
+    assert (METHODS["zeroshot"].config_class, METHODS["zeroshot"].config_section) == (None, None)
+    assert AdaptedCLIP.method is None  # the shared base of dra, adapter and mma is no method
+
+    class MyDRA(METHODS["dra"]):
+        pass
+
+    assert (MyDRA.method, MyDRA.config_section) == ("dra", "dra")  # a subclass is its registered parent
+    sections = method_sections()
+    assert sections["lora"] is LoRAConfig and sections["tip_adapter"] is TipAdapterConfig
+    assert "clip_lora" not in sections and len(sections) == 13  # 16 methods; zeroshot none, two pairs share
+    assert METHOD_SECTIONS == sections
+
+
+def test_method_names_import_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, dra.settings, dra.methods; dra.methods.method_names(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def _build(method: str, backbone, classes=CLASSES):
@@ -100,7 +139,7 @@ def _learned(model) -> dict[int, str]:
     return {id(p): f"{prefix}.{n}" for prefix, m in model.learned_modules().items() for n, p in m.named_parameters()}
 
 
-@pytest.mark.parametrize("method", sorted(SPECS))
+@pytest.mark.parametrize("method", method_names())
 def test_forward_on_the_tiny_model(tiny_backbone, method):
     torch.manual_seed(0)
     model = _build(method, tiny_backbone)
@@ -111,7 +150,7 @@ def test_forward_on_the_tiny_model(tiny_backbone, method):
         assert logits.shape == (4, len(CLASSES)) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("method", sorted(m for m, s in SPECS.items() if s.trainable))
+@pytest.mark.parametrize("method", [m for m in method_names() if SPECS.get(m, Spec()).trainable])
 def test_gradients_reach_exactly_the_learned_tensors(tiny_backbone, method):
     torch.manual_seed(0)
     model = _build(method, tiny_backbone).train()
@@ -130,7 +169,7 @@ def test_gradients_reach_exactly_the_learned_tensors(tiny_backbone, method):
             assert p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("method", sorted(m for m, s in SPECS.items() if s.vit_b16 is not None))
+@pytest.mark.parametrize("method", [m for m in method_names() if SPECS.get(m, Spec()).vit_b16 is not None])
 def test_exact_counts_on_vit_b16(method):
     backbone = meta_backbone("ViT-B-16")
     model = build_method(method, backbone, ["a"])
@@ -143,7 +182,7 @@ def test_exact_counts_on_vit_b16(method):
         model.unload()
 
 
-@pytest.mark.parametrize("method", sorted(SPECS))
+@pytest.mark.parametrize("method", method_names())
 def test_checkpoint_round_trip_gives_identical_logits(tmp_path, method):
     torch.manual_seed(0)
     model = _build(method, load_backbone(TINY)).eval()
@@ -158,7 +197,7 @@ def test_checkpoint_round_trip_gives_identical_logits(tmp_path, method):
     torch.testing.assert_close(again(images), want, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("method", sorted(SPECS))
+@pytest.mark.parametrize("method", method_names())
 def test_unload_restores_clip(tiny_backbone, method):
     modules = {n: m for n, m in tiny_backbone.named_modules()}
     keys = set(tiny_backbone.state_dict())
@@ -189,7 +228,7 @@ QUICK = [
 ]
 
 
-@pytest.mark.parametrize("method", sorted(SPECS))
+@pytest.mark.parametrize("method", method_names())
 def test_short_base2new_on_shapes(tmp_path, method):
     from dra.protocols import base2new
 

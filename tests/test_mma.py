@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from dra.checkpoints.convert import convert
 from dra.config import MMAConfig
-from dra.engine.importing import convert
 from dra.methods import build_method
 from mma_reference import OfficialAdapterLearner, official_block, official_logits
 
@@ -100,8 +100,8 @@ def _dassl_file(path, official, classnames, backbone, extra=None):
 def test_import_round_trip_gives_the_official_logits(tmp_path):
     from conftest import TINY
     from dra.backbones import load_backbone
-    from dra.engine.checkpoint import load_model
-    from dra.engine.importing import import_checkpoint
+    from dra.checkpoints import load_model
+    from dra.checkpoints.convert import import_checkpoint
 
     backbone = load_backbone(TINY)  # pretrained=None: the seeded random weights load_model rebuilds
     torch.manual_seed(3)
@@ -138,8 +138,8 @@ def test_import_never_unpickles_code_and_names_foreign_keys(tmp_path, capsys):
     import pytest
 
     from conftest import TINY
-    from dra.engine.checkpoint import CheckpointError
-    from dra.engine.importing import import_checkpoint
+    from dra.checkpoints import CheckpointError
+    from dra.checkpoints.convert import import_checkpoint
 
     torch.save({"state_dict": {}, "epoch": 1, "payload": _Payload()}, tmp_path / "evil.pth.tar-1")
     with pytest.raises(CheckpointError, match="tensors only"):

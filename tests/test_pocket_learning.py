@@ -84,6 +84,6 @@ def test_every_baseline_trains_above_zero_shot(base_accuracy, method):
 
 
 def test_every_trained_method_is_in_the_matrix():
-    from dra.settings import method_names
+    from dra.methods import method_names
 
     assert set(method_names()) == {"zeroshot", "dra", "adapter", *BASELINE_MARGINS}

@@ -78,11 +78,11 @@ def test_python_api_in_one_call(checkpoint, images):
     assert len(out.rows) == 5 and len(out.errors) == 1
     model = dra.load_model(ck)
     pil = Image.open(images / "img0.png")
-    again = model.predict([pil, str(images / "img0.png")], top_k=2, device="cpu")
+    again = dra.predict(model, [pil, str(images / "img0.png")], top_k=2, device="cpu")
     assert again.rows[0]["image"] == "<image 0>" and again.rows[1]["image"].endswith("img0.png")  # input order
     a, b = again.rows[0]["top"], again.rows[1]["top"]  # the same image, as PIL and as a path
     assert [t["class"] for t in a] == [t["class"] for t in b]
     assert [t["prob"] for t in a] == pytest.approx([t["prob"] for t in b], abs=1e-5)
     assert again.rows[0]["top"][0]["class"] == out.rows[0]["top"][0]["class"]
-    swapped = model.predict(str(images / "img0.png"), classnames=["x", "y"], device="cpu")
+    swapped = dra.predict(model, str(images / "img0.png"), classnames=["x", "y"], device="cpu")
     assert [t["class"] for t in swapped.rows[0]["top"]] in (["x", "y"], ["y", "x"])

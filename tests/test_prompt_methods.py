@@ -209,7 +209,7 @@ def test_exact_deep_prompt_counts_on_vit_b16(method, count):
 def test_official_coop_and_maple_checkpoints_convert_to_the_same_model(tiny_backbone, tmp_path):
     """A Dassl checkpoint written with the official key names (CoOp: the prompt learner alone; MaPLe: the
     whole CustomCLIP, frozen encoders included) loads into dra's model with identical logits."""
-    from dra.engine.importing import convert, read_dassl
+    from dra.checkpoints.convert import convert, read_dassl
 
     torch.manual_seed(0)
     images = torch.randn(2, 3, 32, 32)

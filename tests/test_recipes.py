@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from dra.methods import method_names
 from dra.recipe import run_settings
-from dra.settings import method_names
 from recipes import RECIPES, lookup, markdown_table
 
 CASES = [(r, p, d) for r in RECIPES for p in r.protocols for d in r.datasets]

@@ -11,8 +11,8 @@ import torch
 
 from conftest import TINY
 from dra.backbones import BackboneError, load_backbone
+from dra.checkpoints import CheckpointError, load_model, save_adapters
 from dra.data import build_dataset, build_transforms, fewshot, subsample_classes
-from dra.engine.checkpoint import CheckpointError, load_model, save_adapters
 from dra.engine.trainer import RESUME_FILE, TrainSettings, fit
 from dra.methods import build_method
 from safety_helpers import invoke, one_error_line, write_evil

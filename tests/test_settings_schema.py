@@ -181,10 +181,10 @@ def test_method_sections_are_checked(override, message):
 def test_a_method_file_is_checked(tmp_path, monkeypatch):
     import dra.settings as S
 
-    (tmp_path / "odd.yaml").write_text("all:\n  train: {lr: 0.1}\nbase2nwe:\n  train: {epochs: 2}\n")
-    monkeypatch.setattr(S, "_methods_dir", lambda: tmp_path)
+    (tmp_path / "coop.yaml").write_text("all:\n  train: {lr: 0.1}\nbase2nwe:\n  train: {epochs: 2}\n")
+    monkeypatch.setattr(S, "_methods_dir", lambda: tmp_path)  # a registered method's file, edited
     with pytest.raises(SettingsError, match="unknown setting 'base2nwe'; did you mean 'base2new'"):
-        load_settings("base2new", {"method": "odd"})
+        load_settings("base2new", {"method": "coop"})
 
 
 def test_a_settings_files_method_overrides_win_over_the_method_file_and_lose_to_the_command_line():

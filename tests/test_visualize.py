@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from conftest import TINY
 from dra.backbones import load_backbone
+from dra.checkpoints import save_adapters
 from dra.cli import app
 from dra.config import DRAConfig
-from dra.engine.checkpoint import save_adapters
 from dra.methods import build_method
 
 

@@ -14,9 +14,9 @@ _EXPORTS = {
     "create_model": "dra.api",
     "load_model": "dra.api",
     "predict": "dra.api",
-    "CheckpointError": "dra.engine.checkpoint",
-    "load_adapters": "dra.engine.checkpoint",
-    "save_adapters": "dra.engine.checkpoint",
+    "CheckpointError": "dra.checkpoints",
+    "load_adapters": "dra.checkpoints",
+    "save_adapters": "dra.checkpoints",
 }
 __all__ = sorted(_EXPORTS)
 

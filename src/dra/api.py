@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dra.backbones import load_backbone
+from dra.checkpoints.rebuild import load_model  # noqa: F401 - re-exported: dra.load_model
 from dra.config import DRAConfig
-from dra.engine.checkpoint import load_model  # noqa: F401 - re-exported: dra.load_model
 from dra.methods import DEFAULT_TEMPLATE, ClassifierModel, build_method
 
 __all__ = ["create_model", "load_model", "predict"]
@@ -32,7 +32,8 @@ def predict(
     pretrained: str | None = None,
     **kwargs,
 ):
-    """Top-k classes per image, from a model or an adapter checkpoint (rebuilt with `load_model`).
+    """Top-k classes per image, from a model (any `ClassifierModel`) or an adapter checkpoint (rebuilt with
+    `load_model`).
 
     `images`: paths (a folder is read recursively), PIL images or transformed tensors. `classnames`
     swaps the label space (zero-shot classes the adapters were not trained on). Returns
@@ -41,6 +42,6 @@ def predict(
     from dra.engine.predict import predict as run
 
     model = model_or_checkpoint
-    if not hasattr(model, "backbone"):
+    if not isinstance(model, ClassifierModel):
         model = load_model(model_or_checkpoint, pretrained=pretrained)
     return run(model, images, top_k=top_k, classnames=classnames, **kwargs)

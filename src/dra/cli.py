@@ -35,8 +35,8 @@ def _errors():
     and exit code 1 (settings, data, weights, checkpoints, run folders, a diverged run, an unwritable
     output). Anything else is a bug and keeps its traceback."""
     from dra.backbones import BackboneError
+    from dra.checkpoints import CheckpointError
     from dra.data import DataError
-    from dra.engine.checkpoint import CheckpointError
     from dra.engine.trainer import RunBusyError, RunMismatchError, TrainingDivergedError
     from dra.errors import one_line
     from dra.protocols.experiment import RunMissingError
@@ -109,7 +109,7 @@ def import_checkpoint(
     read as tensors only (never unpickled with code)."""
     import json
 
-    from dra.engine.importing import import_checkpoint as run_import
+    from dra.checkpoints.convert import import_checkpoint as run_import
     from dra.io import ensure_writable
     from dra.labels import read_classnames
 
@@ -477,7 +477,7 @@ def visualize(
     import json
 
     from dra.analysis.token_ranks import token_ranks
-    from dra.engine.checkpoint import load_model
+    from dra.checkpoints import load_model
 
     with _errors():
         model = load_model(checkpoint, pretrained=_pretrained(pretrained))
@@ -508,7 +508,7 @@ def predict(
     """Classify images with a trained checkpoint: top-k classes with probabilities; unreadable files are reported."""
     import json
 
-    from dra.engine.checkpoint import load_model
+    from dra.checkpoints import load_model
     from dra.engine.predict import predict as run
     from dra.io import atomic_write_text
     from dra.labels import read_classnames

@@ -12,6 +12,9 @@ from typing import Any
 
 from dra.errors import DraError
 
+DEFAULT_TEMPLATE = "a photo of a {}."
+"""The benchmark's prompt (CoOp / CoCoOp / MaPLe / MMA convention): settings' and the methods' default."""
+
 
 class LabelsError(DraError, ValueError):
     """Class names or a prompt template a model cannot use; the message names where they came from."""

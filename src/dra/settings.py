@@ -10,11 +10,13 @@ YAML <- method YAML (`all`, then the protocol's block) <- the protocol YAML's `m
 block (what one world needs for one method: the pocket CLIP's learning rates) <- explicit values (CLI
 options) <- `key=value` overrides and checks the result before anything is written: unknown keys at any level (with the
 nearest valid key), types, ranges and choices. Errors are `SettingsError`s with a one-line message
-that names the key. The packaged method files are the one list of method names (`method_names()`).
+that names the key. The valid method names and their sections come from the methods' registration
+(`dra.methods.registry`, which imports no torch); each has its packaged method file.
 
 This is the settings layer: it imports `dra.config` (the typed method configs and the engine's plain
 `TrainSettings`/`EvalSettings` with their checks, re-exported here), `dra.data.registry` (the default
-dataset list), `dra.labels` and `dra.errors`; the engine and the methods import `dra.config`, never this.
+dataset list), the methods' registration (`dra.methods.registry`, no torch), `dra.labels` and
+`dra.errors`; the engine and the methods import `dra.config`, never this.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dra.config import (  # LATER_TRAIN_DEFAULTS: re-exported (protocols/experiment.py reads S.LATER_...)
     LATER_TRAIN_DEFAULTS,  # noqa: F401
-    METHOD_SECTIONS,
     DRAConfig,
     EvalSettings,
     TrainSettings,
@@ -41,7 +42,10 @@ from dra.config import (  # LATER_TRAIN_DEFAULTS: re-exported (protocols/experim
 )
 from dra.data.registry import BASE_TO_NEW_DATASETS
 from dra.errors import SettingsError
-from dra.labels import template_problem
+from dra.labels import DEFAULT_TEMPLATE, template_problem
+from dra.methods.registry import method_names, method_sections
+
+METHOD_SECTIONS = method_sections()  # section -> config class, from the methods' one registration
 
 PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo", "pocket")
 ALL_SHOTS = "all"
@@ -90,7 +94,7 @@ class Settings:
     method: str = "dra"
     model: str = "ViT-B-16"
     pretrained: Optional[str] = "openai"
-    template: str = "a photo of a {}."
+    template: str = DEFAULT_TEMPLATE
     data_root: Optional[str] = None
     split: Optional[str] = None
     """A CoOp split file (JSON) for image-folder datasets (a dataset given as a path)."""
@@ -155,12 +159,6 @@ def check_keys(data: dict, prefix: str = "") -> None:
 
 def _methods_dir():
     return resources.files("dra") / "configs" / "methods"
-
-
-def method_names() -> tuple[str, ...]:
-    """The valid `method` values: one packaged `configs/methods/<name>.yaml` per method (the one list;
-    a test checks it equals `dra.methods.METHODS`)."""
-    return tuple(sorted(p.name[:-5] for p in _methods_dir().iterdir() if p.name.endswith(".yaml")))
 
 
 METHOD_BLOCKS = ("all", "base2new", "cross_dataset", "domain_gen")

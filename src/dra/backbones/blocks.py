@@ -50,10 +50,6 @@ from dra.backbones.wrapping import ModuleWrapper, WrapError
 from dra.config import PLACEMENTS
 
 
-def _identity(x):
-    return x
-
-
 def _call(module, x):
     return x if module is None else module(x)
 

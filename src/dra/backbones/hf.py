@@ -21,11 +21,10 @@ from torch.nn import functional as F
 
 from dra.backbones.base import BackboneError, CLIPBackbone, Preprocess, WeightsUnavailableError
 from dra.backbones.loading import _hub_reachable
+from dra.data.transforms import CLIP_MEAN, CLIP_STD
 from dra.errors import refusal
 
 HF_PREFIX = "hf:"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from dra.config import PRECISIONS
+
 PAPER = {"dra_over_coop_inference": 642.90 / 888.46}
 # (name, numerator method, denominator method, key, at least, class counts it applies to (None: all))
 TARGETS = [

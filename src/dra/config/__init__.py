@@ -1,5 +1,5 @@
 """The library's plain, typed configuration (dataclasses, no OmegaConf): each method's config
-(`methods.py`: `DRAConfig` and one class per baseline, `METHOD_SECTIONS`), the engine's
+(`methods.py`: `DRAConfig` and one class per baseline), the engine's
 `TrainSettings`/`EvalSettings` with their range checks (`train.py`), and the one unknown-key check
 (`fields.py`). The settings layer (`dra.settings`) builds its schema from these; the engine and the
 methods import them from here, below the settings layer."""
@@ -7,7 +7,6 @@ methods import them from here, below the settings layer."""
 from dra.config.fields import UnknownFieldError, check_fields
 from dra.config.methods import (
     BRANCHES,
-    METHOD_SECTIONS,
     PLACEMENTS,
     REDUCTIONS,
     CLIPAdapterConfig,
@@ -50,7 +49,6 @@ __all__ = [
     "MetaPromptConfig",
     "LFAConfig",
     "ProDAConfig",
-    "METHOD_SECTIONS",
     "BRANCHES",
     "PLACEMENTS",
     "REDUCTIONS",

@@ -1,6 +1,7 @@
 """Method configs: `DRAConfig` (every switch of the DRA adapter, the paper's values as defaults) and one
 dataclass per baseline with its published values (`MMAConfig`, `LoRAConfig`, `CLIPAdapterConfig`,
-`TipAdapterConfig`, ...). Each is a section of the settings schema (`METHOD_SECTIONS`: section name -> class).
+`TipAdapterConfig`, ...). Each is a section of the settings schema, named by its `section` (the methods'
+registration, `dra.methods.registry`, says which method reads which).
 
 Over 400 lines on purpose: thirteen small dataclasses, one per published method, each field documented
 against its paper or official code; splitting them would scatter one table of defaults over many files.
@@ -25,6 +26,9 @@ REDUCTIONS = ("mean", "sum", "sample_sum")
 
 @dataclass
 class DRAConfig:
+    section = "dra"
+    """The settings section of these fields (a class attribute, not a field)."""
+
     # -- shape of the adapter ------------------------------------------------------------------
     rank: int = 32
     """r: the bottleneck width and the highest rank a token can get (Fig. 3a)."""
@@ -113,7 +117,7 @@ class DRAConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DRAConfig:
-        check_fields([f.name for f in dataclasses.fields(cls)], d, "dra.")
+        check_fields([f.name for f in dataclasses.fields(cls)], d, f"{cls.section}.")
         return cls(**d)
 
 
@@ -121,6 +125,7 @@ class _MethodConfig:
     """to_dict / from_dict (unknown keys name the nearest valid one) for the baselines' configs."""
 
     section = ""
+    """The settings section of the fields (`mma`, `lora`, ...): the one place it is written."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -414,21 +419,3 @@ class ProDAConfig(_MethodConfig):
             raise ValueError(f"diversity_weight must be >= 0, got {self.diversity_weight}")
 
     section = "proda"
-
-
-# settings section -> config class: the typed method sections of the settings schema
-METHOD_SECTIONS = {
-    "dra": DRAConfig,
-    "mma": MMAConfig,
-    "lora": LoRAConfig,
-    "clip_adapter": CLIPAdapterConfig,
-    "tip_adapter": TipAdapterConfig,
-    "coop": CoOpConfig,
-    "kgcoop": KgCoOpConfig,
-    "cocoop": CoCoOpConfig,
-    "maple": MaPLeConfig,
-    "tcp": TCPConfig,
-    "metaprompt": MetaPromptConfig,
-    "lfa": LFAConfig,
-    "proda": ProDAConfig,
-}

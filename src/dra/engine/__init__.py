@@ -1,5 +1,1 @@
-"""Training loop, evaluation and checkpoints."""
-
-from dra.engine.checkpoint import CheckpointError, load_adapters, read_checkpoint, save_adapters
-
-__all__ = ["CheckpointError", "load_adapters", "read_checkpoint", "save_adapters"]
+"""Training loop, evaluation, inference (`predict`); the checkpoints they read and write are `dra.checkpoints`."""

@@ -8,6 +8,7 @@ Every epoch ends with two atomic writes in the run folder:
 Each epoch reseeds the RNGs from (seed, epoch, rank), so a resumed run continues exactly as an
 uninterrupted one would have. A non-finite loss stops training (`TrainingDivergedError`) before
 anything of that epoch is saved. The main process holds a lock on the run folder while it trains.
+The optimiser and schedule are `engine/optim.py`; the resume state's format is `engine/resume.py`.
 """
 
 from __future__ import annotations
@@ -23,21 +24,21 @@ from typing import TYPE_CHECKING
 
 import torch
 from filelock import FileLock, Timeout
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from dra.checkpoints.format import CheckpointError, save_adapters
 from dra.config import LATER_TRAIN_DEFAULTS, TrainSettings
 from dra.data import DataError, ImageDataset
 from dra.engine import distributed
-from dra.engine.checkpoint import CheckpointError, assign_adapters, save_adapters
 from dra.engine.metrics_log import METRICS_FILE, TB_DIR, MetricsLog
+from dra.engine.optim import build_optimizer, plan
 from dra.engine.precision import autocast, grad_scaler, resolve
+from dra.engine.resume import read_resume_state, restore_resume_state, save_resume_state
 from dra.errors import DraError, SettingsError
 from dra.errors import one_line as _one_line
-from dra.io import OutputError, atomic_write, remove_orphans
+from dra.io import OutputError, remove_orphans
 
 if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
     from dra.methods.base import ClassifierModel
@@ -48,7 +49,6 @@ log = logging.getLogger("dra.train")
 RESUME_FILE = "last.safetensors"
 LEGACY_RESUME_FILE = "last.pt"
 LOCK_FILE = ".lock"
-_RESUME_KEYS = ("epoch", "identity", "history", "optimizer", "scheduler", "scaler")
 
 
 class RunMismatchError(DraError, RuntimeError):
@@ -61,40 +61,6 @@ class RunBusyError(DraError, RuntimeError):
 
 class TrainingDivergedError(DraError, RuntimeError):
     """The loss became NaN or infinite; nothing of the epoch was saved."""
-
-
-def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
-    """`train.optimizer`: sgd (Dassl: momentum, dampening 0, no Nesterov), adam or adamw (betas 0.9, 0.999,
-    eps `train.adam_eps`); weight decay `train.weight_decay` for all three."""
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    if s.optimizer in ("adam", "adamw"):
-        cls = torch.optim.Adam if s.optimizer == "adam" else torch.optim.AdamW
-        return cls(params, lr=s.lr, betas=(0.9, 0.999), eps=s.adam_eps, weight_decay=s.weight_decay)
-    raise SettingsError(f"train.optimizer must be one of sgd, adam, adamw, got {s.optimizer!r}")
-
-
-def plan(s: TrainSettings, steps_per_epoch: int) -> tuple[int, int]:
-    """(epochs, optimiser steps in all): `epochs` full epochs, or an `iterations` budget spread over as many
-    epochs as it takes (the last one cut short)."""
-    if s.iterations <= 0:
-        return s.epochs, s.epochs * steps_per_epoch
-    return math.ceil(s.iterations / max(steps_per_epoch, 1)), s.iterations
-
-
-def build_optimizer(params, s: TrainSettings, total_steps: int | None = None):
-    """The optimiser + cosine annealing to `final_lr`: stepped once per epoch (Dassl; T_max = the epochs), after
-    an optional constant warm-up, or (`schedule: iteration`) once per step over `total_steps`."""
-    opt = make_optimizer(params, s)
-    if s.schedule == "iteration":
-        steps = total_steps if total_steps is not None else s.iterations
-        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(steps), 1), eta_min=s.final_lr)
-    # Dassl: T_max = the epoch count even after a warm-up (the cosine restarts after it and never reaches 0)
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs, eta_min=s.final_lr)
-    if s.warmup_epochs <= 0:
-        return opt, cosine
-    warm = torch.optim.lr_scheduler.ConstantLR(opt, factor=s.warmup_lr / s.lr, total_iters=s.warmup_epochs)
-    return opt, torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[s.warmup_epochs])
 
 
 class _QuietFileHandler(logging.FileHandler):
@@ -121,78 +87,6 @@ def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
 def _plain(value):
     """JSON round trip (tuples -> lists), so saved and current identities compare equal."""
     return json.loads(json.dumps(value))
-
-
-def save_resume_state(
-    path: Path, model: ClassifierModel, epoch: int, identity: dict, opt, sched, scaler, history
-) -> None:
-    """Tensors in a safetensors file, everything else as JSON in its metadata (no pickle anywhere)."""
-    tensors = {
-        f"adapters/{k}": v.detach().to("cpu").contiguous().clone() for k, v in model.adapter_state_dict().items()
-    }
-    osd = opt.state_dict()
-    opt_state = {}
-    for idx, entry in osd["state"].items():
-        plain = {}
-        for k, v in entry.items():
-            if torch.is_tensor(v):
-                tensors[f"optimizer/{idx}/{k}"] = v.detach().to("cpu").contiguous().clone()
-            else:
-                plain[k] = v
-        opt_state[str(idx)] = plain
-    meta = {
-        "format": "dra-resume",
-        "format_version": 1,
-        "epoch": epoch,
-        "identity": identity,
-        "history": history,
-        "optimizer": {"state": opt_state, "param_groups": osd["param_groups"]},
-        "scheduler": sched.state_dict(),
-        "scaler": scaler.state_dict(),
-    }
-    text = json.dumps(meta, allow_nan=False)  # a non-finite value is never saved
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"dra_resume": text}))
-
-
-def read_resume_state(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(metadata, tensors) of a resume state; any problem is a one-line CheckpointError."""
-    fix = "delete it to start the run over"
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            text = (f.metadata() or {}).get("dra_resume")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        raise CheckpointError(f"resume state {path} is unreadable or corrupt ({_one_line(e)}); {fix}") from None
-    if text is None:
-        raise CheckpointError(f"resume state {path} is not a dra resume state (no 'dra_resume' metadata); {fix}")
-    try:
-        meta = json.loads(text)
-    except ValueError as e:
-        raise CheckpointError(f"resume state {path} holds corrupt metadata ({e}); {fix}") from None
-    missing = [k for k in _RESUME_KEYS if not isinstance(meta, dict) or k not in meta]
-    if missing:
-        raise CheckpointError(f"resume state {path} lacks {', '.join(missing)}; {fix}")
-    return meta, tensors
-
-
-def _restore(state_path: Path, meta: dict, tensors: dict, model: ClassifierModel, opt, sched, scaler) -> None:
-    adapters = {k[len("adapters/") :]: v for k, v in tensors.items() if k.startswith("adapters/")}
-    assign_adapters(model, adapters, source=str(state_path))
-    try:
-        opt_state = {}
-        for idx, plain in meta["optimizer"]["state"].items():
-            entry = dict(plain)
-            prefix = f"optimizer/{idx}/"
-            entry.update({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
-            opt_state[int(idx)] = entry
-        opt.load_state_dict({"state": opt_state, "param_groups": meta["optimizer"]["param_groups"]})
-        sched.load_state_dict(meta["scheduler"])
-        scaler.load_state_dict(meta["scaler"])
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        raise CheckpointError(
-            f"resume state {state_path} does not fit this run's optimiser ({_one_line(e)}); "
-            "delete it to start the run over"
-        ) from None
 
 
 class _NonFinite:
@@ -377,7 +271,7 @@ def _fit(
                 f"{run_dir} holds a run with other settings; use another --output or delete that folder "
                 f"(saved: {meta['identity']}; now: {identity})"
             )
-        _restore(state_path, meta, tensors, model, opt, sched, scaler)
+        restore_resume_state(state_path, meta, tensors, model, opt, sched, scaler)
         history, start_epoch = meta["history"], int(meta["epoch"])
 
     if start_epoch:

@@ -14,16 +14,12 @@ from torch.utils.checkpoint import checkpoint
 from dra.adapters import AdapterBranch
 from dra.adapters.dynamic_rank import NoiseSource
 from dra.backbones import TOWERS, BackboneError, CLIPBackbone, ParallelBranchBlock
-from dra.config import DRAConfig, TrainSettings
+from dra.config import TrainSettings
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 
 
 class AdaptedCLIP(ClassifierModel):
-    method = "adapted"
-    config_class = DRAConfig
     adapter_class: type[nn.Module]
-    config_class = DRAConfig
-    config_section = "dra"
 
     def __init__(
         self, backbone: CLIPBackbone, classnames: list[str], config=None, template: str = DEFAULT_TEMPLATE
@@ -54,6 +50,9 @@ class AdaptedCLIP(ClassifierModel):
         # checkpointed, when there are more than `text_chunk_above` classes (0: never); see `_chunked_text`.
         self.text_chunk = TrainSettings.text_chunk
         self.text_chunk_above = TrainSettings.text_chunk_above
+
+    def set_text_chunks(self, chunk: int, above: int) -> None:
+        self.text_chunk, self.text_chunk_above = int(chunk), int(above)
 
     # -- what a subclass decides: which towers and blocks, which branch, where ------------------------
     def adapted_towers(self) -> list[str]:

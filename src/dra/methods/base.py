@@ -13,17 +13,33 @@ from torch import nn
 from torch.nn import functional as F
 
 from dra.backbones import CLIPBackbone
-from dra.labels import check_classnames, check_template
+from dra.labels import DEFAULT_TEMPLATE, check_classnames, check_template
+from dra.methods.official import OfficialLayout
+from dra.methods.registry import spec_of
 
-DEFAULT_TEMPLATE = "a photo of a {}."
+
+class _Registered:
+    """A class attribute read from the method's registration (`dra.methods.registry`): the class's own, or
+    that of the nearest registered class it derives from; None for a class that is no method."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, obj, owner=None):
+        spec = spec_of(owner if owner is not None else type(obj))
+        return None if spec is None else getattr(spec, self.field)
 
 
 class ClassifierModel(nn.Module):
-    method: str = "base"
-    config_class: type | None = None
+    method = _Registered("name")
+    """The method's name (`dra`, `clip_lora`, ...): what settings and checkpoints call it."""
+    config_class = _Registered("config")
     """The method's config dataclass (a section of the settings schema), or None (nothing to configure)."""
-    config_section: str | None = None
+    config_section = _Registered("section")
     """The settings section it reads (`dra`, `mma`, `lora`, ...)."""
+    official_layout: OfficialLayout | None = None
+    """How checkpoints of the method's official code map onto it (`dra.methods.official`); None: not importable.
+    Read from the class itself only: a subclass (CoCoOp of CoOp) does not inherit it."""
     trains_by_sgd: bool = True
     """False: the trainer never runs (zero-shot CLIP, Tip-Adapter's cache; LFA, whose `fit_cache` does all its
     fitting on features) and the `train` settings are unused."""
@@ -87,11 +103,10 @@ class ClassifierModel(nn.Module):
         text = self.text_features()
         return self.backbone.logit_scale * image @ text.to(image.dtype).t()
 
-    def predict(self, images, top_k: int = 5, classnames=None, **kwargs):
-        """Top-k class names with probabilities per image (paths, folders, PIL images); see `dra.engine.predict`."""
-        from dra.engine.predict import predict
-
-        return predict(self, images, top_k=top_k, classnames=classnames, **kwargs)
+    def set_text_chunks(self, chunk: int, above: int) -> None:
+        """How training encodes the text of many classes (`train.text_chunk`, `train.text_chunk_above`): in
+        chunks of `chunk` classes when there are more than `above` (exact either way; 0: never). Methods
+        whose text features are computed once (nothing trainable on the text side) ignore it."""
 
     # -- training -----------------------------------------------------------------------------------
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -28,10 +28,6 @@ class FeatureAdapter(nn.Module):
 
 
 class CLIPAdapter(ClassifierModel):
-    method = "clip_adapter"
-    config_class = CLIPAdapterConfig
-    config_section = "clip_adapter"
-
     def __init__(
         self, backbone, classnames, config: CLIPAdapterConfig | None = None, template: str = DEFAULT_TEMPLATE
     ) -> None:

@@ -26,10 +26,6 @@ class MetaNet(nn.Sequential):
 
 
 class CoCoOp(CoOp):
-    method = "cocoop"
-    config_class = CoCoOpConfig
-    config_section = "cocoop"
-
     def __init__(
         self,
         backbone: CLIPBackbone,

@@ -5,6 +5,7 @@
 
 The context is initialised from the token embeddings of "a photo of a" (M = 4), so that before
 training CoOp equals zero-shot CLIP with that prompt.
+Official checkpoints (KaiyangZhou/CoOp): `coop_key` and `coop_config`, the class's `official_layout`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from dra.backbones import CLIPBackbone
 from dra.config import CoOpConfig
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
+from dra.methods.official import OfficialLayout
 
 
 class PromptContext(nn.Module):
@@ -50,10 +52,20 @@ class PromptContext(nn.Module):
         return torch.cat([embeddings[:, :1], ctx, embeddings[:, 1 + len(self) :]], dim=1)
 
 
+def coop_key(key: str) -> str | None:
+    """KaiyangZhou/CoOp `prompt_learner` keys (Dassl saves the prompt learner alone): the context."""
+    return "context.ctx" if key in ("ctx", "prompt_learner.ctx") else None
+
+
+def coop_config(tensors: dict[str, torch.Tensor]) -> dict:
+    """CoOp's context length from the checkpoint: 4 is the published "a photo of a" init (its words are
+    replaced by the context anyway); another length reads as that many placeholders."""
+    n = int(tensors["context.ctx"].shape[0])
+    return {"ctx_init": "a photo of a"} if n == 4 else {"ctx_init": "", "n_ctx": n}
+
+
 class CoOp(ClassifierModel):
-    method = "coop"
-    config_class = CoOpConfig
-    config_section = "coop"
+    official_layout = OfficialLayout("KaiyangZhou/CoOp", coop_key, coop_config)
 
     def __init__(
         self,

@@ -5,5 +5,4 @@ from dra.methods.adapted import AdaptedCLIP
 
 
 class DRA(AdaptedCLIP):
-    method = "dra"
     adapter_class = DynamicRankAdapter

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from dra.config import KgCoOpConfig
 from dra.methods.coop import CoOp
 
 
 class KgCoOp(CoOp):
-    method = "kgcoop"
-    config_class = KgCoOpConfig
-    config_section = "kgcoop"
-
     def hand_crafted_features(self) -> torch.Tensor:
         """(C, D) frozen CLIP text features of the template prompts (cached per class set)."""
         key = tuple(c.replace("_", " ") for c in self.classnames)

@@ -80,9 +80,6 @@ class LinearAlignment(nn.Module):
 
 
 class LFA(ClassifierModel):
-    method = "lfa"
-    config_class = LFAConfig
-    config_section = "lfa"
     trains_by_sgd = False  # fit_cache fits W
 
     def __init__(self, backbone, classnames, config: LFAConfig | None = None, template: str = DEFAULT_TEMPLATE):
@@ -127,7 +124,7 @@ class LFA(ClassifierModel):
         )
 
     def fit_cache(self, train_items, transforms, device, val_items=None, echo=None) -> None:
-        from dra.backbones.features import image_features
+        from dra.methods.features import image_features
 
         cfg = self.config
         device = torch.device(device)

@@ -17,10 +17,6 @@ from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 
 
 class CLIPLoRA(ClassifierModel):
-    method = "clip_lora"
-    config_class = LoRAConfig
-    config_section = "lora"
-
     def __init__(
         self, backbone, classnames, config: LoRAConfig | None = None, template: str = DEFAULT_TEMPLATE
     ) -> None:

@@ -7,11 +7,13 @@
 F_i: Linear(text width -> image width), one per layer, F_1..F_{J-1} initialised as copies of one layer (the
 official `_get_clones`), F_0 on its own; P_i ~ N(0, 0.02^2). The text reads the full
 "a photo of a {class}." with its first n tokens replaced. Loss: cross-entropy.
+Official checkpoints (muzairkhattak/multimodal-prompt-learning): `maple_key` and `maple_config`, the class's `official_layout`.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 
 import torch
 from torch import nn
@@ -22,6 +24,7 @@ from dra.backbones.wrapping import unwrap
 from dra.config import MaPLeConfig
 from dra.methods.base import DEFAULT_TEMPLATE
 from dra.methods.coop import CoOp
+from dra.methods.official import FROZEN, OfficialLayout
 
 
 class MultiModalPrompts(nn.Module):
@@ -39,10 +42,34 @@ class MultiModalPrompts(nn.Module):
         self.couplings = nn.ModuleList([first] + [copy.deepcopy(shared) for _ in range(config.depth - 1)])
 
 
+def maple_key(key: str) -> str | None:
+    """muzairkhattak/multimodal-prompt-learning: Dassl saves the whole CustomCLIP under
+    "MultiModalPromptLearner"; the frozen encoders are skipped, the prompt learner maps to dra's MaPLe."""
+    if key.startswith(("image_encoder.", "text_encoder.")) or key in ("logit_scale", "tokenized_prompts"):
+        return FROZEN
+    key = key.removeprefix("prompt_learner.")
+    if key == "ctx":
+        return "context.ctx"
+    m = re.fullmatch(r"proj\.(weight|bias)", key)
+    if m:
+        return f"deep.couplings.0.{m[1]}"
+    m = re.fullmatch(r"compound_prompts_text\.(\d+)", key)
+    if m:
+        return f"deep.deep_text.{m[1]}"
+    m = re.fullmatch(r"compound_prompt_projections\.(\d+)\.(weight|bias)", key)
+    if m:
+        return f"deep.couplings.{int(m[1]) + 1}.{m[2]}"
+    return None
+
+
+def maple_config(tensors: dict[str, torch.Tensor]) -> dict:
+    """MaPLe's prompt length and depth from the checkpoint; the prompt text is the published "a photo of a"."""
+    depth = 1 + sum(1 for k in tensors if k.startswith("deep.deep_text."))
+    return {"ctx_init": "a photo of a", "n_ctx": int(tensors["context.ctx"].shape[0]), "depth": depth}
+
+
 class MaPLe(CoOp):
-    method = "maple"
-    config_class = MaPLeConfig
-    config_section = "maple"
+    official_layout = OfficialLayout("muzairkhattak/multimodal-prompt-learning", maple_key, maple_config)
 
     def __init__(
         self,

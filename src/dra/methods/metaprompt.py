@@ -60,10 +60,6 @@ def select(labels: torch.Tensor, classes: list[int], n: int) -> tuple[torch.Tens
 
 
 class MetaPrompt(ClassifierModel):
-    method = "metaprompt"
-    config_class = MetaPromptConfig
-    config_section = "metaprompt"
-
     def __init__(
         self,
         backbone: CLIPBackbone,

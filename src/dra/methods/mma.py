@@ -3,10 +3,14 @@ a dim x dim layer per depth shared by the two towers (docs/baselines.md).
 
 Checkpoint tensors: `adapters.<image|text>.<block>.down|up.*` and `adapters.shared.<block>.*` (the shared
 layer once, not once per tower). Text prompt: the fixed "a photo of a {}." (TEXT_CTX_INIT).
+Official checkpoints (ZjjConan/Multi-Modal-Adapter): `mma_key` and `mma_config`, the class's `official_layout`.
 """
 
 from __future__ import annotations
 
+import re
+
+import torch
 from torch import nn
 
 from dra.adapters.bottleneck import check_bottleneck
@@ -15,12 +19,35 @@ from dra.backbones import TOWERS, BackboneError
 from dra.config import MMAConfig
 from dra.methods.adapted import AdaptedCLIP
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
+from dra.methods.official import OfficialLayout
+
+
+def mma_key(key: str) -> str | None:
+    """ZjjConan/Multi-Modal-Adapter `adapter_learner` keys -> dra MMA keys (None: not learned)."""
+    m = re.fullmatch(r"(text|visual)_adapter\.(\d+)\.(down\.0|up)\.(weight|bias)", key)
+    if m:
+        tower = "text" if m[1] == "text" else "image"
+        part = "down" if m[3] == "down.0" else "up"
+        return f"adapters.{tower}.{m[2]}.{part}.{m[4]}"
+    m = re.fullmatch(r"shared_adapter\.(\d+)\.0\.(weight|bias)", key)
+    if m:
+        return f"adapters.shared.{m[1]}.{m[2]}"
+    return None
+
+
+def mma_config(tensors: dict[str, torch.Tensor]) -> dict:
+    """MMA's config from the imported tensors: adapted blocks and adapter width as the checkpoint has them."""
+    blocks = sorted({int(k.split(".")[2]) for k in tensors if k.startswith("adapters.shared.")})
+    if not blocks:
+        raise ValueError("the mma checkpoint holds no shared adapter")
+    if blocks != list(range(blocks[0], blocks[-1] + 1)):
+        raise ValueError(f"the mma checkpoint's adapted blocks {blocks} are not one contiguous range")
+    dim = tensors[f"adapters.shared.{blocks[0]}.weight"].shape[0]
+    return {"dim": int(dim), "start_layer": blocks[0], "end_layer": blocks[-1]}
 
 
 class MMA(AdaptedCLIP):
-    method = "mma"
-    config_class = MMAConfig
-    config_section = "mma"
+    official_layout = OfficialLayout("ZjjConan/Multi-Modal-Adapter", mma_key, mma_config)
 
     def __init__(self, backbone, classnames, config: MMAConfig | None = None, template: str = DEFAULT_TEMPLATE) -> None:
         self._shared: dict[int, nn.Linear] = {}

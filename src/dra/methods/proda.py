@@ -75,10 +75,6 @@ class PromptSet(nn.Module):
 
 
 class ProDA(ClassifierModel):
-    method = "proda"
-    config_class = ProDAConfig
-    config_section = "proda"
-
     def __init__(
         self,
         backbone: CLIPBackbone,

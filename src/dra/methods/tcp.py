@@ -37,10 +37,6 @@ class TextualKnowledgeEmbedding(nn.Sequential):
 
 
 class TCP(KgCoOp):
-    method = "tcp"
-    config_class = TCPConfig
-    config_section = "tcp"
-
     def __init__(
         self,
         backbone: CLIPBackbone,

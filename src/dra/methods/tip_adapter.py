@@ -53,9 +53,6 @@ class TipCache(nn.Module):
 
 
 class TipAdapter(ClassifierModel):
-    method = "tip_adapter"
-    config_class = TipAdapterConfig
-    config_section = "tip_adapter"
     learnable_keys = False
     trains_by_sgd = False
 
@@ -187,6 +184,5 @@ class TipAdapter(ClassifierModel):
 
 
 class TipAdapterF(TipAdapter):
-    method = "tip_adapter_f"
     learnable_keys = True
     trains_by_sgd = True

@@ -6,5 +6,4 @@ from dra.methods.base import ClassifierModel
 
 
 class ZeroShotCLIP(ClassifierModel):
-    method = "zeroshot"
     trains_by_sgd = False

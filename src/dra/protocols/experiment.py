@@ -256,8 +256,7 @@ class Experiment:
         section = METHODS[cfg.method].config_section
         config = S.section_config(cfg, section) if section else None
         model = build_method(cfg.method, self.backbone, classnames, config, cfg.template)
-        if hasattr(model, "text_chunk"):  # how the text is encoded in training (exact; not part of the run key)
-            model.text_chunk, model.text_chunk_above = cfg.train.text_chunk, cfg.train.text_chunk_above
+        model.set_text_chunks(cfg.train.text_chunk, cfg.train.text_chunk_above)  # exact; not part of the run key
         return model
 
     def train(
@@ -279,7 +278,7 @@ class Experiment:
             model.fit_cache(train_items, self.transforms(), self.device, val_items)
         if not model.trainable_parameters() or not model.trains_by_sgd:
             if model.needs_cache and self.dist.is_main:  # the built cache is the method's checkpoint
-                from dra.engine.checkpoint import save_adapters
+                from dra.checkpoints import save_adapters
 
                 run_dir.mkdir(parents=True, exist_ok=True)
                 save_adapters(model, run_dir / "adapters")
@@ -305,7 +304,7 @@ class Experiment:
             identity,
         )
         if model.finish_training(val_items, self.transforms(), self.device) and self.dist.is_main:
-            from dra.engine.checkpoint import save_adapters
+            from dra.checkpoints import save_adapters
 
             save_adapters(model, run_dir / "adapters", extra={"epoch": len(history)})
         return history

@@ -5,8 +5,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from dra import settings as S
+from dra.checkpoints import load_adapters, load_model
 from dra.data import subsample_classes
-from dra.engine.checkpoint import load_adapters, load_model
 from dra.protocols.experiment import Experiment, dataset_key, selection_set
 
 

@@ -21,7 +21,7 @@ from dra.errors import DraError, one_line
 from dra.io import atomic_write, atomic_write_text
 from dra.labels import check_classnames, check_template
 
-if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
+if TYPE_CHECKING:  # annotations only: the format needs no method's code
     from dra.methods.base import ClassifierModel
 
 FORMAT_VERSION = 1
@@ -31,7 +31,7 @@ class CheckpointError(DraError, RuntimeError):
     """A checkpoint is missing, corrupt or does not fit the model; the message names both sides."""
 
 
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
@@ -53,7 +53,7 @@ def describe(model: ClassifierModel) -> dict[str, Any]:
 
 def save_adapters(model: ClassifierModel, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Save the trainable tensors of `model`; returns the .safetensors path."""
-    weights_path, meta_path = _paths(path)
+    weights_path, meta_path = checkpoint_paths(path)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.adapter_state_dict().items()}
     save_id = uuid.uuid4().hex  # both files carry it: a pair from two different saves is refused
     meta = {
@@ -71,7 +71,7 @@ def save_adapters(model: ClassifierModel, path: str | os.PathLike, extra: dict[s
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    weights_path, meta_path = _paths(path)
+    weights_path, meta_path = checkpoint_paths(path)
     for p in (weights_path, meta_path):
         if not p.is_file():
             raise CheckpointError(f"checkpoint file {p} not found: a checkpoint is a .safetensors + .json pair")
@@ -147,12 +147,12 @@ def load_adapters(model: ClassifierModel, path: str | os.PathLike) -> dict[str, 
     problems += [f"config.{d}" for d in _differences(meta.get("config", {}), here["config"])]
     if problems:
         raise CheckpointError(
-            f"checkpoint {_paths(path)[0]} (method {meta.get('method')}, model {meta.get('model')}) does not fit "
+            f"checkpoint {checkpoint_paths(path)[0]} (method {meta.get('method')}, model {meta.get('model')}) does not fit "
             f"this model (method {here['method']}, model {here['model']}): "
             + "; ".join(problems)
             + ". Build the model with the checkpoint's settings, e.g. dra.load_model(checkpoint)"
         )
-    assign_adapters(model, tensors, source=str(_paths(path)[0]))
+    assign_adapters(model, tensors, source=str(checkpoint_paths(path)[0]))
     model.load_checkpoint_metadata(meta)
     return meta
 
@@ -164,36 +164,3 @@ def assign_adapters(model: ClassifierModel, tensors: dict[str, torch.Tensor], so
     if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
         raise CheckpointError(f"{source} holds other tensors than this model's adapters")
     model.load_adapter_state_dict(tensors)
-
-
-def load_model(checkpoint: str | os.PathLike, pretrained: str | None = None, classnames: list[str] | None = None):
-    """Rebuild the model a checkpoint was saved from and load its adapters (`dra.load_model`).
-
-    `pretrained` overrides where the backbone weights come from (the checkpoint records the source it
-    was trained with, which may be a path on another machine; "" = random weights); `classnames`
-    overrides the label space. The recorded path is read like `--pretrained`: tensors only.
-    """
-    from dra.backbones import load_backbone
-    from dra.methods import DEFAULT_TEMPLATE, build_method
-
-    _, meta = read_checkpoint(checkpoint)
-    source = pretrained if pretrained is not None else meta.get("pretrained")
-    source = None if source in ("random", "") else source
-    backbone = load_backbone(meta["model"], source, meta.get("quick_gelu"))
-    try:
-        model = build_method(
-            meta["method"],
-            backbone,
-            classnames or meta["classnames"],
-            meta.get("config") or None,
-            meta.get("template", DEFAULT_TEMPLATE),
-        )
-    except (TypeError, ValueError, KeyError) as e:
-        if classnames and "class name" in str(e):
-            raise
-        raise CheckpointError(
-            f"checkpoint {_paths(checkpoint)[1]} records settings that do not build a {meta['method']} model "
-            f"({one_line(e)}); re-save the checkpoint (or restore its 'config')"
-        ) from None
-    load_adapters(model, checkpoint)
-    return model

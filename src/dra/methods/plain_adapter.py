@@ -5,5 +5,4 @@ from dra.methods.adapted import AdaptedCLIP
 
 
 class PlainAdapterCLIP(AdaptedCLIP):
-    method = "adapter"
     adapter_class = PlainAdapter
