@@ -754,6 +754,30 @@ def pocket_pretrain(
         pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
 
 
+@pocket_app.command("probe")
+def pocket_probe(
+    weights: Path = typer.Option(None, help="A ViT-Pocket weights file (default: the packaged pocket CLIP)."),
+    seed: int = typer.Option(1000, help="World seed of the probe's (unshifted) scenes."),
+    train_scenes: int = typer.Option(600, help="Scenes the linear probes are fit on."),
+    test_scenes: int = typer.Option(400, help="Scenes every column is scored on (the next indices)."),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (settings, one object per attribute)."),
+) -> None:
+    """Per attribute of the pocket world: zero-shot accuracy, linear probes of the frozen and of the
+    random-init image tower, and chance (a simulation)."""
+    import json
+
+    import torch
+
+    from dra.pocket.probe import ProbeSettings, probe, table_of
+
+    with _errors():
+        settings = ProbeSettings(seed=seed, train_scenes=train_scenes, test_scenes=test_scenes)
+        torch.set_num_threads(max(1, threads))
+        result = probe(weights, settings)
+    typer.echo(json.dumps(result, indent=2) if as_json else table_of(result).to_terminal())
+
+
 def main(argv: list[str] | None = None) -> None:  # console-script entry point
     """Run the CLI. A command-line mistake (a value of the wrong type, an unknown option, a missing
     argument) is one `error:` line naming the option and exit code 1, like every other user error."""
