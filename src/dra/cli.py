@@ -337,9 +337,16 @@ def compare(
     mem: int = MEM,
     array_parallelism: int = ARRAY_PARALLELISM,
     sbatch: list[str] = SBATCH,
+    reference: str = typer.Option(
+        None,
+        "--reference",
+        help="One of --methods: add each method's paired difference to it (same datasets and seeds) with its "
+        "95% bootstrap interval and whether it is resolved.",
+    ),
 ) -> None:
     """The comparison table with a row per method: runs (or reuses) each method's runs with its published
-    settings; a method that fails is a row "failed: <reason>" and the others go on."""
+    settings; a method that fails is a row "failed: <reason>" and the others go on. Cells show mean ± std
+    [95% bootstrap interval] over seeds."""
     from dra.launch.grid import LaunchOptions, launch_compare
     from dra.protocols import compare as protocol_module
 
@@ -349,6 +356,7 @@ def compare(
         slurm = _slurm(partition, time, gpus, cpus, mem, array_parallelism, sbatch)
         if protocol not in ("base2new", "cross_dataset", "domain_gen"):
             raise ValueError(f"--protocol must be base2new, cross_dataset or domain_gen, got {protocol!r}")
+        protocol_module.check_reference(methods, reference)
 
         def settings_for(method: str):
             return _settings(
@@ -369,9 +377,11 @@ def compare(
             )
 
         _launched(
-            lambda: protocol_module.run(methods, settings_for, protocol, echo=typer.echo),
+            lambda: protocol_module.run(methods, settings_for, protocol, echo=typer.echo, reference=reference),
             lambda: launch_compare(methods, settings_for, options, typer.echo),
-            lambda failures: protocol_module.run(methods, settings_for, protocol, echo=typer.echo, gather=failures),
+            lambda failures: protocol_module.run(
+                methods, settings_for, protocol, echo=typer.echo, gather=failures, reference=reference
+            ),
             options,
         )
 
