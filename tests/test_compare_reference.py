@@ -66,6 +66,37 @@ def test_compare_reference_pairs_the_seeds_of_fake_results(tmp_path):
     assert table["tip_adapter"]["Shapes Base"] == 175 / 3
     assert table["tip_adapter"]["Shapes Base_ci95_low"] < 175 / 3 < table["tip_adapter"]["Shapes Base_ci95_high"]
 
+    # a method run on other seeds than the reference (a settings file's method_overrides): one error line
+    config = tmp_path / "mismatch.yaml"
+    config.write_text("protocol: base2new\nseeds: [1, 2, 3]\nmethod_overrides:\n  tip_adapter: {seeds: [1, 2]}\n")
+    line = one_error_line(
+        invoke(
+            "compare",
+            "--methods",
+            "zeroshot",
+            "tip_adapter",
+            "--datasets",
+            "shapes",
+            "--config",
+            config,
+            "--model",
+            TINY,
+            "--pretrained",
+            "none",
+            "--shots",
+            "2",
+            "--output",
+            tmp_path,
+            *QUICK,
+            "--reference",
+            "zeroshot",
+        )  # fmt: skip
+    )
+    assert line == (
+        "error: --reference zeroshot: tip_adapter and zeroshot were not run on the same datasets and seeds "
+        "(tip_adapter lacks shapes seed 3); run both on the same --datasets and --seeds"
+    )
+
 
 def test_a_reference_that_is_not_compared_is_one_error_line(tmp_path):
     line = one_error_line(compare(tmp_path / "o", "--reference", "dra"))
