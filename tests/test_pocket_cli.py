@@ -10,7 +10,7 @@ from dra.cli import app, expand_variadic
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["pocket pretrain", "ablate", "demo"])
+@pytest.mark.parametrize("command", ["pocket pretrain", "pocket probe", "ablate", "demo"])
 def test_help(command):
     result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0, result.output

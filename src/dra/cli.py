@@ -337,9 +337,16 @@ def compare(
     mem: int = MEM,
     array_parallelism: int = ARRAY_PARALLELISM,
     sbatch: list[str] = SBATCH,
+    reference: str = typer.Option(
+        None,
+        "--reference",
+        help="One of --methods: add each method's paired difference to it (same datasets and seeds) with its "
+        "95% bootstrap interval and whether it is resolved.",
+    ),
 ) -> None:
     """The comparison table with a row per method: runs (or reuses) each method's runs with its published
-    settings; a method that fails is a row "failed: <reason>" and the others go on."""
+    settings; a method that fails is a row "failed: <reason>" and the others go on. Cells show mean ± std
+    [95% bootstrap interval] over seeds."""
     from dra.launch.grid import LaunchOptions, launch_compare
     from dra.protocols import compare as protocol_module
 
@@ -349,6 +356,7 @@ def compare(
         slurm = _slurm(partition, time, gpus, cpus, mem, array_parallelism, sbatch)
         if protocol not in ("base2new", "cross_dataset", "domain_gen"):
             raise ValueError(f"--protocol must be base2new, cross_dataset or domain_gen, got {protocol!r}")
+        protocol_module.check_reference(methods, reference)
 
         def settings_for(method: str):
             return _settings(
@@ -369,9 +377,11 @@ def compare(
             )
 
         _launched(
-            lambda: protocol_module.run(methods, settings_for, protocol, echo=typer.echo),
+            lambda: protocol_module.run(methods, settings_for, protocol, echo=typer.echo, reference=reference),
             lambda: launch_compare(methods, settings_for, options, typer.echo),
-            lambda failures: protocol_module.run(methods, settings_for, protocol, echo=typer.echo, gather=failures),
+            lambda failures: protocol_module.run(
+                methods, settings_for, protocol, echo=typer.echo, gather=failures, reference=reference
+            ),
             options,
         )
 
@@ -752,6 +762,30 @@ def pocket_pretrain(
         )
         command = f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"
         pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
+
+
+@pocket_app.command("probe")
+def pocket_probe(
+    weights: Path = typer.Option(None, help="A ViT-Pocket weights file (default: the packaged pocket CLIP)."),
+    seed: int = typer.Option(1000, help="World seed of the probe's (unshifted) scenes."),
+    train_scenes: int = typer.Option(600, help="Scenes the linear probes are fit on."),
+    test_scenes: int = typer.Option(400, help="Scenes every column is scored on (the next indices)."),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (settings, one object per attribute)."),
+) -> None:
+    """Per attribute of the pocket world: zero-shot accuracy, linear probes of the frozen and of the
+    random-init image tower, and chance (a simulation)."""
+    import json
+
+    import torch
+
+    from dra.pocket.probe import ProbeSettings, probe, table_of
+
+    with _errors():
+        settings = ProbeSettings(seed=seed, train_scenes=train_scenes, test_scenes=test_scenes)
+        torch.set_num_threads(max(1, threads))
+        result = probe(weights, settings)
+    typer.echo(json.dumps(result, indent=2) if as_json else table_of(result).to_terminal())
 
 
 def main(argv: list[str] | None = None) -> None:  # console-script entry point

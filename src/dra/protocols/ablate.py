@@ -28,6 +28,7 @@ from dra import settings as S
 from dra.engine.trainer import TrainingDivergedError
 from dra.protocols.experiment import Experiment
 from dra.report import Table, harmonic_mean, mean_std, write
+from dra.report.stats import bootstrap_interval
 
 Setting = tuple[str, str, dict[str, Any]]  # (label, method, dra overrides)
 
@@ -125,7 +126,7 @@ def settings_table(records: list[dict], protocol: str, title: str) -> Table:
     """One row per setting: mean ± std over seeds; base2new adds the HM of the means."""
     cols = ["base", "new"] if protocol == "base2new" else ["source", "target"]
     labels = list(dict.fromkeys(r["setting"] for r in records))
-    rows, stds, n_seeds, diverged_notes = [], [], [], []
+    rows, stds, n_seeds, diverged_notes, cis = [], [], [], [], []
     for label in labels:
         mine = [r for r in records if r["setting"] == label and not r.get("diverged")]
         diverged = [r["seed"] for r in records if r["setting"] == label and r.get("diverged")]
@@ -139,10 +140,17 @@ def settings_table(records: list[dict], protocol: str, title: str) -> Table:
             std.append(None)
         rows.append(row)
         stds.append(std)
+        cis.append(
+            [None, *(bootstrap_interval([r[c] for r in mine]) for c in cols)] + [None] * (len(row) - 1 - len(cols))
+        )
         n_seeds.append(len(mine))
     columns = ["Setting", "Base", "New", "HM"] if protocol == "base2new" else ["Setting", "Source", "Target"]
-    notes = ["Each seed's score is the average over the datasets; mean ± sample std over seeds.", *diverged_notes]
-    return Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds, notes=notes)
+    notes = [
+        "Each seed's score is the average over the datasets; mean ± sample std over seeds [95 % percentile "
+        "bootstrap interval of the mean over seeds, dra.report.stats].",
+        *diverged_notes,
+    ]
+    return Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds, notes=notes, intervals=cis)
 
 
 def plot_settings(table: Table, path: Path) -> Path:

@@ -102,6 +102,7 @@ def run(cfg: DictConfig, backbone=None, echo=print, gather: dict | None = None) 
     table = base2new_table(
         [{k: r[k] for k in ("dataset", "seed", "base", "new")} for r in records],
         title=f"Base-to-new generalisation ({cfg.method}, {cfg.model})",
+        intervals=True,
     )
     out = exp.output / "base2new" / exp.run_key(cfg)
     if exp.dist.is_main:

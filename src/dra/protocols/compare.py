@@ -5,7 +5,9 @@ New / HM per dataset and the average) or `transfer.run` (cross-dataset, domain g
 method's settings (`settings_for(method)`: the protocol file, the method's packaged YAML, the command
 line). Every method's settings are checked first (an unknown method or setting is one error before any
 run); a method whose run fails becomes a row "failed: <one-line reason>" and the others go on. Methods on the same backbone share one loaded CLIP (each run takes its modules out
-again). Tables: `<output>/compare/<protocol>/compare.{md,csv,json}` (+ `.png` for base-to-new).
+again). Tables: `<output>/compare/<protocol>/compare.{md,csv,json}` (+ `.png` for base-to-new), each
+cell with its std and 95 % bootstrap interval over seeds; with a reference method, each method's paired
+difference to it in `paired.{md,csv,json}` (`dra.report.paired`).
 """
 
 from __future__ import annotations
@@ -37,15 +39,27 @@ def failure_reason(e: BaseException) -> str:
     return text if isinstance(e, (*USER_ERRORS, DataError)) else f"{type(e).__name__}: {text}"
 
 
+def check_reference(methods: list[str], reference: str | None) -> None:
+    """ValueError unless `reference` (when given) is one of the compared methods."""
+    if reference is not None and reference not in methods:
+        raise ValueError(
+            f"--reference {reference} is not among the compared methods ({', '.join(dict.fromkeys(methods))}); "
+            "add it to --methods"
+        )
+
+
 def run(
     methods: list[str],
     settings_for: Callable[[str], DictConfig],
     protocol: str = "base2new",
     echo=print,
     gather: dict | None = None,
+    reference: str | None = None,
 ) -> dict:
     """A row per method; `gather` (a launched grid, `dra.launch`): read the runs' results only, a method
-    with a failed job is a row "failed: <reason> (log: <path>)"."""
+    with a failed job is a row "failed: <reason> (log: <path>)". `reference`: one of `methods`; each
+    other method's paired difference to it (same datasets and seeds, `dra.report.paired`) is a second
+    table, `paired.{md,csv,json}`; pairs that do not match are a ValueError after the main table."""
     from dra.backbones import load_backbone
     from dra.backbones.wrapping import wrappers
     from dra.io import ensure_writable
@@ -59,6 +73,7 @@ def run(
     unknown = [m for m in methods if m not in method_names()]
     if unknown:
         raise ValueError(f"unknown method '{unknown[0]}'; choose from {', '.join(method_names())}")
+    check_reference(methods, reference)
     # Every method's settings are read and checked before any run: a mistyped setting is one error, not a
     # table of failed rows, and the tables go where --output says.
     settings = {m: settings_for(m) for m in dict.fromkeys(methods)}
@@ -88,11 +103,18 @@ def run(
     notes = [text for m, text in NOTES.items() if any(x.startswith(m) for x in records)]
     if protocol == "base2new":
         table = method_base2new_table(
-            records, failed, title="Base-to-new generalisation: methods compared", notes=notes, order=order
+            records,
+            failed,
+            title="Base-to-new generalisation: methods compared",
+            notes=notes,
+            order=order,
+            intervals=True,
         )
     else:
         title = "Cross-dataset evaluation" if protocol == "cross_dataset" else "Domain generalisation"
-        table = method_transfer_table(records, failed, title=f"{title}: methods compared", notes=notes, order=order)
+        table = method_transfer_table(
+            records, failed, title=f"{title}: methods compared", notes=notes, order=order, intervals=True
+        )
     out = output / "compare" / protocol
     write(table, out, "compare")
     if protocol == "base2new" and records:
@@ -107,4 +129,12 @@ def run(
             plot_base2new(summary, out / "compare.png", title=table.title)
     echo(table.to_terminal())
     echo(f"tables: {out}/compare.{{md,csv,json{',png' if protocol == 'base2new' else ''}}}")
-    return {"records": records, "failed": failed, "table": table, "output": out}
+    result = {"records": records, "failed": failed, "table": table, "output": out}
+    if reference is not None:
+        from dra.report.paired import paired_table
+
+        result["paired"] = paired = paired_table(records, reference, protocol, failed, order)
+        write(paired, out, "paired")
+        echo(paired.to_terminal())
+        echo(f"paired differences: {out}/paired.{{md,csv,json}}")
+    return result

@@ -113,9 +113,9 @@ def run(cfg: DictConfig, backbone=None, echo=print, gather: dict | None = None) 
     protocol = cfg.protocol
     rows = [{k: r[k] for k in ("dataset", "seed", "accuracy")} for r in records]
     if protocol == "domain_gen":
-        table = domain_gen_table(rows, method=cfg.method)
+        table = domain_gen_table(rows, method=cfg.method, intervals=True)
     else:
-        table = cross_dataset_table(rows, method=cfg.method, source=source)
+        table = cross_dataset_table(rows, method=cfg.method, source=source, intervals=True)
     out = exp.output / protocol / exp.run_key(src_cfg)
     if exp.dist.is_main:
         write_tables(table, out, protocol, cfg)

@@ -1,6 +1,8 @@
 """Results tables, plots and the token-rank visualisation.
 
 * :mod:`dra.report.metrics` -- harmonic mean, seed mean/std.
+* :mod:`dra.report.stats` -- sample std, the seeded 95 % bootstrap interval, paired differences.
+* :mod:`dra.report.paired` -- the paired-difference table of ``dra compare --reference``.
 * :mod:`dra.report.tables` -- the paper's tables (1, 2, 3, 6 and ablations) and renderers.
 * :mod:`dra.report.plots` -- base-to-new bars and ablation curves (PNG, Agg).
 * :mod:`dra.report.token_ranks` -- Fig. 4 rank maps and the noisy-order measure.

@@ -48,6 +48,9 @@ def _view(table: Table, table_id: str, seeds: dict | None = None, hrefs: dict | 
                 std = table.stds[i][j] if table.stds else None
                 if std is not None and (table.n_seeds is None or (table.n_seeds[i] or 0) >= 2):
                     cell["std"] = f"{std:.2f}"
+                ci = table.intervals[i][j] if table.intervals else None
+                if ci is not None and (table.n_seeds is None or (table.n_seeds[i] or 0) >= 2):
+                    cell["ci"] = f"[{ci[0]:.2f}, {ci[1]:.2f}]"
             elif v is None:
                 cell["text"] = "missing" if row[-1] == "ok" or not isinstance(row[-1], str) else "-"
                 cell["cls"] = "missing" if cell["text"] == "missing" else ""
@@ -86,7 +89,7 @@ def _paper_layout(view: dict) -> list[dict]:
 
 
 def _table_from_json(data: dict) -> Table:
-    """A table file written by dra (`Table.to_dict`) as a Table again (stds and best included)."""
+    """A table file written by dra (`Table.to_dict`) as a Table again (stds, intervals and best included)."""
     columns = list(data["columns"])
     rows, stds = [], []
     for r in data["rows"]:
@@ -95,6 +98,10 @@ def _table_from_json(data: dict) -> Table:
     best = data.get("best") or {}
     marks = [[c in best.get(str(row[0]), []) for c in columns] for row in rows]
     n_seeds = [r.get("n_seeds") for r in data["rows"]]
+    cis = [
+        [(r[f"{c}_ci95_low"], r[f"{c}_ci95_high"]) if r.get(f"{c}_ci95_low") is not None else None for c in columns]
+        for r in data["rows"]
+    ]
     return Table(
         title=str(data.get("title", "")),
         columns=columns,
@@ -103,6 +110,7 @@ def _table_from_json(data: dict) -> Table:
         n_seeds=n_seeds if any(n is not None for n in n_seeds) else None,
         notes=list(data.get("notes") or []),
         best=marks if best else None,
+        intervals=cis if any(ci for row in cis for ci in row) else None,
     )
 
 

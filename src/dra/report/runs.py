@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from dra.report.metrics import interval95, mean_std
+from dra.report.metrics import mean_std
+from dra.report.stats import bootstrap_interval
 from dra.report.tables import Table, display_name, method_base2new_table
 
 JOBS = "jobs"
@@ -162,8 +163,8 @@ def base2new_grid_table(groups: list[MethodRuns]) -> Table:
 
 
 def cell_seeds(groups: list[MethodRuns]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(method label, column) -> {"values": per-seed values, "expected": seeds expected, "interval": 95% CI}
-    for the per-dataset Base and New columns."""
+    """(method label, column) -> {"values": per-seed values, "expected": seeds expected, "interval": the 95%
+    bootstrap interval of the mean (`dra.report.stats`, as in the tables)} for the per-dataset Base and New columns."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for g in groups:
         for dataset in dict.fromkeys(r.dataset for r in g.runs):
@@ -174,7 +175,7 @@ def cell_seeds(groups: list[MethodRuns]) -> dict[tuple[str, str], dict[str, Any]
                 out[(g.label, column)] = {
                     "values": values,
                     "expected": len(mine),
-                    "interval": interval95(values),
+                    "interval": bootstrap_interval(values),
                     "std": mean_std(values)[1] if values else None,
                 }
     return out

@@ -27,6 +27,7 @@ from typing import Any
 from dra.data.registry import BASE_TO_NEW_DATASETS, DATASETS, DOMAIN_SHIFT_DATASETS
 from dra.io import atomic_write_text
 from dra.report.metrics import harmonic_mean, mean, mean_std
+from dra.report.stats import RESAMPLES, bootstrap_interval, seed_average_summary
 
 __all__ = [
     "DATASET_NAMES",
@@ -121,6 +122,9 @@ class Table:
     best: list[list[bool]] | None = None
     """Optional grid of the same shape: cells marked best in their column (bold in markdown, a trailing
     "*" on the terminal, listed under "best" in the JSON file)."""
+    intervals: list[list[tuple[float, float] | None]] | None = None
+    """Optional grid of the same shape: the 95 % interval of a cell's mean over seeds (`dra.report.stats`),
+    printed "[low, high]" after the "± std" and stored as "<column>_ci95_low" / "_ci95_high"."""
 
     def __post_init__(self) -> None:
         self.columns = list(self.columns)
@@ -136,6 +140,10 @@ class Table:
             self.n_seeds = list(self.n_seeds)
             if len(self.n_seeds) != len(self.rows):
                 raise ValueError("n_seeds needs one entry per row")
+        if self.intervals is not None:
+            self.intervals = [list(r) for r in self.intervals]
+            if len(self.intervals) != len(self.rows) or any(len(s) != len(self.columns) for s in self.intervals):
+                raise ValueError("intervals must have the same shape as rows")
 
     # ---- access -----------------------------------------------------------------------------
 
@@ -167,6 +175,8 @@ class Table:
     def _fmt_value(self, v: Any, column: str) -> str:
         if v is None:
             return "-"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
         if isinstance(v, float) and not math.isfinite(v):
             return "-" if math.isnan(v) else str(v)
         spec = self.formats.get(column)
@@ -199,6 +209,9 @@ class Table:
                     text += f" ± {format(float(s), spec)}"
                 except ValueError:
                     text += f" ± {float(s):.2f}"
+        ci = self.intervals[i][j] if self.intervals is not None else None
+        if with_std and ci is not None and self._show_std(i) and self.rows[i][j] is not None:
+            text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
         return text
 
     def _is_best(self, i: int, j: int) -> bool:
@@ -264,10 +277,12 @@ class Table:
     def to_json(self) -> list[dict[str, Any]]:
         """One dict per row, full precision (JSON-ready Python objects, not a string).
 
-        Keys: every column; ``"<column>_std"`` after each column that has stds; ``"n_seeds"``
+        Keys: every column; ``"<column>_std"`` after each column that has stds, then
+        ``"<column>_ci95_low"`` / ``"<column>_ci95_high"`` where it has intervals; ``"n_seeds"``
         last when known. Missing values and NaN are ``None``.
         """
         std_cols = set(self._std_columns())
+        ci_cols = {j for r in self.intervals or [] for j, ci in enumerate(r) if ci is not None}
         out = []
         for i, row in enumerate(self.rows):
             d: dict[str, Any] = {}
@@ -275,6 +290,10 @@ class Table:
                 d[col] = _json_value(row[j])
                 if j in std_cols:
                     d[f"{col}_std"] = _json_value(self.stds[i][j])  # type: ignore[index]
+                if j in ci_cols:
+                    ci = self.intervals[i][j]  # type: ignore[index]
+                    d[f"{col}_ci95_low"] = None if ci is None else _json_value(ci[0])
+                    d[f"{col}_ci95_high"] = None if ci is None else _json_value(ci[1])
             if self.n_seeds is not None:
                 d["n_seeds"] = _json_value(self.n_seeds[i])
             out.append(d)
@@ -362,10 +381,17 @@ def _group_by_seed(records: Iterable[Mapping[str, Any]], key_fn, what: str) -> d
 # --------------------------------------------------------------------------------------------
 
 
+INTERVAL_NOTE = (
+    f"mean ± std [95 % interval]: sample std over seeds, percentile bootstrap of the mean over seeds "
+    f"({RESAMPLES:,} seeded resamples; the Average's over the per-seed averages over datasets); one seed: neither."
+)
+
+
 def base2new_table(
     records: Iterable[Mapping[str, Any]],
     title: str = "Base-to-new generalisation",
     average: bool = True,
+    intervals: bool = False,
 ) -> Table:
     """Paper Table 1 for one method: a row per dataset, columns Dataset, Base, New, HM.
 
@@ -374,6 +400,9 @@ def base2new_table(
             percent, one per dataset and seed (a repeated (dataset, seed) is an error).
         title: table caption.
         average: append the "Average" row.
+        intervals: add each Base / New cell's 95 % bootstrap interval over seeds (`dra.report.stats`)
+            and give the Average row the std and interval of the per-seed averages over datasets
+            (when every dataset has the same seeds).
 
     Per dataset: Base and New are the means over seeds, their std is the *sample* std over
     seeds (ddof=1; 0.0 for one seed), HM is the harmonic mean of the *mean* Base and *mean*
@@ -393,20 +422,37 @@ def base2new_table(
         rows.append([display_name(ds), b_mean, n_mean, harmonic_mean(b_mean, n_mean)])
         stds.append([None, b_std, n_std, None])
         n_seeds.append(len(per_seed))
+    cis = [
+        [None, *(bootstrap_interval([r[k] for r in g.values()]) if intervals else None for k in ("base", "new")), None]
+        for g in groups.values()
+    ]
     if average and rows:
         avg_b = mean(r[1] for r in rows)
         avg_n = mean(r[2] for r in rows)
         rows.append(["Average", avg_b, avg_n, harmonic_mean(avg_b, avg_n)])
         stds.append([None, None, None, None])
+        cis.append([None, None, None, None])
         n_seeds.append(min(n_seeds))
+        for j, key in ((1, "base"), (2, "new")) if intervals else ():
+            over = seed_average_summary({d: {s: r[key] for s, r in g.items()} for d, g in groups.items()})
+            if over is not None and over.n >= 2:
+                stds[-1][j], cis[-1][j] = over.std, over.interval
     notes = []
     if average and rows:
         notes.append(
             "Average: means over datasets of the seed-mean Base and New; "
             "HM = harmonic mean of the averaged Base and New."
         )
+    if intervals:
+        notes.append(INTERVAL_NOTE)
     return Table(
-        title=title, columns=["Dataset", "Base", "New", "HM"], rows=rows, stds=stds, n_seeds=n_seeds, notes=notes
+        title=title,
+        columns=["Dataset", "Base", "New", "HM"],
+        rows=rows,
+        stds=stds,
+        n_seeds=n_seeds,
+        notes=notes,
+        intervals=cis if intervals else None,
     )
 
 
@@ -428,16 +474,18 @@ def method_base2new_table(
     title: str = "Base-to-new generalisation",
     notes: Iterable[str] = (),
     order: list[str] | None = None,
+    intervals: bool = False,
 ) -> Table:
     """Paper Table 1 with a row per method: Base / New / HM for each dataset and the average.
 
     ``records``: ``{method: [{"dataset", "seed", "base", "new"}, ...]}``; each method's cells are
     :func:`base2new_table`'s (seed means, sample std, HM of the means, the Average row's HM of the
     averaged Base and New). ``failed``: ``{method: one-line reason}``, rows without values whose
-    Status says why. The best value of every column is marked.
+    Status says why. The best value of every column is marked. ``intervals``: as in
+    :func:`base2new_table` (the cells' 95 % bootstrap intervals over seeds).
     """
     failed = dict(failed or {})
-    per_method = {m: base2new_table(list(r), title=m) for m, r in records.items() if list(r)}
+    per_method = {m: base2new_table(list(r), title=m, intervals=intervals) for m, r in records.items() if list(r)}
     datasets: list[str] = []
     for t in per_method.values():
         for label in t.labels:
@@ -446,7 +494,7 @@ def method_base2new_table(
     if "Average" in datasets:  # last
         datasets = [d for d in datasets if d != "Average"] + ["Average"]
     columns = ["Method"] + [f"{d} {c}" for d in datasets for c in ("Base", "New", "HM")] + ["Status"]
-    rows, stds, n_seeds = [], [], []
+    rows, stds, n_seeds, cis = [], [], [], []
     order = list(dict.fromkeys([*records, *failed])) if order is None else order
     for method in order:
         t = per_method.get(method)
@@ -454,19 +502,23 @@ def method_base2new_table(
             reason = failed.get(method, "no results")
             rows.append([method] + [None] * (len(columns) - 2) + [f"failed: {reason}"])
             stds.append([None] * len(columns))
+            cis.append([None] * len(columns))
             n_seeds.append(None)
             continue
-        row, srow = [method], [None]
+        row, srow, crow = [method], [None], [None]
         for d in datasets:
             if d in t.labels:
                 i = t.labels.index(d)
                 row += t.rows[i][1:4]
                 srow += [t.stds[i][1], t.stds[i][2], None]
+                crow += [*(t.intervals[i][1:3] if t.intervals else (None, None)), None]
             else:
                 row += [None, None, None]
                 srow += [None, None, None]
+                crow += [None, None, None]
         rows.append(row + ["ok"])
         stds.append(srow + [None])
+        cis.append(crow + [None])
         n_seeds.append(min(t.n_seeds) if t.n_seeds else None)
     table = Table(
         title=title,
@@ -477,8 +529,10 @@ def method_base2new_table(
         notes=[
             "Average: means over datasets of the seed-mean Base and New; HM = harmonic mean of the "
             "averaged Base and New. Best per column marked (bold / *).",
+            *([INTERVAL_NOTE] if intervals else []),
             *notes,
         ],
+        intervals=cis if intervals else None,
     )
     table.best = mark_best(rows, range(1, len(columns) - 1))
     return table
@@ -490,12 +544,15 @@ def method_transfer_table(
     title: str = "Transfer",
     notes: Iterable[str] = (),
     order: list[str] | None = None,
+    intervals: bool = False,
 ) -> Table:
     """Cross-dataset / domain generalisation with a row per method: accuracy per target and the mean
-    over targets other than the source (first dataset of each method's records)."""
+    over targets other than the source (first dataset of each method's records). ``intervals``: each
+    cell's 95 % bootstrap interval over seeds (the Average's: over the per-seed means over the targets)."""
     failed = dict(failed or {})
     datasets: list[str] = []
     cells: dict[str, dict[str, tuple[float, float, int]]] = {}
+    per_seed_of: dict[str, dict[str, dict[Any, float]]] = {}
     for m, recs in records.items():
         groups = _group_by_seed(list(recs), lambda r: r["dataset"], "dataset")
         for ds, per_seed in groups.items():
@@ -503,14 +560,16 @@ def method_transfer_table(
                 datasets.append(ds)
             mu, sd = mean_std([r["accuracy"] for r in per_seed.values()])
             cells.setdefault(m, {})[ds] = (mu, sd, len(per_seed))
+            per_seed_of.setdefault(m, {})[ds] = {s: r["accuracy"] for s, r in per_seed.items()}
     columns = ["Method"] + [display_name(d) for d in datasets] + ["Average", "Status"]
-    rows, stds, n_seeds = [], [], []
+    rows, stds, n_seeds, cis = [], [], [], []
     order = list(dict.fromkeys([*records, *failed])) if order is None else order
     for method in order:
         c = cells.get(method)
         if c is None or method in failed:
             rows.append([method] + [None] * (len(columns) - 2) + [f"failed: {failed.get(method, 'no results')}"])
             stds.append([None] * len(columns))
+            cis.append([None] * len(columns))
             n_seeds.append(None)
             continue
         values = [c.get(d, (None, None, 0)) for d in datasets]
@@ -518,6 +577,13 @@ def method_transfer_table(
         rows.append([method] + [v[0] for v in values] + [mean(targets) if targets else None, "ok"])
         stds.append([None] + [v[1] for v in values] + [None, None])
         n_seeds.append(min(v[2] for v in values if v[0] is not None))
+        if intervals:
+            mine = per_seed_of[method]
+            over = seed_average_summary({d: v for d, v in mine.items() if d != datasets[0]})
+            average = (over.std, over.interval) if over is not None and over.n >= 2 else (None, None)
+            stds[-1][-2] = average[0]
+            cis.append([None] + [bootstrap_interval(list(mine[d].values())) if d in mine else None for d in datasets])
+            cis[-1] += [average[1], None]
     table = Table(
         title=title,
         columns=columns,
@@ -527,8 +593,10 @@ def method_transfer_table(
         notes=[
             f"Average: mean over the targets (not {display_name(datasets[0])})." if datasets else "",
             "Best per column marked (bold / *).",
+            *([INTERVAL_NOTE] if intervals else []),
             *notes,
         ],
+        intervals=cis if intervals else None,
     )
     table.best = mark_best(rows, range(1, len(columns) - 1))
     return table
@@ -568,9 +636,11 @@ def _method_table(
     title: str,
     method: str,
     note: str,
+    intervals: bool = False,
 ) -> Table:
-    methods, cells, _ = _per_method_dataset(list(records), method)
-    rows, stds, n_seeds = [], [], []
+    records = list(records)
+    methods, cells, _ = _per_method_dataset(records, method)
+    rows, stds, n_seeds, cis = [], [], [], []
     for m in methods:
         row: list[Any] = [m]
         srow: list[float | None] = [None]
@@ -586,11 +656,26 @@ def _method_table(
                     avg_vals.append(c[0])
         row.append(mean(avg_vals) if avg_vals else None)
         srow.append(None)
+        if intervals:  # each cell's interval over seeds; the average's over the per-seed averages
+            mine = [r for r in records if r.get("method", method) == m]
+            values = {ds: {r["seed"]: r["accuracy"] for r in mine if r["dataset"] == ds} for ds in order}
+            over = seed_average_summary({ds: v for ds, v in values.items() if ds in averaged and v})
+            cis.append([None, *(bootstrap_interval(list(values[ds].values())) for ds in order), over and over.interval])
+            srow[-1] = over.std if over is not None and over.n >= 2 else None
         rows.append(row)
         stds.append(srow)
         n_seeds.append(min(counts) if counts else None)
     columns = ["Method"] + [names.get(ds, ds) for ds in order] + [avg_label]
-    return Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds, notes=[note])
+    notes = [note, *([INTERVAL_NOTE] if intervals else [])]
+    return Table(
+        title=title,
+        columns=columns,
+        rows=rows,
+        stds=stds,
+        n_seeds=n_seeds,
+        notes=notes,
+        intervals=cis if intervals else None,
+    )
 
 
 def cross_dataset_table(
@@ -598,6 +683,7 @@ def cross_dataset_table(
     title: str = "Cross-dataset evaluation",
     method: str = "DRA",
     source: str = "imagenet",
+    intervals: bool = False,
 ) -> Table:
     """Paper Table 2: the source column first, then the targets, then "Average".
 
@@ -610,7 +696,8 @@ def cross_dataset_table(
     Targets follow the paper's order (Caltech101 ... UCF101), then unknown ids in order of
     appearance; only datasets present in ``records`` get a column. Cells are means over
     seeds (sample std kept in ``stds``); Average = mean of the row's target cells (the source
-    excluded), over the targets it has.
+    excluded), over the targets it has. ``intervals``: each cell's 95 % bootstrap interval over
+    seeds, and the Average's std and interval over the per-seed averages (when the targets share seeds).
     """
     records = list(records)
     present = list(dict.fromkeys(r["dataset"] for r in records if "dataset" in r))
@@ -627,6 +714,7 @@ def cross_dataset_table(
         title,
         method,
         note=f"Average: mean over the target datasets (source {display_name(source)} excluded).",
+        intervals=intervals,
     )
 
 
@@ -634,6 +722,7 @@ def domain_gen_table(
     records: Iterable[Mapping[str, Any]],
     title: str = "Domain generalisation",
     method: str = "DRA",
+    intervals: bool = False,
 ) -> Table:
     """Paper Table 3: ImageNet, -V2, -S, -A, -R, Avg.
 
@@ -661,6 +750,7 @@ def domain_gen_table(
         title,
         method,
         note="Avg: mean over the four ImageNet variants (ImageNet excluded).",
+        intervals=intervals,
     )
 
 
