@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dra.pocket import probe, world
+from dra.data.generated import world
+from dra.pocket import probe
 from safety_helpers import invoke, one_error_line
 
 
@@ -28,7 +29,7 @@ def test_the_size_draw_is_unbalanced_and_its_chance_is_its_majority_rate():
 
 
 def test_prompts_are_the_worlds_phrases_one_per_value():
-    from dra.pocket.datasets import POCKET_DATASETS
+    from dra.data.generated.pocket import POCKET_DATASETS
 
     assert probe.prompts("count")[:2] == ["a photo of a one object.", "a photo of a two objects."]
     assert probe.prompts("size") == ["a photo of a small object.", "a photo of a large object."]

@@ -5,7 +5,7 @@ A procedural image-caption world (`dra.data.generated.world`), a tiny CLIP (`ViT
 backbone layer's table of packaged weights, `dra.backbones.weights`) and loaded with `--pretrained
 pocket`, and seven downstream classification tasks (`dra.data.generated.pocket`; the benchmark is four of
 them: pocket_scenes, pocket_colours, pocket_objects, pocket_dusk). What stays in this package uses the
-library: pretraining the tiny CLIP (`pretrain`). It shows whether DRA learns and how its switches compare here; it says nothing
+library: pretraining the tiny CLIP (`pretrain`) and probing what it sees (`probe`). It shows whether DRA learns and how its switches compare here; it says nothing
 about real CLIP on real images. See docs/pocket.md.
 """
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dra.pocket import world
+from dra.data.generated import world
 
 ATTRIBUTES = ("shape", "colour", "pattern", "size", "count", "background")
-PROMPT = world._FRAMES[0]  # "a photo of a {}.": the grammar's first frame, the pocket benchmark's template
+PROMPT = world.FRAMES[0]  # "a photo of a {}.": the grammar's first frame, the pocket benchmark's template
 _OBJECT = "object"  # the grammar's generic noun for an object whose shape is left out
 
 
@@ -52,7 +52,7 @@ def phrase(attribute: str, value) -> str:
         return str(value)
     if attribute == "count":
         word = world.COUNT_WORDS[int(value) - 1]
-        return f"{word} {_OBJECT if value == 1 else world._plural(_OBJECT)}"
+        return f"{word} {_OBJECT if value == 1 else world.plural(_OBJECT)}"
     return f"{value} {_OBJECT}"
 
 
@@ -178,10 +178,11 @@ def load_towers(weights: str | Path | None):
     import open_clip
 
     from dra.backbones.loading import BackboneError, create_clip, open_clip_quietly
-    from dra.pocket import MODEL, pocket_weights
+    from dra.backbones.weights import PACKAGED, packaged_file
+    from dra.pocket import MODEL
 
     if weights is None:
-        path = pocket_weights()
+        path = packaged_file(PACKAGED["pocket"], MODEL)
     else:
         path = Path(weights).expanduser()
         if not path.is_file():

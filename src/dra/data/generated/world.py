@@ -119,7 +119,7 @@ def random_scene(rng: random.Random, **fixed) -> Scene:
     return Scene(**values)
 
 
-_FRAMES = (
+FRAMES = (
     "a photo of a {}.",
     "a photo of {}.",
     "a picture of {}.",
@@ -132,7 +132,7 @@ _FRAMES = (
 _BACKGROUND_PREPS = ("on a {}", "in front of a {}", "against a {}", "over a {}")
 
 
-def _plural(noun: str) -> str:
+def plural(noun: str) -> str:
     return noun + "es" if noun.endswith(("s", "x", "sh", "ch")) else noun + "s"
 
 
@@ -142,7 +142,7 @@ def caption(scene: Scene, rng: random.Random, keep: str | None = None) -> str:
     `keep` names an attribute the caption must mention (shape, colour, pattern, count, background).
     """
     if keep in (None, "background") and rng.random() < 0.08:  # the background alone
-        return rng.choice(_FRAMES).format(scene.background)
+        return rng.choice(FRAMES).format(scene.background)
     noun = scene.shape if keep == "shape" or rng.random() < 0.8 else rng.choice(("object", "shape", "thing"))
     adjectives = []
     if rng.random() < 0.5:
@@ -157,9 +157,9 @@ def caption(scene: Scene, rng: random.Random, keep: str | None = None) -> str:
             pattern_after = True
     if rng.random() < 0.2:
         rng.shuffle(adjectives)
-    plural = scene.count > 1
-    head = _plural(noun) if plural else noun
-    say_count = plural or keep == "count" or rng.random() < 0.3
+    many = scene.count > 1
+    head = plural(noun) if many else noun
+    say_count = many or keep == "count" or rng.random() < 0.3
     if say_count:
         if scene.count == 2 and rng.random() < 0.3:
             quantity = "a pair of"
@@ -178,7 +178,7 @@ def caption(scene: Scene, rng: random.Random, keep: str | None = None) -> str:
         }[scene.pattern]
     if keep == "background" or rng.random() < 0.6:
         phrase += " " + rng.choice(_BACKGROUND_PREPS).format(scene.background)
-    return rng.choice(_FRAMES).format(phrase)
+    return rng.choice(FRAMES).format(phrase)
 
 
 # -- drawing -------------------------------------------------------------------------------------------
