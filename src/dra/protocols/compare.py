@@ -50,8 +50,7 @@ def run(
     from dra.backbones.wrapping import wrappers
     from dra.io import ensure_writable
     from dra.protocols import base2new, transfer
-    from dra.report import method_base2new_table, method_transfer_table, plot_base2new, write
-    from dra.report.tables import Table
+    from dra.report import Table, method_base2new_table, method_transfer_table, plot_base2new, write
     from dra.settings import method_names
 
     if not methods:

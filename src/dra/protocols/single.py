@@ -8,6 +8,7 @@ from dra import settings as S
 from dra.data import subsample_classes
 from dra.engine.checkpoint import load_adapters, load_model
 from dra.protocols.experiment import Experiment, dataset_key, selection_set
+from dra.run_files import ADAPTERS_WEIGHTS
 
 
 def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
@@ -35,7 +36,7 @@ def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
     )
     return {
         "run_dir": str(run_dir),
-        "checkpoint": str(run_dir / "adapters.safetensors"),
+        "checkpoint": str(run_dir / ADAPTERS_WEIGHTS),
         "train_images": len(splits.train),
         "classes": len(splits.classnames),
         "history": history,

@@ -1,4 +1,5 @@
-"""The efficiency benchmark's command: one option list for `dra efficiency` and `benchmarks/efficiency.py`.
+"""`dra efficiency`: paper Table 6 on this device; one option list (argparse, passed through by the Typer
+command) for `dra efficiency` and `benchmarks/efficiency.py`.
 
     dra efficiency                                   # ViT-B-16, batch 16, dra adapter zeroshot, 10 classes
     dra efficiency --num-classes 5 100 --out benchmarks/results --check
@@ -23,8 +24,11 @@ import sys
 from pathlib import Path
 
 import torch
+import typer
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from dra.cli.app import app
+from dra.engine.precision import PRECISIONS  # noqa: E402 - the one list
+
 PAPER = {"dra_over_coop_inference": 642.90 / 888.46}
 # (name, numerator method, denominator method, key, at least, class counts it applies to (None: all))
 TARGETS = [
@@ -233,7 +237,7 @@ def markdown(rows: list[dict], checks: list[dict], env: dict, args: argparse.Nam
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    from dra.benchmark.efficiency import measure_methods
+    from dra.efficiency.measure import measure_methods
     from dra.io import atomic_write_text
     from dra.report import efficiency_table
 
@@ -293,5 +297,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return 1 if args.check and any(c["met"] is False for c in checks) else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+def efficiency(ctx: typer.Context) -> None:
+    """Paper Table 6 on this device: trainable params, train/inference images/s, peak memory (--help: options).
+
+    The same options and defaults as benchmarks/efficiency.py (both are `dra.cli.efficiency.main`).
+    """
+    code = main(list(ctx.args), prog="dra efficiency")
+    if code:
+        raise typer.Exit(code=code)
