@@ -4,12 +4,12 @@
     PYTHONPATH=src python benchmarks/efficiency.py --num-classes 5 100 --out benchmarks/results
     PYTHONPATH=src python benchmarks/efficiency.py --help
 
-The options are defined once, in `dra.benchmark.cli`; what is measured: benchmarks/README.md.
+The options are defined once, in `dra.cli.efficiency`; what is measured: benchmarks/README.md.
 """
 
 import sys
 
-from dra.benchmark.cli import main
+from dra.cli.efficiency import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="benchmarks/efficiency.py"))

@@ -23,8 +23,8 @@ import time
 import torch
 
 from dra.backbones import load_backbone
-from dra.benchmark.efficiency import _share_weights
 from dra.config import PAPER_SGD
+from dra.efficiency.measure import share_weights
 from dra.methods import build_method
 
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         labels = torch.randint(0, n, (args.batch_size,), generator=gen)
         names = [f"class {i}" for i in range(n)]
         plan = ["zeroshot"] + [r for r in args.rows if r != "zeroshot"]
-        views = [backbone] + [_share_weights(backbone) for _ in plan[1:]]
+        views = [backbone] + [share_weights(backbone) for _ in plan[1:]]
         runs = {}
         for label, view in zip(plan, views):
             torch.manual_seed(0)
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
                 as_on_main(model, view)
             runs[label] = model
         if args.mma:
-            from dra.benchmark.mma import build_mma
+            from dra.efficiency.mma import build_mma
 
             runs["mma"] = build_mma(args.mma, backbone, names)
         opts = {}

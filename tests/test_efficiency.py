@@ -11,7 +11,7 @@ import math
 import pytest
 
 from conftest import TINY
-from dra.benchmark.efficiency import measure_methods
+from dra.efficiency.measure import measure_methods
 
 KEYS = {"method", "trainable_params", "train_images_per_s", "infer_images_per_s", "peak_memory_mb"}
 
@@ -92,16 +92,16 @@ def test_bad_arguments_are_one_clear_value_error(kwargs, match):
 
 
 def test_cli_and_script_share_one_option_list(tmp_path, capsys):
-    """`dra efficiency` and benchmarks/efficiency.py are both `dra.benchmark.cli.main`: same options, defaults."""
+    """`dra efficiency` and benchmarks/efficiency.py are both `dra.cli.efficiency.main`: same options, defaults."""
     from pathlib import Path
 
     from typer.testing import CliRunner
 
-    from dra.benchmark.cli import main, parser
     from dra.cli import app, expand_variadic
+    from dra.cli.efficiency import main, parser
 
     script = (Path(__file__).resolve().parents[1] / "benchmarks" / "efficiency.py").read_text()
-    assert "from dra.benchmark.cli import main" in script
+    assert "from dra.cli.efficiency import main" in script
     defaults = vars(parser().parse_args([]))
     assert defaults["steps"] == 3 and defaults["model"] == "ViT-B-16" and defaults["batch_size"] == 16
     args = [

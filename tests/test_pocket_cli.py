@@ -34,7 +34,7 @@ def test_pretrained_pocket_needs_the_pocket_model():
 
 
 def test_demo_summary_json_shape():
-    from dra.pocket.demo import summarise
+    from dra.protocols.demo import summarise
 
     rec = [{"dataset": "pocket_dusk", "base": 80.0, "new": 60.0, "base_classes": 4, "new_classes": 4}]
     out = summarise({"zeroshot": rec, "dra": rec}, "ViT-Pocket", simulation=True)
@@ -45,7 +45,8 @@ def test_demo_summary_json_shape():
 def test_a_diverged_seed_is_reported_and_left_out_of_the_mean(tmp_path):
     import math
 
-    from dra.protocols.ablate import plot_settings, settings_table
+    from dra.protocols.ablate import settings_table
+    from dra.report.plots import plot_ablation
 
     records = [
         {"setting": "ok", "seed": 1, "base": 80.0, "new": 70.0},
@@ -62,4 +63,4 @@ def test_a_diverged_seed_is_reported_and_left_out_of_the_mean(tmp_path):
         "half: training diverged (non-finite loss) in seed(s) [2], left out.",
         "gone: training diverged (non-finite loss) in seed(s) [1, 2], left out.",
     ]
-    assert plot_settings(table, tmp_path / "t.png").stat().st_size > 0
+    assert plot_ablation(table, "setting", tmp_path / "t.png").stat().st_size > 0

@@ -10,7 +10,7 @@ import pytest
 
 from dra.report import stats
 from dra.report.paired import paired_table
-from dra.report.tables import base2new_table, method_transfer_table
+from dra.report.paper_tables import base2new_table, method_transfer_table
 
 
 def reference_interval(values, resamples=10_000, seed=0, level=0.95):
@@ -151,7 +151,7 @@ def test_paired_table_rows_and_a_reference_without_results():
 
 def test_ablation_and_transfer_tables_carry_the_interval_of_their_seeds():
     from dra.protocols.ablate import settings_table
-    from dra.report.tables import cross_dataset_table
+    from dra.report.paper_tables import cross_dataset_table
 
     records = [{"setting": "on", "seed": s, "base": b, "new": 50.0} for s, b in ((1, 70.0), (2, 74.0), (3, 71.0))]
     t = settings_table(records, "base2new", "t")

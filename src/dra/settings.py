@@ -47,7 +47,10 @@ from dra.methods.registry import method_names, method_sections
 
 METHOD_SECTIONS = method_sections()  # section -> config class, from the methods' one registration
 
-PROTOCOLS = ("base2new", "cross_dataset", "domain_gen", "demo", "pocket")
+PAPER_TABLES = {"base2new": 1, "cross_dataset": 2, "domain_gen": 3}
+PROTOCOLS = tuple(PAPER_TABLES)
+"""The experiment protocols (the `protocol` setting): the one list; the method files' blocks, `dra ablate`
+and the CLI's help derive from it. `demo` and `pocket` are packaged settings files, not protocols."""
 ALL_SHOTS = "all"
 
 
@@ -161,7 +164,7 @@ def _methods_dir():
     return resources.files("dra") / "configs" / "methods"
 
 
-METHOD_BLOCKS = ("all", "base2new", "cross_dataset", "domain_gen")
+METHOD_BLOCKS = ("all", *PROTOCOLS)
 
 
 def method_layers(method: str, protocol: str) -> list[dict]:
@@ -189,6 +192,19 @@ def method_layers(method: str, protocol: str) -> list[dict]:
     return layers
 
 
+def packaged_settings() -> tuple[str, ...]:
+    """The names of the packaged settings files (`configs/<name>.yaml`): the protocols, `demo`, `pocket`."""
+    folder = resources.files("dra") / "configs"
+    return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
+
+
+def protocols_text(tables: bool = False) -> str:
+    """The protocols for a help line: "base2new, cross_dataset or domain_gen"; with `tables`, each
+    followed by its table of the paper: "base2new (Table 1), ..."."""
+    names = [f"{p} (Table {PAPER_TABLES[p]})" if tables else p for p in PROTOCOLS]
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def settings_path(name: str) -> Path:
     path = Path(name)
     if path.suffix in (".yaml", ".yml"):
@@ -197,7 +213,7 @@ def settings_path(name: str) -> Path:
         return path
     packaged = resources.files("dra") / "configs" / f"{name}.yaml"
     if not packaged.is_file():
-        raise SettingsError(f"no packaged settings '{name}'; choose one of {PROTOCOLS} or a .yaml path")
+        raise SettingsError(f"no packaged settings '{name}'; choose one of {packaged_settings()} or a .yaml path")
     return Path(str(packaged))
 
 

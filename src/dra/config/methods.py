@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dra.config.fields import check_fields
+from dra.errors import SettingsError
 
 BRANCHES = ("image", "text", "both")
 PLACEMENTS = ("attention", "block")
@@ -73,29 +74,29 @@ class DRAConfig:
     def __post_init__(self) -> None:
         self.rank_ratios = tuple(float(e) for e in self.rank_ratios)
         if self.rank < 1:
-            raise ValueError(f"rank must be >= 1, got {self.rank}")
+            raise SettingsError(f"rank must be >= 1, got {self.rank}")
         if self.start_layer < 1:
-            raise ValueError(f"start_layer is 1-based and must be >= 1, got {self.start_layer}")
+            raise SettingsError(f"start_layer is 1-based and must be >= 1, got {self.start_layer}")
         if len(self.rank_ratios) != self.num_groups:
-            raise ValueError(
+            raise SettingsError(
                 f"rank_ratios has {len(self.rank_ratios)} values but num_groups is {self.num_groups}: "
                 "give one ratio per group"
             )
         if any(not (0.0 < e <= 1.0) for e in self.rank_ratios):
-            raise ValueError(f"every rank ratio must lie in (0, 1], got {self.rank_ratios}")
+            raise SettingsError(f"every rank ratio must lie in (0, 1], got {self.rank_ratios}")
         if min(self.kept_channels) < 1:
-            raise ValueError(f"rank_ratios {self.rank_ratios} keep no channel at rank {self.rank}")
+            raise SettingsError(f"rank_ratios {self.rank_ratios} keep no channel at rank {self.rank}")
         for name, value, allowed in (
             ("branches", self.branches, BRANCHES),
             ("placement", self.placement, PLACEMENTS),
             ("reg_reduction", self.reg_reduction, REDUCTIONS),
         ):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+                raise SettingsError(f"{name} must be one of {allowed}, got {value!r}")
         if self.scale <= 0:
-            raise ValueError(f"scale must be > 0, got {self.scale}")
+            raise SettingsError(f"scale must be > 0, got {self.scale}")
         if self.noise_temperature < 0 or self.relax_temperature <= 0:
-            raise ValueError("noise_temperature must be >= 0 and relax_temperature > 0")
+            raise SettingsError("noise_temperature must be >= 0 and relax_temperature > 0")
 
     @property
     def kept_channels(self) -> tuple[int, ...]:
@@ -138,7 +139,7 @@ class _MethodConfig:
 
 def _check_branches(branches: str) -> None:
     if branches not in BRANCHES:
-        raise ValueError(f"branches must be one of {BRANCHES}, got {branches!r}")
+        raise SettingsError(f"branches must be one of {BRANCHES}, got {branches!r}")
 
 
 @dataclass
@@ -159,13 +160,13 @@ class MMAConfig(_MethodConfig):
 
     def __post_init__(self) -> None:
         if self.dim < 1:
-            raise ValueError(f"dim must be >= 1, got {self.dim}")
+            raise SettingsError(f"dim must be >= 1, got {self.dim}")
         if self.start_layer < 1:
-            raise ValueError(f"start_layer is 1-based and must be >= 1, got {self.start_layer}")
+            raise SettingsError(f"start_layer is 1-based and must be >= 1, got {self.start_layer}")
         if self.end_layer and self.end_layer < self.start_layer:
-            raise ValueError(f"end_layer ({self.end_layer}) must be >= start_layer ({self.start_layer}) or 0 (last)")
+            raise SettingsError(f"end_layer ({self.end_layer}) must be >= start_layer ({self.start_layer}) or 0 (last)")
         if not (self.scale > 0 and math.isfinite(self.scale)):
-            raise ValueError(f"scale must be > 0, got {self.scale}")
+            raise SettingsError(f"scale must be > 0, got {self.scale}")
 
 
 @dataclass
@@ -185,13 +186,13 @@ class LoRAConfig(_MethodConfig):
 
     def __post_init__(self) -> None:
         if self.rank < 1:
-            raise ValueError(f"rank must be >= 1, got {self.rank}")
+            raise SettingsError(f"rank must be >= 1, got {self.rank}")
         if not (0 <= self.dropout < 1):
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise SettingsError(f"dropout must be in [0, 1), got {self.dropout}")
         if not math.isfinite(self.alpha):
-            raise ValueError(f"alpha must be finite, got {self.alpha}")
+            raise SettingsError(f"alpha must be finite, got {self.alpha}")
         if self.start_layer < 1:
-            raise ValueError(f"start_layer is 1-based and must be >= 1, got {self.start_layer}")
+            raise SettingsError(f"start_layer is 1-based and must be >= 1, got {self.start_layer}")
         _check_branches(self.branches)
 
     @property
@@ -211,9 +212,9 @@ class CLIPAdapterConfig(_MethodConfig):
 
     def __post_init__(self) -> None:
         if not (0 <= self.alpha <= 1):
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+            raise SettingsError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.reduction < 1:
-            raise ValueError(f"reduction must be >= 1, got {self.reduction}")
+            raise SettingsError(f"reduction must be >= 1, got {self.reduction}")
 
 
 @dataclass
@@ -240,13 +241,13 @@ class TipAdapterConfig(_MethodConfig):
 
     def __post_init__(self) -> None:
         if self.search_set not in ("full", "fewshot"):
-            raise ValueError(f"search_set must be 'full' or 'fewshot', got {self.search_set!r}")
+            raise SettingsError(f"search_set must be 'full' or 'fewshot', got {self.search_set!r}")
         if self.augment_views < 1:
-            raise ValueError(f"augment_views must be >= 1, got {self.augment_views}")
+            raise SettingsError(f"augment_views must be >= 1, got {self.augment_views}")
         if min(self.search_steps_beta, self.search_steps_alpha) < 1:
-            raise ValueError("search_steps_beta and search_steps_alpha must be >= 1")
+            raise SettingsError("search_steps_beta and search_steps_alpha must be >= 1")
         if self.beta < 0 or not math.isfinite(self.alpha):
-            raise ValueError(f"beta must be >= 0 and alpha finite, got beta={self.beta}, alpha={self.alpha}")
+            raise SettingsError(f"beta must be >= 0 and alpha finite, got beta={self.beta}, alpha={self.alpha}")
 
 
 @dataclass
@@ -260,7 +261,7 @@ class CoOpConfig(_MethodConfig):
 
     def __post_init__(self) -> None:
         if self.n_ctx < 1:
-            raise ValueError(f"n_ctx must be >= 1, got {self.n_ctx}")
+            raise SettingsError(f"n_ctx must be >= 1, got {self.n_ctx}")
 
     section = "coop"
 
@@ -298,7 +299,7 @@ class MaPLeConfig(CoOpConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.depth < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth}")
+            raise SettingsError(f"depth must be >= 1, got {self.depth}")
 
     section = "maple"
 
@@ -320,7 +321,7 @@ class TCPConfig(KgCoOpConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.prompt and "{}" not in self.prompt:
-            raise ValueError(f"tcp.prompt must contain '{{}}' for the class name, got {self.prompt!r}")
+            raise SettingsError(f"tcp.prompt must contain '{{}}' for the class name, got {self.prompt!r}")
 
     section = "tcp"
 
@@ -351,11 +352,11 @@ class MetaPromptConfig(_MethodConfig):
 
     def __post_init__(self) -> None:
         if min(self.n_ctx, self.n_pro, self.layers) < 1:
-            raise ValueError("n_ctx, n_pro and layers must be >= 1")
+            raise SettingsError("n_ctx, n_pro and layers must be >= 1")
         if self.meta_splits < 2:
-            raise ValueError(f"meta_splits must be >= 2, got {self.meta_splits}")
+            raise SettingsError(f"meta_splits must be >= 2, got {self.meta_splits}")
         if not (self.meta_step >= 0 and math.isfinite(self.meta_step)):
-            raise ValueError(f"meta_step must be >= 0, got {self.meta_step}")
+            raise SettingsError(f"meta_step must be >= 0, got {self.meta_step}")
 
     section = "metaprompt"
 
@@ -387,11 +388,11 @@ class LFAConfig(_MethodConfig):
 
     def __post_init__(self) -> None:
         if not 0 <= self.beta <= 1:
-            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+            raise SettingsError(f"beta must be in [0, 1], got {self.beta}")
         if self.iterations < 0 or self.knn < 1 or self.rerank_scale <= 0:
-            raise ValueError("iterations must be >= 0, knn >= 1 and rerank_scale > 0")
+            raise SettingsError("iterations must be >= 0, knn >= 1 and rerank_scale > 0")
         if not (self.lr > 0 and self.final_lr >= 0):
-            raise ValueError(f"lr must be > 0 and final_lr >= 0, got {self.lr}, {self.final_lr}")
+            raise SettingsError(f"lr must be > 0 and final_lr >= 0, got {self.lr}, {self.final_lr}")
 
     section = "lfa"
 
@@ -412,10 +413,10 @@ class ProDAConfig(_MethodConfig):
 
     def __post_init__(self) -> None:
         if self.n_prompts < 2 or self.n_ctx < 1:
-            raise ValueError(f"n_prompts must be >= 2 and n_ctx >= 1, got {self.n_prompts}, {self.n_ctx}")
+            raise SettingsError(f"n_prompts must be >= 2 and n_ctx >= 1, got {self.n_prompts}, {self.n_ctx}")
         if not 2 <= self.prompt_batch <= self.n_prompts:
-            raise ValueError(f"prompt_batch must be in [2, n_prompts={self.n_prompts}], got {self.prompt_batch}")
+            raise SettingsError(f"prompt_batch must be in [2, n_prompts={self.n_prompts}], got {self.prompt_batch}")
         if self.diversity_weight < 0:
-            raise ValueError(f"diversity_weight must be >= 0, got {self.diversity_weight}")
+            raise SettingsError(f"diversity_weight must be >= 0, got {self.diversity_weight}")
 
     section = "proda"

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from dra.io import atomic_write_text
+from dra.run_files import METRICS_FILE, TB_DIR
 
 log = logging.getLogger("dra.train")
 
-METRICS_FILE = "metrics.csv"
-TB_DIR = "tensorboard"
 LEAD = ["kind", "epoch", "step", "global_step", "loss"]
 TAIL = ["lr", "img_s", "seconds", "name", "accuracy"]
 KNOWN_PARTS = ["ce", "reg_image", "reg_text"]

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dra.data.core import DataError, safe_text
 from dra.data.folder import is_image_file
+from dra.errors import SettingsError
 
 if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
     from dra.methods.base import ClassifierModel
@@ -152,7 +153,7 @@ def predict(
     if classnames is not None:
         model.set_classnames(list(classnames))
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise SettingsError(f"top_k must be >= 1, got {top_k}")
     k = min(top_k, len(model.classnames))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve(precision, device)

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from dra import run_files
 from dra.checkpoints.format import CheckpointError, save_adapters
 from dra.config import LATER_TRAIN_DEFAULTS, TrainSettings
 from dra.data import DataError, ImageDataset
@@ -39,16 +40,12 @@ from dra.engine.resume import read_resume_state, restore_resume_state, save_resu
 from dra.errors import DraError, SettingsError
 from dra.errors import one_line as _one_line
 from dra.io import OutputError, remove_orphans
+from dra.run_files import LEGACY_RESUME_FILE, LOCK_FILE, RESUME_FILE
 
 if TYPE_CHECKING:  # the engine takes any method; no import cycle at runtime
     from dra.methods.base import ClassifierModel
 
 log = logging.getLogger("dra.train")
-
-
-RESUME_FILE = "last.safetensors"
-LEGACY_RESUME_FILE = "last.pt"
-LOCK_FILE = ".lock"
 
 
 class RunMismatchError(DraError, RuntimeError):
@@ -72,7 +69,7 @@ class _QuietFileHandler(logging.FileHandler):
 
 
 def _file_logger(run_dir: Path) -> logging.Handler:
-    handler = _QuietFileHandler(run_dir / "train.log")
+    handler = _QuietFileHandler(run_dir / run_files.TRAIN_LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -213,7 +210,7 @@ def _undo(run_dir: Path, created: list[Path]) -> None:
     """Remove what `fit` made in a run folder that never saved a checkpoint (log, lock, empty folders)."""
     # The adapters pair too: a first checkpoint whose resume state could not be written (a full disk) is
     # no run to resume or reuse.
-    for name in ("train.log", METRICS_FILE, LOCK_FILE, "adapters.safetensors", "adapters.json"):
+    for name in (run_files.TRAIN_LOG, METRICS_FILE, LOCK_FILE, run_files.ADAPTERS_WEIGHTS, run_files.ADAPTERS_META):
         (run_dir / name).unlink(missing_ok=True)
     if (run_dir / TB_DIR).is_dir():
         import shutil
@@ -399,5 +396,5 @@ def _end_of_epoch(
     model: ClassifierModel, run_dir: Path, epoch: int, identity: dict, opt, sched, scaler, history
 ) -> None:
     """Atomic writes: the adapter checkpoint, then the resume state."""
-    save_adapters(model, run_dir / "adapters", extra={"epoch": epoch})
+    save_adapters(model, run_files.adapters_path(run_dir), extra={"epoch": epoch})
     save_resume_state(run_dir / RESUME_FILE, model, epoch, identity, opt, sched, scaler, history)

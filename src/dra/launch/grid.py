@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dra.errors import SettingsError
 from dra.launch.units import is_done, protocol_units, unique
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
@@ -28,11 +29,11 @@ class LaunchOptions:
 
     def __post_init__(self) -> None:
         if self.launcher is not None and self.launcher not in LAUNCHERS:
-            raise ValueError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {self.launcher!r}")
+            raise SettingsError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {self.launcher!r}")
         if self.jobs is not None and self.jobs < 1:
-            raise ValueError(f"--jobs must be >= 1, got {self.jobs}")
+            raise SettingsError(f"--jobs must be >= 1, got {self.jobs}")
         if self.jobs is not None and self.launcher == "slurm":
-            raise ValueError(
+            raise SettingsError(
                 "--jobs is for local launchers; on SLURM use slurm.array_parallelism (--array-parallelism)"
             )
 

@@ -13,6 +13,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from dra.errors import SettingsError
+
 THREADS_ENV = "DRA_JOB_THREADS"
 
 
@@ -35,7 +37,7 @@ def run_unit(unit: dict) -> dict:
     else:
         run_dir, _ = transfer.seed_paths(exp, cfg, unit["seed"])
     if str(run_dir) != unit["run_dir"]:  # the settings must name the same run folder as at launch
-        raise ValueError(f"job {unit['id']} resolves to {run_dir}, not {unit['run_dir']}: launch the grid again")
+        raise SettingsError(f"job {unit['id']} resolves to {run_dir}, not {unit['run_dir']}: launch the grid again")
     if unit["kind"] == "base2new":
         base2new.run_one(exp, cfg, unit["dataset"], unit["seed"])
     else:

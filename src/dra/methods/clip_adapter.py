@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dra.config import CLIPAdapterConfig
+from dra.errors import SettingsError
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 
 
@@ -35,7 +36,7 @@ class CLIPAdapter(ClassifierModel):
         self.config = config = config or CLIPAdapterConfig()
         dim = backbone.clip.visual.output_dim
         if dim // config.reduction < 1:
-            raise ValueError(f"clip_adapter reduction {config.reduction} leaves no hidden unit of {dim}")
+            raise SettingsError(f"clip_adapter reduction {config.reduction} leaves no hidden unit of {dim}")
         self.adapter = FeatureAdapter(dim, config.reduction)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 
 from dra.backbones import CLIPBackbone
 from dra.config import CoOpConfig
+from dra.errors import SettingsError
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 from dra.methods.official import OfficialLayout
 
@@ -37,7 +38,9 @@ class PromptContext(nn.Module):
         else:
             room = int(backbone.tokenizer(["x"]).shape[1]) - 3  # the context length less SOS, EOT, one name token
             if not 1 <= n_ctx <= room:
-                raise ValueError(f"n_ctx={n_ctx} does not fit the text tower's prompt; choose a value in [1, {room}]")
+                raise SettingsError(
+                    f"n_ctx={n_ctx} does not fit the text tower's prompt; choose a value in [1, {room}]"
+                )
             init = torch.randn(n_ctx, backbone.text_width) * 0.02  # N(0, 0.02^2), CoOp's random init
             self.words = " ".join(["X"] * n_ctx)
         self.ctx = nn.Parameter(init.to(device))

@@ -22,6 +22,7 @@ from dra.backbones import CLIPBackbone
 from dra.backbones.tokens import AppendTokens, ReplaceTokens
 from dra.backbones.wrapping import unwrap
 from dra.config import MaPLeConfig
+from dra.errors import SettingsError
 from dra.methods.base import DEFAULT_TEMPLATE
 from dra.methods.coop import CoOp
 from dra.methods.official import FROZEN, OfficialLayout
@@ -81,7 +82,7 @@ class MaPLe(CoOp):
         super().__init__(backbone, classnames, config, template)
         cfg = self.config
         if cfg.depth > min(len(backbone.text_blocks), len(backbone.image_blocks)):
-            raise ValueError(
+            raise SettingsError(
                 f"maple.depth {cfg.depth} exceeds the {len(backbone.text_blocks)} blocks of {backbone.name}"
             )
         self.prompts_deep = MultiModalPrompts(backbone, cfg)

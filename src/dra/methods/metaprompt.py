@@ -27,6 +27,7 @@ from dra.backbones import CLIPBackbone
 from dra.backbones.tokens import AppendTokens, ReplaceTokens
 from dra.backbones.wrapping import bypassed, unwrap
 from dra.config import MetaPromptConfig
+from dra.errors import SettingsError
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 from dra.methods.templates import templates_for, zero_shot_classifier
 
@@ -71,7 +72,7 @@ class MetaPrompt(ClassifierModel):
         super().__init__(backbone, classnames, template)
         blocks = min(len(backbone.text_blocks), len(backbone.image_blocks))
         if cfg.layers > blocks:
-            raise ValueError(f"metaprompt.layers {cfg.layers} exceeds the {blocks} blocks of {backbone.name}")
+            raise SettingsError(f"metaprompt.layers {cfg.layers} exceeds the {blocks} blocks of {backbone.name}")
         self.prompts_deep = DeepPrompts(backbone, cfg)
         self._wrapped = [backbone.image_input_slot]
         backbone.wrap_image_input(lambda base: AppendTokens(base, lambda: self.prompts_deep.image[0]))

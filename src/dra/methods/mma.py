@@ -17,6 +17,7 @@ from dra.adapters.bottleneck import check_bottleneck
 from dra.adapters.mma import MMABranch, mma_init
 from dra.backbones import TOWERS, BackboneError
 from dra.config import MMAConfig
+from dra.errors import SettingsError
 from dra.methods.adapted import AdaptedCLIP
 from dra.methods.base import DEFAULT_TEMPLATE, ClassifierModel
 from dra.methods.official import OfficialLayout
@@ -39,9 +40,9 @@ def mma_config(tensors: dict[str, torch.Tensor]) -> dict:
     """MMA's config from the imported tensors: adapted blocks and adapter width as the checkpoint has them."""
     blocks = sorted({int(k.split(".")[2]) for k in tensors if k.startswith("adapters.shared.")})
     if not blocks:
-        raise ValueError("the mma checkpoint holds no shared adapter")
+        raise SettingsError("the mma checkpoint holds no shared adapter")
     if blocks != list(range(blocks[0], blocks[-1] + 1)):
-        raise ValueError(f"the mma checkpoint's adapted blocks {blocks} are not one contiguous range")
+        raise SettingsError(f"the mma checkpoint's adapted blocks {blocks} are not one contiguous range")
     dim = tensors[f"adapters.shared.{blocks[0]}.weight"].shape[0]
     return {"dim": int(dim), "start_layer": blocks[0], "end_layer": blocks[-1]}
 

@@ -19,6 +19,7 @@ from torch import nn
 from dra.backbones import CLIPBackbone
 from dra.backbones.tokens import ReplaceTokens
 from dra.config import TCPConfig
+from dra.errors import SettingsError
 from dra.methods.base import DEFAULT_TEMPLATE
 from dra.methods.kgcoop import KgCoOp
 
@@ -47,7 +48,7 @@ class TCP(KgCoOp):
         super().__init__(backbone, classnames, config, template)
         cfg = self.config
         if not 0 <= cfg.inject_layer < len(backbone.text_blocks):
-            raise ValueError(
+            raise SettingsError(
                 f"tcp.inject_layer {cfg.inject_layer} is not a text block of {backbone.name} "
                 f"(0..{len(backbone.text_blocks) - 1})"
             )

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from dra.data.generated import world
+from dra.errors import SettingsError
 
 ATTRIBUTES = ("shape", "colour", "pattern", "size", "count", "background")
 PROMPT = world.FRAMES[0]  # "a photo of a {}.": the grammar's first frame, the pocket benchmark's template
@@ -101,7 +102,7 @@ class ProbeSettings:
         ]
         for ok, name, rule, value in rules:
             if not ok:
-                raise ValueError(f"{name} must be {rule}, got {value!r}")
+                raise SettingsError(f"{name} must be {rule}, got {value!r}")
 
 
 def draw(seed: int, start: int, n: int) -> tuple[torch.Tensor, list[world.Scene]]:

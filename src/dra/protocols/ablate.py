@@ -18,17 +18,18 @@ that diverges in every seed gets a row of NaN.
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from dra import settings as S
 from dra.engine.trainer import TrainingDivergedError
+from dra.errors import SettingsError
+from dra.io import atomic_write_text
 from dra.protocols.experiment import Experiment
-from dra.report import Table, harmonic_mean, mean_std, write
-from dra.report.stats import bootstrap_interval
+from dra.report import Table, write
+from dra.report.paper_tables import ABLATION_SCORES, ablation_table
+from dra.run_files import SETTINGS_FILE
 
 Setting = tuple[str, str, dict[str, Any]]  # (label, method, dra overrides)
 
@@ -92,7 +93,6 @@ SUITES: dict[str, Callable[[DictConfig, int], list[Setting]]] = {
     "start": fig3_start,
     "design": design,
 }
-PROTOCOLS = ("base2new", "cross_dataset", "domain_gen")
 
 
 def setting_cfg(cfg: DictConfig, method: str, overrides: dict[str, Any]) -> DictConfig:
@@ -123,62 +123,17 @@ def _score_transfer(exp: Experiment, cfg: DictConfig, seed: int) -> dict:
 
 
 def settings_table(records: list[dict], protocol: str, title: str) -> Table:
-    """One row per setting: mean ± std over seeds; base2new adds the HM of the means."""
-    cols = ["base", "new"] if protocol == "base2new" else ["source", "target"]
-    labels = list(dict.fromkeys(r["setting"] for r in records))
-    rows, stds, n_seeds, diverged_notes, cis = [], [], [], [], []
-    for label in labels:
-        mine = [r for r in records if r["setting"] == label and not r.get("diverged")]
-        diverged = [r["seed"] for r in records if r["setting"] == label and r.get("diverged")]
-        if diverged:
-            diverged_notes.append(f"{label}: training diverged (non-finite loss) in seed(s) {diverged}, left out.")
-        nan = float("nan")
-        stats = [mean_std([r[c] for r in mine]) if mine else (nan, nan) for c in cols]
-        row, std = [label, *(m for m, _ in stats)], [None, *(s for _, s in stats)]
-        if protocol == "base2new":
-            row.append(harmonic_mean(stats[0][0], stats[1][0]))
-            std.append(None)
-        rows.append(row)
-        stds.append(std)
-        cis.append(
-            [None, *(bootstrap_interval([r[c] for r in mine]) for c in cols)] + [None] * (len(row) - 1 - len(cols))
-        )
-        n_seeds.append(len(mine))
-    columns = ["Setting", "Base", "New", "HM"] if protocol == "base2new" else ["Setting", "Source", "Target"]
-    notes = [
-        "Each seed's score is the average over the datasets; mean ± sample std over seeds [95 % percentile "
-        "bootstrap interval of the mean over seeds, dra.report.stats].",
-        *diverged_notes,
-    ]
-    return Table(title=title, columns=columns, rows=rows, stds=stds, n_seeds=n_seeds, notes=notes, intervals=cis)
-
-
-def plot_settings(table: Table, path: Path) -> Path:
-    """Grouped bars per setting (Base / New / HM, or Source / Target) with the std over seeds."""
-    import numpy as np
-
-    from dra.report.plots import new_figure, save_figure
-
-    cols = table.columns[1:]
-    x = np.arange(len(table.rows))
-    width = 0.8 / len(cols)
-    fig = new_figure(figsize=(max(6.0, 1.1 * len(table.rows) + 2), 4.0))
-    ax = fig.add_subplot(1, 1, 1)
-    for k, col in enumerate(cols):
-        vals = [float(v) for v in table.column(col)]  # NaN (diverged in every seed): no bar
-        errs = np.nan_to_num([table.std(label, col) or 0.0 for label in table.labels])  # no std: no bar
-        ax.bar(x + (k - (len(cols) - 1) / 2) * width, vals, width, yerr=errs, label=col, capsize=2)
-    ax.set_xticks(x)
-    ax.set_xticklabels([str(label) for label in table.labels], rotation=30, ha="right", fontsize="small")
-    values = [float(v) for c in cols for v in table.column(c) if not math.isnan(float(v))] or [0.0]
-    lo = max(0.0, min(values) - 10)
-    ax.set_ylim(lo, min(100.0, max(values) + 5))
-    ax.set_ylabel("Accuracy (%)")
-    ax.set_title(table.title, fontsize="small")
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    """One row per setting: mean ± std over seeds (`report.ablation_table`, the one ablation table);
+    base2new adds the HM of the means; diverged seeds are left out and named in the notes."""
+    return ablation_table(
+        records,
+        "setting",
+        title,
+        scores=ABLATION_SCORES["base2new" if protocol == "base2new" else "transfer"],
+        label="Setting",
+        notes=["Each seed's score is the average over the datasets; mean ± sample std over seeds."],
+        intervals=True,
+    )
 
 
 def suite_settings(cfg: DictConfig, suites: list[str], blocks: int, echo=print) -> list[tuple[str, str, DictConfig]]:
@@ -189,7 +144,7 @@ def suite_settings(cfg: DictConfig, suites: list[str], blocks: int, echo=print) 
             try:
                 c = setting_cfg(cfg, method, overrides)
                 if S.dra_config(c).start_layer > blocks:
-                    raise ValueError(f"start_layer {S.dra_config(c).start_layer} > {blocks} blocks")
+                    raise SettingsError(f"start_layer {S.dra_config(c).start_layer} > {blocks} blocks")
             except ValueError as e:
                 echo(f"[{suite}] {label}: left out ({str(e).splitlines()[0]})")
                 continue
@@ -200,17 +155,19 @@ def suite_settings(cfg: DictConfig, suites: list[str], blocks: int, echo=print) 
 def check_suites(cfg: DictConfig, suites: list[str]) -> str:
     """The protocol of an ablation; a ValueError for an unknown protocol or suite."""
     protocol = cfg.get("protocol", "base2new")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"dra ablate runs over {PROTOCOLS}, not {protocol!r}")
+    if protocol not in S.PROTOCOLS:
+        raise SettingsError(f"dra ablate runs over {S.PROTOCOLS}, not {protocol!r}")
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
-        raise ValueError(f"unknown ablation suite(s) {unknown}; choose from {list(SUITES)}")
+        raise SettingsError(f"unknown ablation suite(s) {unknown}; choose from {list(SUITES)}")
     return protocol
 
 
 def run(cfg: DictConfig, suites: list[str], backbone=None, echo=print, gather: dict | None = None) -> dict[str, Table]:
     """Every setting of every suite over cfg.datasets (or source/targets) x cfg.seeds; the tables.
     `gather` (a launched grid, `dra.launch`): read the runs' results only."""
+    from dra.report.plots import plot_ablation
+
     protocol = check_suites(cfg, suites)
     exp = Experiment(cfg, backbone, gather=gather)
     blocks = min(len(exp.backbone.image_blocks), len(exp.backbone.text_blocks))
@@ -238,8 +195,8 @@ def run(cfg: DictConfig, suites: list[str], backbone=None, echo=print, gather: d
         tables[suite] = table
         if exp.dist.is_main:
             write(table, out, suite)
-            plot_settings(table, out / f"{suite}.png")
-            (out / "settings.yaml").write_text(OmegaConf.to_yaml(cfg))
+            plot_ablation(table, "setting", out / f"{suite}.png")
+            atomic_write_text(out / SETTINGS_FILE, OmegaConf.to_yaml(cfg))
             echo(table.to_terminal())
             echo(f"tables: {out}/{suite}.{{md,csv,json,png}}")
     return tables

@@ -22,13 +22,14 @@ from dra.protocols.experiment import (
     write_tables,
 )
 from dra.report import base2new_table, harmonic_mean
+from dra.run_files import result_name
 
 
 def run_paths(exp: Experiment, cfg: DictConfig, dataset: str, seed: int):
     """(run folder, result file) of one run; `cfg` has the dataset's overrides merged in."""
     name = dataset_key(cfg, dataset)  # a folder dataset goes by <folder>-<hash>
     run_dir = exp.output / "base2new" / exp.run_key(cfg) / name / f"seed{seed}"
-    return run_dir, run_dir / f"result{eval_suffix(cfg)}.json"
+    return run_dir, run_dir / result_name(eval_suffix(cfg))
 
 
 def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:

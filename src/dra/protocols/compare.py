@@ -17,7 +17,7 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
-from dra.errors import one_line
+from dra.errors import SettingsError, one_line
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
 
@@ -42,7 +42,7 @@ def failure_reason(e: BaseException) -> str:
 def check_reference(methods: list[str], reference: str | None) -> None:
     """ValueError unless `reference` (when given) is one of the compared methods."""
     if reference is not None and reference not in methods:
-        raise ValueError(
+        raise SettingsError(
             f"--reference {reference} is not among the compared methods ({', '.join(dict.fromkeys(methods))}); "
             "add it to --methods"
         )
@@ -64,15 +64,14 @@ def run(
     from dra.backbones.wrapping import wrappers
     from dra.io import ensure_writable
     from dra.protocols import base2new, transfer
-    from dra.report import method_base2new_table, method_transfer_table, plot_base2new, write
-    from dra.report.tables import Table
+    from dra.report import Table, method_base2new_table, method_transfer_table, plot_base2new, write
     from dra.settings import method_names
 
     if not methods:
-        raise ValueError("give at least one method (--methods zeroshot mma ...)")
+        raise SettingsError("give at least one method (--methods zeroshot mma ...)")
     unknown = [m for m in methods if m not in method_names()]
     if unknown:
-        raise ValueError(f"unknown method '{unknown[0]}'; choose from {', '.join(method_names())}")
+        raise SettingsError(f"unknown method '{unknown[0]}'; choose from {', '.join(method_names())}")
     check_reference(methods, reference)
     # Every method's settings are read and checked before any run: a mistyped setting is one error, not a
     # table of failed rows, and the tables go where --output says.

@@ -3,7 +3,7 @@
 A run folder is `<output>/<protocol>/<method>-<hash>/<dataset>/seed<k>`, where the hash covers every
 setting that changes the trained model (model, the weights' content hash, the data root, method
 config, training settings, shots, template). Evaluation results are files of that folder named by the
-evaluation settings (`result.json` for the full test set, `result-test_per_class8.json` for 8 images per
+evaluation settings (`dra.run_files`: `result.json` for the full test set, `result-test_per_class8.json` for 8 images per
 class), so a finished run is reused for another evaluation without training again, and a result is only
 reused for the evaluation that produced it and for exactly the inputs it records (`inputs`: a fingerprint
 of the images read and the weights' hash; `reuse` refuses a result of other inputs with an error naming
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from dra import run_files
 from dra import settings as S
 from dra.backbones import CLIPBackbone, load_backbone
 from dra.backbones.weights_id import weights_id
@@ -111,8 +112,7 @@ def draw_key(cfg: DictConfig, dataset: str, seed: int) -> str:
 
 def eval_suffix(cfg: DictConfig) -> str:
     """The part of a result file's name that names the evaluation settings ("" = the full test set)."""
-    n = cfg.get("test_per_class")
-    return f"-test_per_class{int(n)}" if n else ""
+    return run_files.eval_suffix(cfg.get("test_per_class"))
 
 
 def selection_set(splits) -> list[Datum] | None:
@@ -129,7 +129,7 @@ def write_tables(table, out: Path, stem: str, cfg: DictConfig, plot=None) -> Non
 
     write(table, out, stem)
     head = f"# command: {command.text()}\n" if command.text() else ""
-    atomic_write_text(out / "settings.yaml", head + OmegaConf.to_yaml(cfg))
+    atomic_write_text(out / run_files.SETTINGS_FILE, head + OmegaConf.to_yaml(cfg))
     if plot is not None:
         plot(table, out / f"{stem}.png")
 
@@ -281,7 +281,7 @@ class Experiment:
                 from dra.checkpoints import save_adapters
 
                 run_dir.mkdir(parents=True, exist_ok=True)
-                save_adapters(model, run_dir / "adapters")
+                save_adapters(model, run_files.adapters_path(run_dir))
             return []
         identity = {
             **run,
@@ -306,7 +306,7 @@ class Experiment:
         if model.finish_training(val_items, self.transforms(), self.device) and self.dist.is_main:
             from dra.checkpoints import save_adapters
 
-            save_adapters(model, run_dir / "adapters", extra={"epoch": len(history)})
+            save_adapters(model, run_files.adapters_path(run_dir), extra={"epoch": len(history)})
         return history
 
     def accuracy(self, cfg: DictConfig, model: ClassifierModel, items: list[Datum], desc: str) -> dict:

@@ -7,21 +7,23 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.checkpoints import load_adapters, load_model
 from dra.data import subsample_classes
+from dra.errors import SettingsError
 from dra.protocols.experiment import Experiment, dataset_key, selection_set
+from dra.run_files import ADAPTERS_WEIGHTS
 
 
 def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
     """Train the adapters; returns where the checkpoint is and the training history."""
     cfg = S.for_dataset(cfg, dataset)
     if cfg.method == "zeroshot":
-        raise ValueError(f"method {cfg.method} has nothing to train; use `dra eval --method {cfg.method}`")
+        raise SettingsError(f"method {cfg.method} has nothing to train; use `dra eval --method {cfg.method}`")
     exp = Experiment(cfg)
     splits = subsample_classes(exp.draw(cfg, dataset, seed), subsample)
     name = dataset_key(cfg, dataset)  # a folder dataset goes by <folder>-<hash>
     run_dir = exp.output / "train" / exp.run_key(cfg) / f"{name}-{subsample}" / f"seed{seed}"
     model = exp.build(cfg, splits.classnames, seed)
     if not model.trainable_parameters() and not model.needs_cache:
-        raise ValueError(f"method {cfg.method} has nothing to train; use `dra eval --method {cfg.method}`")
+        raise SettingsError(f"method {cfg.method} has nothing to train; use `dra eval --method {cfg.method}`")
     history = exp.train(
         cfg,
         model,
@@ -35,7 +37,7 @@ def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
     )
     return {
         "run_dir": str(run_dir),
-        "checkpoint": str(run_dir / "adapters.safetensors"),
+        "checkpoint": str(run_dir / ADAPTERS_WEIGHTS),
         "train_images": len(splits.train),
         "classes": len(splits.classnames),
         "history": history,
@@ -65,7 +67,7 @@ def evaluate(
     must fit it: a checkpoint of another config is refused.
     """
     if checkpoint is None and cfg.method != "zeroshot":
-        raise ValueError("give --checkpoint (from `dra train`), or --method zeroshot")
+        raise SettingsError("give --checkpoint (from `dra train`), or --method zeroshot")
     exp = Experiment(cfg, writes=False)  # evaluation writes nothing
     splits = subsample_classes(exp.draw(cfg, dataset, seed), subsample)
     if checkpoint and explicit_model:

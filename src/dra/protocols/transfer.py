@@ -24,6 +24,7 @@ from dra.protocols.experiment import (
     write_tables,
 )
 from dra.report import cross_dataset_table, domain_gen_table
+from dra.run_files import eval_name
 
 
 def seed_paths(exp: Experiment, cfg: DictConfig, seed: int):
@@ -32,7 +33,7 @@ def seed_paths(exp: Experiment, cfg: DictConfig, seed: int):
     src_cfg = S.for_dataset(cfg, source)
     run_dir = exp.output / "transfer" / exp.run_key(src_cfg) / dataset_key(src_cfg, source) / f"seed{seed}"
     wanted = [source, *cfg.targets]
-    paths = {t: run_dir / f"eval_{dataset_key(S.for_dataset(cfg, t), t)}{eval_suffix(cfg)}.json" for t in wanted}
+    paths = {t: run_dir / eval_name(dataset_key(S.for_dataset(cfg, t), t), eval_suffix(cfg)) for t in wanted}
     return run_dir, paths
 
 

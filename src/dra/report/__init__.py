@@ -3,8 +3,9 @@
 * :mod:`dra.report.metrics` -- harmonic mean, seed mean/std.
 * :mod:`dra.report.stats` -- sample std, the seeded 95 % bootstrap interval, paired differences.
 * :mod:`dra.report.paired` -- the paired-difference table of ``dra compare --reference``.
-* :mod:`dra.report.tables` -- the paper's tables (1, 2, 3, 6 and ablations) and renderers.
-* :mod:`dra.report.plots` -- base-to-new bars and ablation curves (PNG, Agg).
+* :mod:`dra.report.tables` -- the `Table` and its renderers (terminal, markdown, CSV, JSON).
+* :mod:`dra.report.paper_tables` -- the paper's tables (1, 2, 3, 6) and the one ablation table.
+* :mod:`dra.report.plots` -- base-to-new bars, the ablation plot, training curves (PNG, Agg).
 * :mod:`dra.report.token_ranks` -- Fig. 4 rank maps and the noisy-order measure.
 
 The plotting names are imported lazily, so ``import dra.report`` does not load matplotlib.
@@ -16,9 +17,8 @@ import importlib
 from typing import Any
 
 from dra.report.metrics import harmonic_mean, mean_std
-from dra.report.tables import (
+from dra.report.paper_tables import (
     DATASET_NAMES,
-    Table,
     ablation_table,
     base2new_table,
     cross_dataset_table,
@@ -27,8 +27,8 @@ from dra.report.tables import (
     efficiency_table,
     method_base2new_table,
     method_transfer_table,
-    write,
 )
+from dra.report.tables import Table, write
 
 _LAZY = {
     "plot_base2new": "dra.report.plots",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-__all__ = ["harmonic_mean", "mean_std", "mean", "interval95"]
+__all__ = ["harmonic_mean", "mean_std", "mean"]
 
 
 def harmonic_mean(base: float, new: float) -> float:
@@ -42,46 +42,3 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
         return m, 0.0
     var = math.fsum((v - m) ** 2 for v in vals) / (len(vals) - 1)
     return m, math.sqrt(var)
-
-
-# two-sided 95% quantiles of Student's t by degrees of freedom (n seeds - 1); above 30: the normal's
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-_T95.update(
-    {
-        k: v
-        for k, v in zip(
-            range(11, 31),
-            (
-                2.201,
-                2.179,
-                2.160,
-                2.145,
-                2.131,
-                2.120,
-                2.110,
-                2.101,
-                2.093,
-                2.086,
-                2.080,
-                2.074,
-                2.069,
-                2.064,
-                2.060,
-                2.056,
-                2.052,
-                2.048,
-                2.045,
-                2.042,
-            ),
-        )
-    }
-)
-
-
-def interval95(values: Sequence[float]) -> tuple[float, float] | None:
-    """The 95% confidence interval of the mean over seeds (Student's t, sample std); None below 2 values."""
-    if len(values) < 2:
-        return None
-    m, s = mean_std(values)
-    half = _T95.get(len(values) - 1, 1.96) * s / math.sqrt(len(values))
-    return m - half, m + half

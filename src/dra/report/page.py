@@ -20,7 +20,9 @@ from typing import Any
 
 from dra.io import atomic_write_text
 from dra.report import runs as R
-from dra.report.tables import Table, efficiency_table
+from dra.report.paper_tables import efficiency_table
+from dra.report.tables import Table
+from dra.run_files import METRICS_FILE, SETTINGS_FILE
 
 
 def _num(v: Any) -> bool:
@@ -147,7 +149,7 @@ def build(runs_dir: str | Path, echo=print) -> dict:
         view_runs = []
         for r in g.runs:
             k += 1
-            metrics_path = r.run_dir / "metrics.csv"
+            metrics_path = r.run_dir / METRICS_FILE
             curve = None
             if metrics_path.is_file():
                 echo(f"curves {k}/{total}: {r.run_dir.relative_to(runs_dir)}")
@@ -188,7 +190,7 @@ def build(runs_dir: str | Path, echo=print) -> dict:
     ]
     written = []
     for rel, data in R.written_tables(runs_dir):
-        settings = (runs_dir / rel).parent / "settings.yaml"
+        settings = (runs_dir / rel).parent / SETTINGS_FILE
         first = settings.read_text().splitlines()[0] if settings.is_file() else ""
         written.append(
             {

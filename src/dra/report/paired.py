@@ -9,8 +9,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dra.report.metrics import harmonic_mean, mean
+from dra.report.paper_tables import display_name
 from dra.report.stats import RESAMPLES, check_pairs, paired_differences
-from dra.report.tables import Table, display_name
+from dra.report.tables import Table
 
 __all__ = ["METRICS", "paired_table"]
 

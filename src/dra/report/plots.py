@@ -16,7 +16,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dra.io import atomic_write
-from dra.report.tables import Table, ablation_table, base2new_table
+from dra.report.paper_tables import ablation_table, base2new_table
+from dra.report.tables import Table, is_number
+from dra.run_files import parse_result_name
 
 __all__ = ["new_figure", "save_figure", "plot_base2new", "plot_ablation", "plot_curves", "run_accuracies"]
 
@@ -51,7 +53,7 @@ def plot_base2new(
 ) -> Path:
     """Grouped bars of Base, New and HM per dataset (Average included when present).
 
-    Accepts a :func:`~dra.report.tables.base2new_table` Table or its records. Error bars show
+    Accepts a :func:`~dra.report.paper_tables.base2new_table` Table or its records. Error bars show
     the seed std where the table has one for rows with at least two seeds.
     """
     table = _as_base2new_table(table_or_records)
@@ -96,28 +98,46 @@ def plot_ablation(
     path: str | os.PathLike,
     title: str | None = None,
 ) -> Path:
-    """Base, New and HM against a swept setting (paper Fig. 3: ``r`` and ``h``).
+    """The ablation plot: the scores of each value of a swept setting, with the std over seeds.
 
-    ``records`` are ``{x_key: value, "seed", "base", "new"}`` (means over seeds, HM of the
-    means; see :func:`~dra.report.tables.ablation_table`) or such a Table. Values are placed
-    at even spacing and labelled with the swept values (r = 8, 16, 32, 64, ... reads better
-    that way than on a linear axis).
+    ``records`` are :func:`~dra.report.paper_tables.ablation_table`'s (``{x_key: value, "seed", "base",
+    "new"}``) or such a Table (Base / New / HM, or Source / Target). Numeric values (paper Fig. 3: ``r``
+    and ``h``) are lines at even spacing labelled with the values (r = 8, 16, 32, 64, ... reads better
+    that way than on a linear axis); named settings (Tables 4, 5, `dra ablate`) are grouped bars. A
+    NaN (a setting that diverged in every seed) has no point or bar.
     """
     table = records if isinstance(records, Table) else ablation_table(records, x_key)
+    cols = table.columns[1:]
     labels = [table._fmt_value(v, table.columns[0]) for v in table.labels]
+    lines = all(is_number(v) for v in table.labels)
     x = np.arange(len(labels))
-    fig = new_figure(figsize=(max(4.5, 0.8 * len(labels) + 2.0), 3.6))
+    size = (max(4.5, 0.8 * len(labels) + 2.0), 3.6) if lines else (max(6.0, 1.1 * len(labels) + 2), 4.0)
+    fig = new_figure(figsize=size)
     ax = fig.add_subplot(1, 1, 1)
-    for col, marker in (("Base", "o"), ("New", "s"), ("HM", "^")):
+    width = 0.8 / len(cols)
+    for k, (col, marker) in enumerate(zip(cols, "os^v")):
         vals = [np.nan if v is None else float(v) for v in table.column(col)]
-        ax.plot(x, vals, marker=marker, label=col, color=_COLORS[col])
+        if lines:
+            ax.plot(x, vals, marker=marker, label=col, color=_COLORS.get(col))
+        else:
+            errs = np.nan_to_num([table.std(label, col) or 0.0 for label in table.labels])  # no std: no bar
+            offset = (k - (len(cols) - 1) / 2) * width
+            ax.bar(x + offset, vals, width, yerr=errs, label=col, capsize=2, color=_COLORS.get(col))
     ax.set_xticks(x)
-    ax.set_xticklabels(labels)
-    ax.set_xlabel(x_key)
+    if lines:
+        ax.set_xticklabels(labels)
+        ax.set_xlabel(x_key)
+    else:
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize="small")
+        values = [float(v) for c in cols for v in table.column(c) if v is not None and not np.isnan(float(v))]
+        values = values or [0.0]
+        ax.set_ylim(max(0.0, min(values) - 10), min(100.0, max(values) + 5))
     ax.set_ylabel("Accuracy (%)")
-    ax.set_title(title if title is not None else table.title)
+    ax.set_title(title if title is not None else table.title, fontsize="medium" if lines else "small")
     ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, axis="both" if lines else "y")
+    if not lines:
+        fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -137,19 +157,20 @@ def run_accuracies(run_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]]
     if out:
         return out
     for path in sorted(Path(run_dir).glob("*.json")):
-        if not (path.name.startswith("result") or path.name.startswith("eval_")):
+        parsed = parse_result_name(path.name)
+        if parsed is None:
             continue
+        kind, suffix = parsed
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         if not isinstance(data, dict):
             continue
-        suffix = path.stem[len("result") :] if path.name.startswith("result") else path.stem[len("eval_") :]
         for key, label in _ACC_KEYS.items():
             if isinstance(data.get(key), (int, float)):
-                name = label if path.name.startswith("result") else data.get("dataset", suffix)
-                out[f"{name}{suffix}" if path.name.startswith("result") else str(name)] = float(data[key])
+                name = label if kind == "result" else data.get("dataset", suffix)
+                out[f"{name}{suffix}" if kind == "result" else str(name)] = float(data[key])
     return out
 
 

@@ -1,6 +1,7 @@
 """What a runs folder holds, read as plain data for `dra report` (JSON, YAML text and CSV only).
 
     base2new/<method>-<hash>/<dataset>/seed<k>/result*.json    one base-to-new run (the table's numbers)
+    (file names: `dra.run_files`)
     base2new/<method>-<hash>/settings.yaml                      its settings (first line: the command)
     jobs/<run id>/unit.json                                     a launched run: its settings and command
     **/metrics.csv                                              training curves of every run
@@ -24,8 +25,10 @@ from typing import Any
 import yaml
 
 from dra.report.metrics import mean_std
+from dra.report.paper_tables import display_name, method_base2new_table
 from dra.report.stats import bootstrap_interval
-from dra.report.tables import Table, display_name, method_base2new_table
+from dra.report.tables import Table
+from dra.run_files import METRICS_FILE, RESULT_GLOB, SETTINGS_FILE, eval_suffix, parse_result_name, result_name
 
 JOBS = "jobs"
 SEED = re.compile(r"^seed(\d+)$")
@@ -72,7 +75,7 @@ def read_json(path: Path) -> Any | None:
 def _settings(folder: Path, runs_dir: Path) -> tuple[str | None, str | None, dict]:
     """(settings YAML text, command, settings mapping) of a method folder: its settings.yaml, else a
     launched job's unit.json."""
-    path = folder / "settings.yaml"
+    path = folder / SETTINGS_FILE
     if path.is_file():
         text = path.read_text()
         first = text.splitlines()[0] if text else ""
@@ -93,11 +96,11 @@ def _settings(folder: Path, runs_dir: Path) -> tuple[str | None, str | None, dic
 def _suffix(settings: dict, folder: Path) -> str:
     """The evaluation the table reads: the settings' test_per_class, else the most common result file."""
     if settings:
-        n = settings.get("test_per_class")
-        return f"-test_per_class{int(n)}" if n else ""
+        return eval_suffix(settings.get("test_per_class"))
     names: dict[str, int] = {}
-    for p in folder.glob("*/seed*/result*.json"):
-        names[p.stem[len("result") :]] = names.get(p.stem[len("result") :], 0) + 1
+    for p in folder.glob(f"*/seed*/{RESULT_GLOB}"):
+        suffix = parse_result_name(p.name)[1]
+        names[suffix] = names.get(suffix, 0) + 1
     return max(sorted(names), key=lambda k: names[k]) if names else ""
 
 
@@ -131,7 +134,7 @@ def base2new_methods(runs_dir: Path) -> list[MethodRuns]:
         group = MethodRuns(label, folder, text, command)
         for dataset, seed in expected:
             run_dir = folder / dataset / f"seed{seed}"
-            result = read_json(run_dir / f"result{suffix}.json")
+            result = read_json(run_dir / result_name(suffix))
             if result is not None:
                 status = "done"
             elif run_dir.is_dir():
@@ -206,8 +209,6 @@ def efficiency_records(runs_dir: Path) -> list[tuple[str, dict]]:
 
 def metrics_files(runs_dir: Path) -> list[Path]:
     """Every run's metrics.csv (training curves), in folder order."""
-    from dra.engine.metrics_log import METRICS_FILE
-
     return sorted(p for p in runs_dir.rglob(METRICS_FILE) if p.relative_to(runs_dir).parts[0] != JOBS)
 
 

@@ -1,19 +1,21 @@
-"""`dra data ...`: list datasets, check a layout on disk, print a few-shot draw, write `shapes`."""
+"""`dra data ...`: list datasets, check a layout on disk, print a few-shot draw, write `shapes`.
+
+A `DataError` (or an unreadable folder: `OSError`) ends a command with its one-line message on stderr and
+exit code 1 (`dra.cli.app.errors`, the one handler)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from functools import wraps
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from dra.cli.app import data_app as app
+from dra.cli.app import echo as _echo
+from dra.cli.app import handles_errors
 from dra.data.core import DataError, safe_text
-from dra.errors import one_line
-
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
 DATASET_HELP = (
     "Dataset name, e.g. eurosat, oxford_pets, imagenet, shapes (see `dra data list`), or a folder "
@@ -23,28 +25,8 @@ ROOT_HELP = "Folder that holds the datasets in CoOp's layout (not needed for `sh
 SPLIT_HELP = "A CoOp split file (JSON) for a folder dataset (default: a deterministic 50/20/30 split)."
 
 
-def _one_line_errors(fn):
-    """A `DataError` (or an unreadable folder: `OSError`) ends the command with its one-line message on
-    stderr and exit code 1."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (DataError, OSError) as e:
-            _echo(f"error: {one_line(e)}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def _echo(text: str = "", err: bool = False) -> None:
-    """`typer.echo` of text that may hold file names with undecodable bytes (printed as `\\xff`)."""
-    typer.echo(safe_text(text), err=err)
-
-
 @app.command("list")
-@_one_line_errors
+@handles_errors
 def list_datasets() -> None:
     """List the datasets the registry knows, with the folder each expects under the data root."""
     from dra.data.registry import DATASETS
@@ -56,7 +38,7 @@ def list_datasets() -> None:
 
 
 @app.command()
-@_one_line_errors
+@handles_errors
 def check(
     path: Optional[str] = typer.Argument(None, help="A folder of class sub-folders (instead of --dataset)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help=DATASET_HELP),
@@ -152,7 +134,7 @@ def check(
 
 
 @app.command()
-@_one_line_errors
+@handles_errors
 def fewshot(
     dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help=ROOT_HELP),
@@ -185,7 +167,7 @@ def fewshot(
 
 
 @app.command("make-shapes")
-@_one_line_errors
+@handles_errors
 def make_shapes_cmd(
     out: Path = typer.Option(..., "--out", help="Data root to write shapes/ into (CoOp layout)."),
 ) -> None:

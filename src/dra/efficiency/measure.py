@@ -17,6 +17,9 @@ step, and `train_x_zs_infer` is a method's training images/s over zero-shot infe
 the same rounds (the noise of a shared machine cancels in the ratio). Peak memory: the CUDA
 allocator's peak, or on the CPU the live tensors plus the `torch.profiler` allocation peak. What is
 timed and counted, exactly: benchmarks/README.md ("What is measured").
+
+Over 400 lines on purpose: the argument checks, the peak-memory probe and the round-robin runner are one
+measurement whose parts only make sense together.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ import torch
 from dra.config import PAPER_SGD  # docs/design.md section 2; written once, as TrainSettings' defaults
 from dra.engine.distributed import resolve_device
 from dra.engine.precision import PRECISIONS, autocast, grad_scaler, resolve
+from dra.errors import SettingsError
 
-__all__ = ["PAPER_SGD", "PRECISIONS", "measure_methods"]
+__all__ = ["PAPER_SGD", "PRECISIONS", "measure_methods", "share_weights"]
 
 _MB = 2.0**20
 
@@ -52,10 +56,10 @@ def _check_methods(methods: Iterable[str]) -> list[str]:
         methods = [methods]
     names = list(dict.fromkeys(str(m) for m in methods))  # keep order, drop repeats
     if not names:
-        raise ValueError(f"no method to measure; choose from {sorted(METHODS)}")
+        raise SettingsError(f"no method to measure; choose from {sorted(METHODS)}")
     unknown = [m for m in names if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+        raise SettingsError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
     return names
 
 
@@ -161,7 +165,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _share_weights(backbone):
+def share_weights(backbone):
     """A second module tree over the same (frozen) weights, so that each method has its own hooks."""
     from dra.backbones import OpenCLIPBackbone
 
@@ -286,7 +290,7 @@ def measure_methods(
         num_classes: how many class names the classifier has (the text side's cost in training).
         precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16" or "fp16".
         mma_source: a clone of ZjjConan/Multi-Modal-Adapter: adds a row "mma", MMA's own model built from
-            that source (`dra.benchmark.mma`) over the same weights; None: no such row.
+            that source (`dra.efficiency.mma`) over the same weights; None: no such row.
         compile: add rows "<method>+compile" (`torch.compile` of the model's forward) for dra and adapter.
 
     Returns:
@@ -307,13 +311,13 @@ def measure_methods(
         ("num_classes", num_classes, 1),
     ):
         if int(value) != value or value < low:
-            raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+            raise SettingsError(f"{label} must be an integer >= {low}, got {value!r}")
     dev = resolve_device(device)
     prec = resolve(precision, dev)
     try:
         backbone = load_backbone(model, pretrained=None)
     except BackboneError as e:
-        raise ValueError(str(e)) from e
+        raise SettingsError(str(e)) from e
     backbone.to(dev)
 
     gen = torch.Generator().manual_seed(seed)
@@ -341,12 +345,12 @@ def measure_methods(
         plan = [(name, name, False) for name in names]
         if compile:
             plan += [(f"{name}+compile", name, True) for name in names if name != "zeroshot"]
-        views = [backbone] + [_share_weights(backbone) for _ in plan[1:]]  # before any wrapper is put in
+        views = [backbone] + [share_weights(backbone) for _ in plan[1:]]  # before any wrapper is put in
         for (label, name, compiled), view in zip(plan, views):
             torch.manual_seed(seed)  # the same adapter initialisation whatever else is measured
             runners.append(_Runner(label, build_method(name, view, classnames), images, labels, dev, prec, compiled))
         if mma_source is not None:
-            from dra.benchmark.mma import build_mma
+            from dra.efficiency.mma import build_mma
 
             torch.manual_seed(seed)
             runners.append(_Runner("mma", build_mma(mma_source, backbone, classnames), images, labels, dev, prec))

@@ -1,0 +1,55 @@
+"""`dra pocket ...`: the pocket world (a simulation): pretraining its CLIP and probing what it sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dra.cli.app import errors, pocket_app
+
+
+@pocket_app.command("pretrain")
+def pocket_pretrain(
+    steps: int = typer.Option(800, help="Optimizer steps."),
+    batch_size: int = typer.Option(64, help="Image-caption pairs per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(0, help="Seed of the initialisation and of the generated world."),
+    output: str = typer.Option("runs/pocket-pretrain", help="Run folder (checkpoints; a rerun resumes)."),
+    threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared machine)."),
+    workers: int = typer.Option(1, help="DataLoader workers drawing the world."),
+    ship: bool = typer.Option(False, "--ship", help="Copy the final weights into the package (--pretrained pocket)."),
+) -> None:
+    """Pretrain the pocket world's tiny CLIP contrastively (open_clip's ClipLoss); resumable."""
+    from dra.pocket.pretrain import PretrainSettings, pretrain
+
+    with errors():
+        settings = PretrainSettings(
+            steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, workers=workers
+        )
+        command = f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"
+        pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
+
+
+@pocket_app.command("probe")
+def pocket_probe(
+    weights: Path = typer.Option(None, help="A ViT-Pocket weights file (default: the packaged pocket CLIP)."),
+    seed: int = typer.Option(1000, help="World seed of the probe's (unshifted) scenes."),
+    train_scenes: int = typer.Option(600, help="Scenes the linear probes are fit on."),
+    test_scenes: int = typer.Option(400, help="Scenes every column is scored on (the next indices)."),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (settings, one object per attribute)."),
+) -> None:
+    """Per attribute of the pocket world: zero-shot accuracy, linear probes of the frozen and of the
+    random-init image tower, and chance (a simulation)."""
+    import json
+
+    import torch
+
+    from dra.pocket.probe import ProbeSettings, probe, table_of
+
+    with errors():
+        settings = ProbeSettings(seed=seed, train_scenes=train_scenes, test_scenes=test_scenes)
+        torch.set_num_threads(max(1, threads))
+        result = probe(weights, settings)
+    typer.echo(json.dumps(result, indent=2) if as_json else table_of(result).to_terminal())
