@@ -17,6 +17,9 @@ This is the settings layer: it imports `dra.config` (the typed method configs an
 `TrainSettings`/`EvalSettings` with their checks, re-exported here), `dra.data.registry` (the default
 dataset list), the methods' registration (`dra.methods.registry`, no torch), `dra.labels` and
 `dra.errors`; the engine and the methods import `dra.config`, never this.
+
+Just over 400 lines on purpose: the schema, the YAML layering and the checks read one file top to bottom;
+the engine's own checks already live in `dra.config.train`.
 """
 
 from __future__ import annotations
