@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dra.errors import SettingsError
 from dra.io import atomic_write_text
 from dra.report import runs as R
 from dra.report.paper_tables import efficiency_table
@@ -137,7 +138,7 @@ def build(runs_dir: str | Path, echo=print) -> dict:
     """The template's context for a runs folder."""
     runs_dir = Path(runs_dir).resolve()
     if not runs_dir.is_dir():
-        raise ValueError(f"{runs_dir} is not a folder: give the --output folder of dra base2new / compare / ablate")
+        raise SettingsError(f"{runs_dir} is not a folder: give the --output folder of dra base2new / compare / ablate")
     groups = R.base2new_methods(runs_dir)
     metrics = R.metrics_files(runs_dir)
     done_curves: set[Path] = set()

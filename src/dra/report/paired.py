@@ -10,7 +10,7 @@ from typing import Any
 
 from dra.report.metrics import harmonic_mean, mean
 from dra.report.paper_tables import display_name
-from dra.report.stats import RESAMPLES, check_pairs, paired_differences
+from dra.report.stats import RESAMPLES, PairingError, check_pairs, paired_differences
 from dra.report.tables import Table
 
 __all__ = ["METRICS", "paired_table"]
@@ -41,7 +41,7 @@ def paired_table(
     failed = dict(failed or {})
     if reference not in records or not records[reference]:
         reason = failed.get(reference, "no results")
-        raise ValueError(f"--reference {reference} has no results ({reason}): there is nothing to pair with")
+        raise PairingError(f"--reference {reference} has no results ({reason}): there is nothing to pair with")
     kind = "base2new" if protocol == "base2new" else "transfer"
     metrics = METRICS[kind]
     ref = list(records[reference])

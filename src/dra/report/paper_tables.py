@@ -15,6 +15,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dra.data.registry import BASE_TO_NEW_DATASETS, DATASETS, DOMAIN_SHIFT_DATASETS
+from dra.errors import SettingsError
 from dra.report.metrics import harmonic_mean, mean, mean_std
 from dra.report.stats import RESAMPLES, bootstrap_interval, seed_average_summary
 from dra.report.tables import Table, is_number
@@ -451,7 +452,7 @@ def domain_gen_table(
     known = (DOMAIN_GEN_SOURCE,) + DOMAIN_GEN_VARIANTS
     unknown = sorted({r["dataset"] for r in records if r.get("dataset") not in known})
     if unknown:
-        raise ValueError(f"domain generalisation datasets are {known}; got {unknown}")
+        raise SettingsError(f"domain generalisation datasets are {known}; got {unknown}")
     present = {r["dataset"] for r in records}
     order = [d for d in known if d in present]
     return _method_table(

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from dra.errors import SettingsError
 from dra.io import atomic_write
 from dra.report.paper_tables import ablation_table, base2new_table
 from dra.report.tables import Table, is_number
@@ -185,7 +186,7 @@ def plot_curves(
     steps = [r for r in rows if r.get("kind") == "step" and "global_step" in r]
     epochs = [r for r in rows if r.get("kind") == "epoch" and "global_step" in r]
     if not steps and not epochs:
-        raise ValueError("no training rows to plot (metrics.csv holds no step or epoch row)")
+        raise SettingsError("no training rows to plot (metrics.csv holds no step or epoch row)")
     skip = {"kind", "epoch", "step", "global_step", "lr", "img_s", "seconds", "name", "accuracy"}
     parts = [k for k in dict.fromkeys(k for r in (*steps, *epochs) for k in r) if k not in skip]
     panels = 3 if accuracies else 2

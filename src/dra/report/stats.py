@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from dra.errors import DraError
+
 __all__ = [
     "RESAMPLES",
     "SEED",
@@ -123,7 +125,7 @@ def summarise(values: Sequence[float], resamples: int = RESAMPLES, seed: int = S
     return Summary(len(vals), mean(vals), std(vals), *(interval or (None, None)))
 
 
-class PairingError(ValueError):
+class PairingError(DraError, ValueError):
     """Two methods' results do not cover the same (dataset, seed) pairs; the message names the missing ones."""
 
 
