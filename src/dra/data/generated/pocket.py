@@ -4,13 +4,14 @@ pocket_objects, pocket_dusk) and eight registered but left out of it: pocket_sha
 pocket_counting (the shipped tiny CLIP is at chance on them), four compositional splits and one
 shortcut task (`compositional.py`: the paper's question, for a pocket CLIP that sees shapes).
 
-Each dataset asks for one attribute of a scene; its class names are phrases the captions use, read
-through the benchmark's template ("a photo of a {}."). The other attributes vary at random, and every
-image is drawn under `world.DOWNSTREAM_SHIFT` (palette jitter and desaturation, noise, blur, clutter
-strokes; some tasks a stronger or tinted shift), which pretraining never saw: zero-shot is imperfect and few-shot adaptation has room.
+Each dataset asks for one attribute of a scene (the five of `compositional.py`: a combination of two);
+its class names are phrases the captions use, read through the benchmark's template ("a photo of a
+{}."). The other attributes vary at random, and every image is drawn under `world.DOWNSTREAM_SHIFT`
+(palette jitter and desaturation, noise, blur, clutter strokes; some tasks a stronger or tinted
+shift), which pretraining never saw: zero-shot is imperfect and few-shot adaptation has room.
 
 Written like `shapes` (CoOp layout, `<folder>/images/<class>/<class>_NNN.png` + `split_zhou_<Name>.json`,
-32 train / 8 val / 50 test images per class; the compositional ones 32 / 16 / 200) into the data cache
+32 train / 8 val / 50 test images per class; the five of `compositional.py` 32 / 16 / 200) into the data cache
 on first use (the catalogue's `generate` hook: `make_pocket_dataset`), and read back by the registry
 like any dataset; base/new halves (the first ceil(n/2) classes are base) and few-shot draws are the
 benchmark's own.
@@ -48,7 +49,7 @@ class PocketDataset:
     scene_of: Callable[[int, random.Random], world.Scene]  # the scene of class `label`
     shift: world.Shift = world.DOWNSTREAM_SHIFT
     benchmark: bool = True  # in the pocket benchmark (POCKET_BENCHMARK); False: registered, not in it
-    per_class: dict = field(default_factory=lambda: dict(PER_CLASS))  # train / val / test images per class
+    per_class: dict = field(default_factory=lambda: dict(PER_CLASS), hash=False)  # train / val / test per class
     shortcut: bool = False  # base classes' TRAIN images on one background per class (SHORTCUT_BACKGROUNDS)
 
     @property
