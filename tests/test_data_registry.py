@@ -270,6 +270,29 @@ def test_names_papers_use_resolve():
         "pocket_shapes",
         "pocket_patterns",
         "pocket_counting",
+        "pocket_colour_shape",
+        "pocket_pattern_shape",
+        "pocket_count_colour",
+        "pocket_colour_scene",
+        "pocket_shortcut",
+        # every pocket dataset's dev draw (another generator seed, for tuning)
+        *(
+            f"{n}@dev"
+            for n in (
+                "pocket_scenes",
+                "pocket_colours",
+                "pocket_objects",
+                "pocket_dusk",
+                "pocket_shapes",
+                "pocket_patterns",
+                "pocket_counting",
+                "pocket_colour_shape",
+                "pocket_pattern_shape",
+                "pocket_count_colour",
+                "pocket_colour_scene",
+                "pocket_shortcut",
+            )
+        ),
     }
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import functools
 
+from dra.data.generated.pocket import DRAWS, POCKET_DATASETS, draw_name, make_pocket_dataset
 from dra.data.generated.pocket import POCKET_BENCHMARK as POCKET_BENCHMARK  # re-exported: one list of datasets
-from dra.data.generated.pocket import POCKET_DATASETS, make_pocket_dataset
 from dra.data.generated.shapes import SHAPES_CLASSES, SHAPES_COUNTS, make_shapes
 from dra.data.generated.shapes import SPLIT_FILE as SHAPES_SPLIT_FILE
 from dra.data.readers import (
@@ -190,18 +190,20 @@ _SPECS = [
         SHAPES_COUNTS,
         generate=make_shapes,
     ),
-    # The pocket benchmark: generated from the pocket world (a simulation; see docs/pocket.md).
+    # The pocket benchmark: generated from the pocket world (a simulation; see docs/pocket.md), each
+    # dataset in its test draw (`pocket_x`, reported) and its dev draw (`pocket_x@dev`, for tuning).
     *(
         _split_spec(
-            p.name,
-            p.title,
-            p.name,
+            draw_name(p.name, draw),
+            p.title if draw == "test" else p.title.replace("(simulation)", "(simulation, dev draw)"),
+            draw_name(p.name, draw),
             "images",
             p.split_file,
             len(p.classnames),
             p.counts,
-            generate=functools.partial(make_pocket_dataset, p.name),
+            generate=functools.partial(make_pocket_dataset, p.name, draw=draw),
         )
+        for draw in DRAWS
         for p in POCKET_DATASETS.values()
     ),
 ]

@@ -1,31 +1,43 @@
-"""The pocket benchmark (a SIMULATION): seven classification tasks drawn from the pocket world
+"""The pocket benchmark (a SIMULATION): twelve classification tasks drawn from the pocket world
 (`world.py`), four of them the benchmark (`POCKET_BENCHMARK`: pocket_scenes, pocket_colours,
-pocket_objects, pocket_dusk) and three registered but left out of it (pocket_shapes, pocket_patterns,
-pocket_counting: the shipped tiny CLIP is at chance on them).
+pocket_objects, pocket_dusk) and eight registered but left out of it: pocket_shapes, pocket_patterns,
+pocket_counting (the shipped tiny CLIP is at chance on them), four compositional splits and one
+shortcut task (`compositional.py`: the paper's question, for a pocket CLIP that sees shapes).
 
-Each dataset asks for one attribute of a scene; its class names are phrases the captions use, read
-through the benchmark's template ("a photo of a {}."). The other attributes vary at random, and every
-image is drawn under `world.DOWNSTREAM_SHIFT` (palette jitter and desaturation, noise, blur, clutter
-strokes; some tasks a stronger or tinted shift), which pretraining never saw: zero-shot is imperfect and few-shot adaptation has room.
+Each dataset asks for one attribute of a scene (the five of `compositional.py`: a combination of two);
+its class names are phrases the captions use, read through the benchmark's template ("a photo of a
+{}."). The other attributes vary at random, and every image is drawn under `world.DOWNSTREAM_SHIFT`
+(palette jitter and desaturation, noise, blur, clutter strokes; some tasks a stronger or tinted
+shift), which pretraining never saw: zero-shot is imperfect and few-shot adaptation has room.
 
 Written like `shapes` (CoOp layout, `<folder>/images/<class>/<class>_NNN.png` + `split_zhou_<Name>.json`,
-32 train / 8 val / 50 test images per class) into the data cache on first use (the catalogue's
-`generate` hook: `make_pocket_dataset`), and read back by the registry like any dataset; base/new halves and few-shot draws are the benchmark's own.
+32 train / 8 val / 50 test images per class; the five of `compositional.py` 32 / 16 / 200) into the data cache
+on first use (the catalogue's `generate` hook: `make_pocket_dataset`), and read back by the registry
+like any dataset; base/new halves (the first ceil(n/2) classes are base) and few-shot draws are the
+benchmark's own.
+
+Every dataset has two draws of the same classes and split: the test draw (`pocket_<x>`, the reported
+benchmark) and the dev draw (`pocket_<x>@dev`, another generator seed, for tuning), see `DRAWS`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from dra.data.generated import compositional as C
 from dra.data.generated import world
 from dra.data.generated.write import make_generated, write_coop_dataset
 
 VERSION = f"{world.GENERATOR_VERSION}/datasets-v4"
 PER_CLASS = {"train": 32, "val": 8, "test": 50}
+COMPOSITIONAL_PER_CLASS = {"train": 32, "val": 16, "test": 200}
+DRAWS = ("test", "dev")  # the reported draw, the tuning draw (registry name `<name>@dev`)
+DEV_SUFFIX = "@dev"
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,8 @@ class PocketDataset:
     scene_of: Callable[[int, random.Random], world.Scene]  # the scene of class `label`
     shift: world.Shift = world.DOWNSTREAM_SHIFT
     benchmark: bool = True  # in the pocket benchmark (POCKET_BENCHMARK); False: registered, not in it
+    per_class: dict = field(default_factory=lambda: dict(PER_CLASS), hash=False)  # train / val / test per class
+    shortcut: bool = False  # base classes' TRAIN images on one background per class (SHORTCUT_BACKGROUNDS)
 
     @property
     def split_file(self) -> str:
@@ -44,7 +58,27 @@ class PocketDataset:
 
     @property
     def counts(self) -> tuple[int, int, int]:
-        return tuple(PER_CLASS[k] * len(self.classnames) for k in ("train", "val", "test"))
+        return tuple(self.per_class[k] * len(self.classnames) for k in ("train", "val", "test"))
+
+    @property
+    def base_classes(self) -> tuple[str, ...]:
+        """The benchmark's base half: the first ceil(n/2) classes (`dra.data.fewshot.base_new_labels`)."""
+        return self.classnames[: math.ceil(len(self.classnames) / 2)]
+
+    @property
+    def new_classes(self) -> tuple[str, ...]:
+        return self.classnames[len(self.base_classes) :]
+
+    def split_of(self, index: int, per_class: dict | None = None) -> str:
+        """The split (train / val / test) image `index` of a class is in: written in that order, `per_class`
+        (default: this dataset's) images each."""
+        counts = self.per_class if per_class is None else per_class
+        end = 0
+        for key in ("train", "val", "test"):
+            end += counts[key]
+            if index < end:
+                return key
+        raise IndexError(f"{self.name}: image index {index} past the {sum(counts.values())} images of a class")
 
 
 def _shapes(label: int, rng: random.Random) -> world.Scene:
@@ -120,25 +154,104 @@ POCKET_DATASETS: dict[str, PocketDataset] = {
             _counting,
             benchmark=False,
         ),
+        # The paper's question (compositional.py): new classes are unseen combinations of seen values.
+        # Registered, not yet in the benchmark (the lead switches it once a pocket CLIP sees shapes).
+        *(
+            PocketDataset(
+                name,
+                f"{title} (simulation)",
+                split_name,
+                comp.classnames,
+                comp.scene_of,
+                benchmark=False,
+                per_class=dict(COMPOSITIONAL_PER_CLASS),
+            )
+            for name, title, split_name, comp in (
+                ("pocket_colour_shape", "Pocket-ColourShape", "PocketColourShape", C.COLOUR_SHAPE),
+                ("pocket_pattern_shape", "Pocket-PatternShape", "PocketPatternShape", C.PATTERN_SHAPE),
+                ("pocket_count_colour", "Pocket-CountColour", "PocketCountColour", C.COUNT_COLOUR),
+                ("pocket_colour_scene", "Pocket-ColourScene", "PocketColourScene", C.COLOUR_SCENE),
+            )
+        ),
+        # The mechanism (the paper's Fig. 1): base classes' few-shot training images share a background.
+        PocketDataset(
+            "pocket_shortcut",
+            "Pocket-Shortcut (simulation)",
+            "PocketShortcut",
+            C.SHORTCUT.classnames,
+            C.SHORTCUT.scene_of,
+            benchmark=False,
+            per_class=dict(COMPOSITIONAL_PER_CLASS),
+            shortcut=True,
+        ),
     )
 }
 POCKET_BENCHMARK = tuple(n for n, d in POCKET_DATASETS.items() if d.benchmark)
+COMPOSITIONAL = {
+    "pocket_colour_shape": C.COLOUR_SHAPE,
+    "pocket_pattern_shape": C.PATTERN_SHAPE,
+    "pocket_count_colour": C.COUNT_COLOUR,
+    "pocket_colour_scene": C.COLOUR_SCENE,
+    "pocket_shortcut": C.SHORTCUT,
+}  # the datasets whose classes are combinations (`compositional.Composition`), for tests and analyses
 
 
-def render_item(name: str, label: int, index: int, shift: world.Shift | None = None):
-    """Image `index` of class `label` of pocket dataset `name` (under its shift): a pure function of the three."""
+def draw_name(name: str, draw: str = "test") -> str:
+    """The registry name (and cache folder) of a draw: `pocket_x` (test) or `pocket_x@dev`."""
+    if draw not in DRAWS:
+        raise ValueError(f"draw must be one of {', '.join(DRAWS)}, not {draw!r}")
+    return name if draw == "test" else name + DEV_SUFFIX
+
+
+def scene_item(
+    name: str, label: int, index: int, draw: str = "test", per_class: dict | None = None
+) -> tuple[world.Scene, random.Random]:
+    """The scene of image `index` of class `label` (and the rng that draws it): a pure function of them.
+
+    The test draw is seeded as it always was; the dev draw by another seed. In a shortcut dataset a base
+    class's training images are moved onto that class's background (`compositional.SHORTCUT_BACKGROUNDS`);
+    `per_class` (default: the dataset's) says which indices are training images.
+    """
     spec = POCKET_DATASETS[name]
-    rng = random.Random(f"{VERSION}/{name}/{label}/{index}")
-    return world.render(spec.scene_of(label, rng), rng, spec.shift if shift is None else shift)
+    draw_name(name, draw)  # validates `draw`
+    seed = f"{VERSION}/{name}/{label}/{index}" if draw == "test" else f"{VERSION}/{name}/{draw}/{label}/{index}"
+    rng = random.Random(seed)
+    scene = spec.scene_of(label, rng)
+    if spec.shortcut and label < len(spec.base_classes) and spec.split_of(index, per_class) == "train":
+        scene = replace(scene, background=C.SHORTCUT_BACKGROUNDS[label])
+    return scene, rng
 
 
-def make_pocket_dataset(name: str, out_root: str | os.PathLike) -> Path:
-    """Write `<out_root>/<name>` in CoOp's layout (once per generator version); returns `out_root`."""
+def render_item(
+    name: str,
+    label: int,
+    index: int,
+    shift: world.Shift | None = None,
+    draw: str = "test",
+    per_class: dict | None = None,
+):
+    """Image `index` of class `label` of pocket dataset `name` (under its shift) in `draw`: a pure function."""
+    scene, rng = scene_item(name, label, index, draw, per_class)
+    return world.render(scene, rng, POCKET_DATASETS[name].shift if shift is None else shift)
+
+
+def make_pocket_dataset(
+    name: str, out_root: str | os.PathLike, draw: str = "test", per_class: dict | None = None
+) -> Path:
+    """Write `<out_root>/<draw_name(name, draw)>` in CoOp's layout (once per generator version); returns
+    `out_root`. `per_class` (tests) writes fewer images per class; the marker records it."""
     spec = POCKET_DATASETS[name]
+    counts = dict(spec.per_class if per_class is None else per_class)
+    version = VERSION if per_class is None else f"{VERSION}/{counts}"
 
     def write(tmp: Path) -> None:
         write_coop_dataset(
-            tmp, spec.classnames, PER_CLASS, lambda label, i: render_item(name, label, i), spec.split_file, VERSION
+            tmp,
+            spec.classnames,
+            counts,
+            lambda label, i: render_item(name, label, i, draw=draw, per_class=counts),
+            spec.split_file,
+            version,
         )
 
-    return make_generated(out_root, name, write, VERSION)
+    return make_generated(out_root, draw_name(name, draw), write, version)
