@@ -19,15 +19,20 @@ def pocket_pretrain(
     threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared machine)."),
     workers: int = typer.Option(1, help="DataLoader workers drawing the world."),
     ship: bool = typer.Option(False, "--ship", help="Copy the final weights into the package (--pretrained pocket)."),
+    recipe: str = typer.Option(
+        "groups", help="'groups' (the shipped weights' recipe) or 'curriculum' (experimental, docs/pocket.md)."
+    ),
 ) -> None:
     """Pretrain the pocket world's tiny CLIP contrastively (open_clip's ClipLoss); resumable."""
     from dra.pocket.pretrain import PretrainSettings, pretrain
 
     with errors():
         settings = PretrainSettings(
-            steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, workers=workers
+            steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, workers=workers, recipe=recipe
         )
         command = f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"
+        if recipe != "groups":
+            command += f" --recipe {recipe}"
         pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
 
 

@@ -8,8 +8,15 @@ open_clip's `ClipLoss`, AdamW, linear warm-up then cosine decay. Every `checkpoi
 model and the optimizer state go to `checkpoint.safetensors` (+ `checkpoint.json`: step, settings,
 losses); a run started again with the same output folder resumes from there. At the end the weights
 are written in fp16 as `pocket.safetensors` with `pocket.json` (command, seed, steps, final loss,
-generator version); `--ship` also copies both into the package (`dra/pocket/`), where
+generator version, recipe); `--ship` also copies both into the package (`dra/pocket/`), where
 `--pretrained pocket` finds them.
+
+`--recipe curriculum` (EXPERIMENTAL, not what made the shipped weights): the same groups, drawn by
+stage (`CURRICULUM`): the first quarter of the steps `world.sample_curriculum_group(.., "single")`
+(one large object, complete captions, groups weighted to shape and pattern), the second quarter
+`"counts"` (one to six objects, complete captions), the rest `"full"` (`world.sample_group`: the
+default recipe's batches, partial captions). The stage depends on the step and `--steps`, so a
+curriculum run resumes only with the same `--steps`.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from dra.pocket import MODEL, WEIGHTS
 
 WEIGHTS_NAME = "pocket.safetensors"
 META_NAME = "pocket.json"
+RECIPES = ("groups", "curriculum")
+CURRICULUM = ((0.25, "single"), (0.5, "counts"), (1.0, "full"))  # (end as a fraction of the steps, stage)
 GROUP = 4  # a batch is made of groups of GROUP scenes that differ in one attribute (world.sample_group)
 
 
@@ -48,6 +57,7 @@ class PretrainSettings:
     threads: int = 1
     workers: int = 1
     model: str = MODEL
+    recipe: str = "groups"
 
     def __post_init__(self) -> None:
         """Every value checked before anything is made: one ValueError naming the option and the fix."""
@@ -65,6 +75,7 @@ class PretrainSettings:
             (self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every),
             (self.threads >= 1, "--threads", ">= 1", self.threads),
             (self.workers >= 0, "--workers", ">= 0", self.workers),
+            (self.recipe in RECIPES, "--recipe", f"one of {', '.join(RECIPES)}", self.recipe),
         ]
         for ok, name, rule, value in rules:
             if not ok:
@@ -78,16 +89,25 @@ def _to_tensor(image) -> torch.Tensor:
     return (x - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
 
 
-class WorldBatches(torch.utils.data.Dataset):
-    """Item `k` = batch `k`: (images, tokens) of world groups k*B/4 .. (k+1)*B/4-1 (`world.sample_group`)."""
+def stage_at(step: int, steps: int) -> str:
+    """The curriculum stage of (0-based) `step` in a run of `steps` steps (`CURRICULUM`)."""
+    for end, stage in CURRICULUM:
+        if step < end * steps:
+            return stage
+    return CURRICULUM[-1][1]
 
-    def __init__(self, seed: int, batch_size: int, model: str) -> None:
+
+class WorldBatches(torch.utils.data.Dataset):
+    """Item `k` = batch `k`: (images, tokens) of world groups k*B/4 .. (k+1)*B/4-1 (`world.sample_group`;
+    with `recipe="curriculum"`, `world.sample_curriculum_group` of the step's stage)."""
+
+    def __init__(self, seed: int, batch_size: int, model: str, recipe: str = "groups", steps: int = 1) -> None:
         import open_clip
 
         from dra.backbones.loading import open_clip_quietly, register_model_configs
 
         register_model_configs()
-        self.seed, self.batch_size = seed, batch_size
+        self.seed, self.batch_size, self.recipe, self.steps = seed, batch_size, recipe, steps
         with open_clip_quietly():
             self.tokenizer = open_clip.get_tokenizer(model)
 
@@ -97,8 +117,9 @@ class WorldBatches(torch.utils.data.Dataset):
     def __getitem__(self, step: int):
         images, captions = [], []
         groups = self.batch_size // GROUP
+        stage = stage_at(step, self.steps) if self.recipe == "curriculum" else "full"
         for g in range(step * groups, (step + 1) * groups):  # groups of scenes differing in one attribute
-            for image, text, _ in world.sample_group(self.seed, g, GROUP):
+            for image, text, _ in world.sample_curriculum_group(self.seed, g, stage, GROUP):
                 images.append(_to_tensor(image))
                 captions.append(text)
         for i in range(step * self.batch_size, step * self.batch_size + self.batch_size - groups * GROUP):
@@ -160,7 +181,8 @@ def _load_checkpoint(out: Path, model, opt, s: PretrainSettings) -> tuple[int, l
     if not (meta_path.is_file() and weights_path.is_file()):
         return 0, []
     meta = json.loads(meta_path.read_text())
-    saved = {k: v for k, v in meta["settings"].items() if k not in ("threads", "workers", "checkpoint_every", "steps")}
+    ignored = ("threads", "workers", "checkpoint_every") + (() if s.recipe == "curriculum" else ("steps",))
+    saved = {"recipe": "groups", **{k: v for k, v in meta["settings"].items() if k not in ignored}}
     mine = {k: v for k, v in asdict(s).items() if k in saved}
     if saved != mine or meta.get("generator") != world.GENERATOR_VERSION:
         raise SettingsError(f"{out} holds a pretraining run with other settings ({saved}); use another --output")
@@ -194,8 +216,13 @@ def pretrain(
     progress: bool = True,
     command: str | None = None,
     echo=print,
+    stop_after: int | None = None,
 ) -> dict:
-    """Run (or resume) pretraining into `output`; returns the summary written to pocket.json."""
+    """Run (or resume) pretraining into `output`; returns the summary written to pocket.json.
+
+    `stop_after`: stop once this many steps (in all) are done, with a checkpoint there and no weights
+    exported (an interruption on purpose: the same call without it resumes); returns {"stopped_at": step}.
+    """
     from open_clip.loss import ClipLoss
     from tqdm.auto import tqdm
 
@@ -209,11 +236,11 @@ def pretrain(
     if start:
         echo(f"resuming {out} at step {start}/{s.steps}")
     loss_fn = ClipLoss()
-    data = WorldBatches(s.seed, s.batch_size, s.model)
+    data = WorldBatches(s.seed, s.batch_size, s.model, s.recipe, s.steps)
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=None,
-        sampler=range(start, s.steps),
+        sampler=range(start, s.steps if stop_after is None else min(s.steps, stop_after)),
         num_workers=s.workers,
         prefetch_factor=4 if s.workers else None,
         persistent_workers=False,
@@ -253,11 +280,15 @@ def pretrain(
     finally:
         bar.close()
         log.close()
+    if stop_after is not None and len(losses) < s.steps:
+        _save_checkpoint(out, model, opt, len(losses), s, losses)
+        return {"stopped_at": len(losses)}
     final = float(np.mean(losses[-50:])) if losses else float("nan")
     meta = {
         "simulation": True,
         "what": "the pocket world's tiny CLIP, pretrained by dra itself on procedurally generated captions",
-        "command": command or f"dra pocket pretrain --steps {s.steps} --batch-size {s.batch_size} --seed {s.seed}",
+        "command": command
+        or f"dra pocket pretrain --steps {s.steps} --batch-size {s.batch_size} --seed {s.seed} --recipe {s.recipe}",
         "model": s.model,
         "seed": s.seed,
         "steps": s.steps,
@@ -268,7 +299,10 @@ def pretrain(
         "final_loss": round(final, 4),
         "first_loss": losses[0] if losses else None,
         "generator": world.GENERATOR_VERSION,
-        "batches": f"groups of {GROUP} (world.sample_group)",
+        "recipe": s.recipe,
+        "batches": f"groups of {GROUP} (world.sample_group)"
+        if s.recipe == "groups"
+        else f"groups of {GROUP} (world.sample_curriculum_group, stages {CURRICULUM})",
         "dtype": "float16",
         "wall_seconds_this_session": round(time.time() - t0, 1),
     }

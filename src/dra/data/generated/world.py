@@ -373,7 +373,57 @@ def sample_group(seed: int, index: int, size: int = 4) -> list[tuple[Image.Image
     return out
 
 
+# -- the curriculum recipe (experimental; `dra pocket pretrain --recipe curriculum`) --------------------
+
+CURRICULUM_STAGES = ("single", "counts", "full")
+"""Stage 1 `single`: one large object, complete captions; 2 `counts`: one to six objects, complete
+captions; 3 `full`: the pretraining distribution's groups (`sample_group`: partial captions)."""
+CURRICULUM_ATTRIBUTES = {
+    "single": {"shape": 0.4, "pattern": 0.35, "colour": 0.125, "background": 0.125},
+    "counts": {"shape": 0.3, "pattern": 0.25, "count": 0.3, "colour": 0.075, "background": 0.075},
+}
+
+
+def complete_caption(scene: Scene, rng: random.Random) -> str:
+    """A caption naming every attribute: count (a word, or "a" for one), size, colour, pattern, the shape
+    noun and the background ("a photo of two small red striped circles on a grass field.")."""
+    quantity = COUNT_WORDS[scene.count - 1] if scene.count > 1 or rng.random() < 0.3 else ""
+    head = plural(scene.shape) if scene.count > 1 else scene.shape
+    phrase = " ".join(w for w in (quantity, scene.size, scene.colour, scene.pattern, head) if w)
+    phrase += " " + rng.choice(_BACKGROUND_PREPS).format(scene.background)
+    return rng.choice(FRAMES).format(phrase)
+
+
+def sample_curriculum_group(seed: int, index: int, stage: str, size: int = 4) -> list[tuple[Image.Image, str, Scene]]:
+    """Group `index` of curriculum `stage` (CURRICULUM_STAGES): `size` scenes equal in everything but
+    one attribute (distinct values). `single`: one large object each, complete captions; `counts`: any
+    count, complete captions; `full`: `sample_group(seed, index, size)` itself."""
+    if stage == "full":
+        return sample_group(seed, index, size)
+    if stage not in CURRICULUM_ATTRIBUTES:
+        raise ValueError(f"curriculum stage must be one of {CURRICULUM_STAGES}, got {stage!r}")
+    rng = random.Random(f"{GENERATOR_VERSION}/curriculum/{stage}/{seed}/{index}")
+    weights = CURRICULUM_ATTRIBUTES[stage]
+    attr = rng.choices(list(weights), weights=list(weights.values()))[0]
+    if stage == "single":
+        fixed = {"count": 1, "size": "large"}
+    else:
+        fixed = {"pattern": {"size": "large", "count": rng.randint(1, 2)}, "count": {"size": "small"}}.get(attr, {})
+    base = random_scene(rng, **fixed)
+    out = []
+    for value in rng.sample(_VALUES[attr], size):
+        scene = Scene(**{**base.__dict__, attr: value})
+        if scene.count > 3:  # never differs from the base: counts groups are small, four+ are small
+            scene = Scene(**{**scene.__dict__, "size": "small"})
+        out.append((render(scene, rng), complete_caption(scene, rng), scene))
+    return out
+
+
 __all__ = [
+    "CURRICULUM_STAGES",
+    "CURRICULUM_ATTRIBUTES",
+    "complete_caption",
+    "sample_curriculum_group",
     "sample_group",
     "GROUP_ATTRIBUTES",
     "GENERATOR_VERSION",
