@@ -67,3 +67,17 @@ def test_a_real_short_run_records_its_losses_and_is_not_collapsed(tmp_path):
     losses = [epoch["loss"] for epoch in record["history"]]
     assert len(losses) == 1 and math.isfinite(losses[0]) and losses[0] > 0
     assert (record["first_loss"], record["last_loss"], record["collapsed"]) == (losses[0], losses[0], False)
+
+
+def test_the_demo_names_a_collapsed_method_and_the_ablation_plot_takes_the_table(tmp_path):
+    from dra.protocols.demo import summarise, table_of
+    from dra.report.plots import plot_ablation
+
+    ok = {"dataset": "pocket_dusk", "base": 80.0, "new": 60.0, "base_classes": 4, "new_classes": 4}
+    summary = summarise({"adapter": [ok], "dra": [{**ok, "collapsed": True}]}, "ViT-Pocket", simulation=True)
+    assert summary["collapsed"] == {"dra": ["pocket_dusk"]}
+    assert any(n.startswith("dra: collapsed on pocket_dusk") for n in table_of(summary).notes)
+    assert summarise({"adapter": [ok]}, "ViT-Pocket", simulation=True)["collapsed"] == {}
+    sweep = [{"setting": "a", "seed": s, "base": 50.0, "new": 40.0, "collapsed": s == 1} for s in (1, 2)]
+    table = ablation_table(sweep, "setting")
+    assert table.columns[-1] == "Collapsed" and plot_ablation(table, "setting", tmp_path / "a.png").stat().st_size
