@@ -72,3 +72,86 @@ def test_visualize_refuses_a_plain_adapter_checkpoint(tmp_path):
         ],
     )
     assert result.exit_code == 1 and "only DRA assigns ranks" in result.stderr
+
+
+# -- Fig. 4 with ground truth --------------------------------------------------------------------------
+
+
+def _reference_auc(values, positive):
+    """Every (positive, negative) pair: 1 if the positive is higher, 1/2 if equal."""
+    pos = [v for v, p in zip(values, positive) if p]
+    neg = [v for v, p in zip(values, positive) if not p]
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg))
+
+
+def test_auc_is_mann_whitney_with_ties_counted_half():
+    import numpy as np
+
+    from dra.report import auc
+
+    assert auc([0.1, 0.2, 0.9, 0.8], [False, False, True, True]) == 1.0
+    assert auc([0.9, 0.8, 0.1, 0.2], [False, False, True, True]) == 0.0
+    assert auc([3, 3, 3, 3], [True, False, True, False]) == 0.5
+    assert auc([1, 2, 2, 3], [False, True, False, True]) == 0.875  # pairs: (2>1, 2=2, 3>1, 3>2) -> 3.5 / 4
+    assert auc([1.0, 2.0], [True, True]) is None
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(2, 30))
+        values = rng.integers(0, 5, n).astype(float)  # many ties, as ranks have
+        positive = rng.random(n) < 0.4
+        if positive.all() or not positive.any():
+            continue
+        assert abs(auc(values, positive) - _reference_auc(values, positive)) < 1e-12
+
+
+def test_object_mask_is_where_the_scene_draws_its_object():
+    import numpy as np
+
+    from dra.analysis.ground_truth import patch_labels
+    from dra.data.generated import world
+
+    image, _, scene = world.sample(0, 4)  # one large blue cross on ocean water
+    assert (scene.count, scene.size, scene.shape, scene.colour) == (1, "large", "cross", "blue")
+    mask = world.object_mask(0, 4)
+    assert mask.shape == (48, 48) and mask.min() == 0.0 and mask.max() == 1.0
+    assert np.array_equal(mask, world.object_mask(0, 4))  # deterministic
+    pixels = np.asarray(image, np.float32)
+    inside, outside = pixels[mask == 1].mean(0), pixels[mask == 0].mean(0)
+    assert inside[2] > 150 and inside[2] - inside[0] > 100  # the object's pixels are blue
+    ys, xs = np.nonzero(mask)
+    assert 10 <= ys.mean() <= 38 and 5 <= xs.mean() <= 30  # left of centre, as drawn
+    assert abs(pixels[mask == 1].mean() - outside.mean()) > 5
+    coverage = world.patch_coverage(mask, 6)
+    assert np.allclose(coverage, mask.reshape(6, 8, 6, 8).mean((1, 3)))  # 8 px patches
+    assert abs(coverage.sum() * 64 - mask.sum()) < 1e-3
+    assert abs(world.patch_coverage(mask, 14).sum() * (48 / 14) ** 2 - mask.sum()) < 1e-3  # uneven patches
+    labels = patch_labels(0, 4, 6)
+    assert [labels.tolist().count(v) for v in (1, 0, -1)] == [5, 24, 7]  # >= half covered, empty, partly
+    assert (labels[coverage.reshape(-1) == 0] == 0).all()
+    assert world.object_mask(0, 5).sum() != mask.sum()
+
+
+def test_visualize_scene_reports_both_aucs_on_the_pocket_clip(tmp_path):
+    """End to end: a tiny untrained DRA on the packaged pocket CLIP, a pocket scene, both AUCs in [0, 1]."""
+    from dra.analysis.ground_truth import prompt_labels
+
+    torch.manual_seed(0)
+    backbone = load_backbone("ViT-Pocket", "pocket")
+    model = build_method("dra", backbone, ["snow field", "red object"], DRAConfig(start_layer=2, rank=16))
+    labels = prompt_labels(backbone, model.template, "snow field")
+    assert labels[:8].tolist() == [-1, 0, 0, 0, 0, 1, 1, 0] and labels[8] == -1 and labels[9:].tolist() == [0] * 23
+    save_adapters(model, tmp_path / "ck")
+    args = ["visualize", "--checkpoint", str(tmp_path / "ck.safetensors"), "--scene", "0:4"]
+    result = CliRunner().invoke(app, [*args, "--pretrained", "pocket", "--output", str(tmp_path / "vis")])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["image"].startswith("pocket scene 0:4")
+    for key, positives, negatives in (("image_object_auc", 5, 24), ("text_class_word_auc", 2, 28)):
+        assert set(out[key]) == {"2", "3", "4"}
+        for block in out[key].values():
+            assert (block["positives"], block["negatives"]) == (positives, negatives)
+            assert 0.0 <= block["auc_scores"] <= 1.0 and 0.0 <= block["auc_ranks"] <= 1.0
+    both = CliRunner().invoke(app, [*args, "--image", str(tmp_path / "x.png"), "--output", str(tmp_path / "v")])
+    assert both.exit_code == 1 and "exactly one of --image FILE and --scene" in both.stderr
+    bad = CliRunner().invoke(app, ["visualize", "--checkpoint", "ck", "--scene", "0-4"])
+    assert bad.exit_code == 1 and "--scene '0-4' is not SEED:INDEX" in bad.stderr

@@ -4,17 +4,25 @@ The model runs its inference path once; each DRA branch's input is captured on t
 adapter's own scoring turns it into per-token ranks without noise. `order_agreement` then reports how
 far training's noisy order (the adapter's own perturbation, `noise_temperature` and
 `noise_on_log_scores` as configured) is from that noiseless order (Spearman, 1 = same order).
+
+With ground truth (`scene=(seed, index)`: the image is the pocket world's `world.sample(seed, index)`, drawn
+without a shift, whose object mask the generator knows), the result also says how well the noiseless token
+scores and ranks separate object from background patches (`image_object_auc`) and, for any image, the class
+name's tokens from the template's words and padding (`text_class_word_auc`): `dra.analysis.ground_truth`.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 from dra.adapters.dynamic_rank import DynamicRankAdapter, gumbel_like, perturb, positions
+from dra.analysis import ground_truth
 from dra.data import clip_transforms, load_image
 from dra.errors import SettingsError
 from dra.report import order_agreement, plot_image_ranks, plot_text_ranks
@@ -67,9 +75,21 @@ def branch_inputs(model: ClassifierModel, images: torch.Tensor) -> dict[str, dic
 
 @torch.no_grad()
 def token_ranks(
-    model: ClassifierModel, image_path: str, classname: str | None, out_dir: str | Path, block: int | None = None
+    model: ClassifierModel,
+    image_path: str | None,
+    classname: str | None,
+    out_dir: str | Path,
+    block: int | None = None,
+    scene: tuple[int, int] | None = None,
 ) -> dict:
+    """Fig. 4 for one image (`image_path`, or the pocket scene `scene` = (seed, index)) and one prompt: PNGs in
+    `out_dir` and a dict of the blocks shown, the order agreement per block, the plots, and the ground-truth
+    AUCs per block (`text_class_word_auc` always; `image_object_auc` for a pocket scene)."""
+    from dra.data.generated import world
     from dra.io import ensure_writable
+
+    if (image_path is None) == (scene is None):
+        raise SettingsError("give exactly one of an image file (--image) and a pocket scene (--scene SEED:INDEX)")
 
     adapted = sorted({k for tower in ("image", "text") for k in model.branches(tower)})
     if block is not None and block not in adapted:
@@ -77,12 +97,14 @@ def token_ranks(
     out = ensure_writable(out_dir)  # before any work: an unwritable output fails first
     out.mkdir(parents=True, exist_ok=True)
     _, test_tf = clip_transforms(model.backbone.preprocess)
-    image = test_tf(load_image(image_path)).unsqueeze(0)
+    picture = load_image(image_path) if scene is None else world.sample(*scene)[0]
+    image = test_tf(picture).unsqueeze(0)
     device = model.backbone.text_device
     if classname is not None:
         model.set_classnames([classname])
     inputs = branch_inputs(model, image.to(device))
-    result: dict = {"image": str(image_path), "classname": model.classnames[0]}
+    shown = str(image_path) if scene is None else f"pocket scene {scene[0]}:{scene[1]} ({world.GENERATOR_VERSION})"
+    result: dict = {"image": shown, "classname": model.classnames[0]}
     mean, std = model.backbone.preprocess.mean, model.backbone.preprocess.std
     for tower in ("image", "text"):
         branches = model.branches(tower)
@@ -96,6 +118,16 @@ def token_ranks(
             b: noisy_order_agreement(branches[b].adapter, per_block[b][1]) for b in per_block
         }
         path = out / f"{tower}_ranks_block{k}.png"
+        if tower == "text":
+            labels = ground_truth.prompt_labels(model.backbone, model.template, model.classnames[0])
+        elif scene is not None:
+            grid = math.isqrt(ranks.shape[-1] - 1)
+            labels = np.concatenate([[-1], ground_truth.patch_labels(*scene, grid)])  # the CLS token is no patch
+        else:
+            labels = None
+        if labels is not None:
+            name = "text_class_word_auc" if tower == "text" else "image_object_auc"
+            result[name] = {b: ground_truth.separation(s[0], r[0], labels) for b, (r, s) in per_block.items()}
         if tower == "image":
             plot_image_ranks(image[0], ranks[0].cpu(), path, mean=mean, std=std)
         else:

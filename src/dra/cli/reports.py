@@ -16,23 +16,33 @@ from dra.run_files import CURVES_PNG, METRICS_FILE
 @app.command()
 def visualize(
     checkpoint: str = typer.Option(..., help="DRA adapter checkpoint (.safetensors)."),
-    image: Path = typer.Option(..., help="An image file."),
+    image: Path = typer.Option(None, help="An image file (or --scene)."),
+    scene: str = typer.Option(
+        None,
+        help="SEED:INDEX: the pocket world's scene world.sample(SEED, INDEX) instead of --image; the JSON then "
+        "also gives the AUC of the token scores for object vs background patches (the generator's object mask).",
+    ),
     classname: str = typer.Option(None, help="Class name for the text prompt (default: the first trained)."),
     block: int = typer.Option(None, help="Adapted block to show (1-based; default: the last)."),
     pretrained: str = DEFINITIONS["pretrained"][1],
     output: str = typer.Option("runs/visualize", help="Folder for the PNGs."),
 ) -> None:
-    """Paper Figure 4: per-token ranks of an image and a prompt, and noisy-vs-noiseless order agreement."""
+    """Paper Figure 4: per-token ranks of an image and a prompt, noisy-vs-noiseless order agreement, and the AUC
+    of the token scores for class words vs template words (and object vs background patches with --scene)."""
     import json
 
+    from dra.analysis.ground_truth import parse_scene
     from dra.analysis.token_ranks import token_ranks
     from dra.checkpoints import load_model
 
     with errors():
+        if (image is None) == (scene is None):
+            raise SettingsError("give exactly one of --image FILE and --scene SEED:INDEX (a pocket-world scene)")
+        where = parse_scene(scene) if scene is not None else None
         model = load_model(checkpoint, pretrained=pretrained_value(pretrained))
         if model.method != "dra":
             raise SettingsError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
-        result = token_ranks(model, str(image), classname, output, block)
+        result = token_ranks(model, None if image is None else str(image), classname, output, block, scene=where)
     typer.echo(json.dumps(result, indent=2))
 
 

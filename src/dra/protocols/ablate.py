@@ -108,7 +108,8 @@ def _score_base2new(exp: Experiment, cfg: DictConfig, seed: int) -> dict:
     runs = [run_one(exp, cfg, d, seed) for d in cfg.datasets]
     base = sum(r["base"] for r in runs) / len(runs)
     new = sum(r["new"] for r in runs) / len(runs)
-    return {"base": base, "new": new}
+    collapsed = any(r.get("collapsed") for r in runs)  # any dataset's run: the seed's average is not a result
+    return {"base": base, "new": new, **({"collapsed": True} if collapsed else {})}
 
 
 def _score_transfer(exp: Experiment, cfg: DictConfig, seed: int) -> dict:
@@ -187,7 +188,8 @@ def run(cfg: DictConfig, suites: list[str], backbone=None, echo=print, gather: d
                 records.append(r)
                 echo(
                     f"[{suite}] {label} seed {seed}: "
-                    + "  ".join(f"{k} {v:.2f}" for k, v in r.items() if k not in ("setting", "seed"))
+                    + "  ".join(f"{k} {v:.2f}" for k, v in r.items() if k not in ("setting", "seed", "collapsed"))
+                    + ("  COLLAPSED" if r.get("collapsed") else "")
                 )
         what = ", ".join(cfg.datasets) if protocol == "base2new" else f"{cfg.source} -> {', '.join(cfg.targets)}"
         title = f"Ablation '{suite}' ({protocol}, {cfg.model}, {what}; {len(cfg.seeds)} seeds)"

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.data import subsample_classes
 from dra.engine import distributed
+from dra.engine.outcome import loss_outcome
 from dra.protocols.experiment import (
     Experiment,
     dataset_key,
@@ -46,7 +47,7 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     )
     done = reuse(result_path, inputs)
     if done is not None:
-        return done
+        return {**loss_outcome(done.get("history") or []), **done}  # a result saved before the flag existed
     exp.check_may_run(run_dir)
     model = exp.build(cfg, base.classnames, seed)
     try:
@@ -70,6 +71,7 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
         "new_classes": len(new.classnames),
         "train_images": len(base.train),
         "test_per_class": cfg.get("test_per_class"),
+        **loss_outcome(history),  # first_loss, last_loss, collapsed
         "history": history,
         "inputs": inputs,
     }
@@ -99,9 +101,10 @@ def run(cfg: DictConfig, backbone=None, echo=print, gather: dict | None = None) 
             r = run_one(exp, cfg, dataset, int(seed))
             records.append(r)
             if exp.dist.is_main:
-                echo(f"{r['dataset']} seed {seed}: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}")
+                flag = "  COLLAPSED (loss {first_loss:.3f} -> {last_loss:.3f})".format(**r) if r["collapsed"] else ""
+            echo(f"{r['dataset']} seed {seed}: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}{flag}")
     table = base2new_table(
-        [{k: r[k] for k in ("dataset", "seed", "base", "new")} for r in records],
+        [{k: r[k] for k in ("dataset", "seed", "base", "new", "collapsed")} for r in records],
         title=f"Base-to-new generalisation ({cfg.method}, {cfg.model})",
         intervals=True,
     )

@@ -88,7 +88,10 @@ def run(
             runner = base2new.run if protocol == "base2new" else transfer.run
             result = runner(cfg, backbone=backbones.get(key), echo=lambda *_: None, gather=gather)
             fields = ("dataset", "seed", "base", "new") if protocol == "base2new" else ("dataset", "seed", "accuracy")
-            records[method] = [{k: r[k] for k in fields} for r in result["records"]]
+            records[method] = [
+                {**{k: r[k] for k in fields}, **({"collapsed": True} if r.get("collapsed") else {})}
+                for r in result["records"]
+            ]
             echo(f"{method}: done ({len(records[method])} runs, tables {result['output']})")
         except Exception as e:  # noqa: BLE001 - one method's failure must not stop the others
             failed[method] = failure_reason(e)

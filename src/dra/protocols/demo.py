@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dra.engine.outcome import COLLAPSED_NOTE
 from dra.report import Table, ablation_table, harmonic_mean
 
 METHODS = ("zeroshot", "adapter", "dra")
@@ -43,6 +44,12 @@ def summarise(records_by_method: dict[str, list[dict]], backbone: str, simulatio
         "chance_base": round(sum(100.0 / r["base_classes"] for r in first) / len(first), 2),
         "chance_new": round(sum(100.0 / r["new_classes"] for r in first) / len(first), 2),
         "rows": rows,
+        # runs whose training loss ended above where it began (dra.engine.outcome): named, not hidden
+        "collapsed": {
+            m: [r["dataset"] for r in records if r.get("collapsed")]
+            for m, records in records_by_method.items()
+            if any(r.get("collapsed") for r in records)
+        },
     }
 
 
@@ -57,6 +64,8 @@ def table_of(summary: dict) -> Table:
         + f" — {summary['backbone']}"
     )
     notes = [f"chance: base {summary['chance_base']:.2f}, new {summary['chance_new']:.2f}"]
+    for method, datasets in summary.get("collapsed", {}).items():
+        notes.append(f"{method}: collapsed on {', '.join(datasets)} ({COLLAPSED_NOTE}); kept in its average")
     if summary["simulation"]:
         notes += [SIMULATION_LINE, REAL_LINE]
     records = [{"seed": 1, **r} for r in summary["rows"]]  # the rows' own HM: computed before rounding

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.checkpoints import load_adapters, load_model
 from dra.data import subsample_classes
+from dra.engine.outcome import loss_outcome
 from dra.errors import SettingsError
 from dra.protocols.experiment import Experiment, dataset_key, selection_set
 from dra.run_files import ADAPTERS_WEIGHTS
@@ -40,6 +41,7 @@ def train(cfg: DictConfig, dataset: str, subsample: str, seed: int) -> dict:
         "checkpoint": str(run_dir / ADAPTERS_WEIGHTS),
         "train_images": len(splits.train),
         "classes": len(splits.classnames),
+        **loss_outcome(history),  # first_loss, last_loss, collapsed
         "history": history,
     }
 

@@ -6,7 +6,7 @@
 * :mod:`dra.report.tables` -- the `Table` and its renderers (terminal, markdown, CSV, JSON).
 * :mod:`dra.report.paper_tables` -- the paper's tables (1, 2, 3, 6) and the one ablation table.
 * :mod:`dra.report.plots` -- base-to-new bars, the ablation plot, training curves (PNG, Agg).
-* :mod:`dra.report.token_ranks` -- Fig. 4 rank maps and the noisy-order measure.
+* :mod:`dra.report.token_ranks` -- Fig. 4 rank maps, the noisy-order measure and the AUC of token scores.
 
 The plotting names are imported lazily, so ``import dra.report`` does not load matplotlib.
 """
@@ -39,6 +39,7 @@ _LAZY = {
     "plot_image_ranks": "dra.report.token_ranks",
     "plot_text_ranks": "dra.report.token_ranks",
     "order_agreement": "dra.report.token_ranks",
+    "auc": "dra.report.token_ranks",
 }
 
 __all__ = [

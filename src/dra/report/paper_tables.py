@@ -15,6 +15,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dra.data.registry import BASE_TO_NEW_DATASETS, DATASETS, DOMAIN_SHIFT_DATASETS
+from dra.engine.outcome import COLLAPSED_NOTE
 from dra.errors import SettingsError
 from dra.report.metrics import harmonic_mean, mean, mean_std
 from dra.report.stats import RESAMPLES, bootstrap_interval, seed_average_summary
@@ -109,7 +110,10 @@ def base2new_table(
 
     Args:
         records: ``{"dataset": id, "seed": int, "base": acc, "new": acc}``, accuracies in
-            percent, one per dataset and seed (a repeated (dataset, seed) is an error).
+            percent, one per dataset and seed (a repeated (dataset, seed) is an error). A record with
+            ``"collapsed": True`` (its training loss ended above where it began, `dra.engine.outcome`)
+            stays in the means; the table then has a Collapsed column (collapsed seeds per row) and a
+            note naming the seeds.
         title: table caption.
         average: append the "Average" row.
         intervals: add each Base / New cell's 95 % bootstrap interval over seeds (`dra.report.stats`)
@@ -128,6 +132,7 @@ def base2new_table(
         _require(r, ("dataset", "base", "new"))
     groups = _group_by_seed(records, lambda r: r["dataset"], "dataset")
     rows, stds, n_seeds = [], [], []
+    collapsed = {ds: [seed for seed, r in g.items() if r.get("collapsed")] for ds, g in groups.items()}
     for ds, per_seed in groups.items():
         b_mean, b_std = mean_std([r["base"] for r in per_seed.values()])
         n_mean, n_std = mean_std([r["new"] for r in per_seed.values()])
@@ -157,15 +162,33 @@ def base2new_table(
         )
     if intervals:
         notes.append(INTERVAL_NOTE)
+    columns = ["Dataset", "Base", "New", "HM"]
+    if any(collapsed.values()):
+        columns.append("Collapsed")
+        counts = [len(seeds) for seeds in collapsed.values()]
+        for row, n in zip(rows, [*counts, sum(counts)] if len(rows) > len(counts) else counts):
+            row.append(n)
+        for extra in (stds, cis):
+            for row in extra:
+                row.append(None)
+        notes.append(
+            collapsed_note({display_name(ds): [f"seed {s}" for s in seeds] for ds, seeds in collapsed.items()})
+        )
     return Table(
         title=title,
-        columns=["Dataset", "Base", "New", "HM"],
+        columns=columns,
         rows=rows,
         stds=stds,
         n_seeds=n_seeds,
         notes=notes,
         intervals=cis if intervals else None,
     )
+
+
+def collapsed_note(runs_by_row: Mapping[Any, Sequence[str]]) -> str:
+    """The note naming the collapsed runs of each row ("seed 2", "Pocket-Dusk seed 2"; rows without any left out)."""
+    named = "; ".join(f"{row}: {', '.join(runs)}" for row, runs in runs_by_row.items() if runs)
+    return f"Collapsed runs, kept in the means ({COLLAPSED_NOTE}): {named}."
 
 
 def mark_best(rows: list[list[Any]], columns: Iterable[int]) -> list[list[bool]]:
@@ -204,7 +227,12 @@ def method_base2new_table(
     :func:`base2new_table` (the cells' 95 % bootstrap intervals over seeds).
     """
     failed = dict(failed or {})
-    per_method = {m: base2new_table(list(r), title=m, intervals=intervals) for m, r in records.items() if list(r)}
+    records = {m: list(r) for m, r in records.items()}
+    per_method = {m: base2new_table(r, title=m, intervals=intervals) for m, r in records.items() if r}
+    collapsed = {
+        m: [f"{display_name(r['dataset'])} seed {r.get('seed')}" for r in rs if r.get("collapsed")]
+        for m, rs in records.items()
+    }
     datasets: list[str] = []
     for t in per_method.values():
         for label in t.labels:
@@ -247,6 +275,7 @@ def method_base2new_table(
             "averaged Base and New. Best per column marked (bold / *).",
             *([INTERVAL_NOTE] if intervals else []),
             *notes,
+            *([collapsed_note(collapsed)] if any(collapsed.values()) else []),
         ],
         intervals=cis if intervals else None,
     )
@@ -569,7 +598,9 @@ def ablation_table(
     Args:
         records: ``{x_key: value, "seed": int, <score>: acc, ...}``; lists as values (e.g. rank
             ratios) are fine. A record with ``"diverged": True`` (its training diverged) is left out of
-            the means and named in the notes; a value whose every seed diverged gets a row of NaN.
+            the means and named in the notes; a value whose every seed diverged gets a row of NaN. A record
+            with ``"collapsed": True`` stays in the means; the table then has a Collapsed column (collapsed
+            seeds per row) and a note naming them.
         x_key: the swept key; it names the first column unless ``label`` does.
         scores: the record keys averaged, one column each (capitalised): ``("base", "new")`` (then HM
             is added), ``("source", "target")`` (``ABLATION_SCORES``), or ``("base", "new", "hm")``
@@ -589,12 +620,14 @@ def ablation_table(
         keys.sort()
     with_hm = tuple(scores) == ABLATION_SCORES["base2new"]
     rows, stds, n_seeds, diverged_notes, cis = [], [], [], [], []
+    collapsed = {}
     for k in keys:
         value = list(k) if isinstance(k, tuple) else k
         mine = [r for r in groups[k].values() if not r.get("diverged")]
         diverged = [seed for seed, r in groups[k].items() if r.get("diverged")]
         if diverged:
             diverged_notes.append(f"{value}: training diverged (non-finite loss) in seed(s) {diverged}, left out.")
+        collapsed[str(value)] = [seed for seed, r in groups[k].items() if r.get("collapsed")]
         nan = float("nan")
         stats = [mean_std([r[s] for r in mine]) if mine else (nan, nan) for s in scores]
         row, std = [value, *(m for m, _ in stats)], [None, *(s for _, s in stats)]
@@ -607,6 +640,13 @@ def ablation_table(
         n_seeds.append(len(mine))
     columns = [label or x_key, *(s.upper() if s == "hm" else s.capitalize() for s in scores)]
     columns += ["HM"] if with_hm else []
+    if any(collapsed.values()):
+        columns.append("Collapsed")
+        for row, std, ci, seeds in zip(rows, stds, cis, collapsed.values()):
+            row.append(len(seeds))
+            std.append(None)
+            ci.append(None)
+        diverged_notes.append(collapsed_note({v: [f"seed {s}" for s in seeds] for v, seeds in collapsed.items()}))
     return Table(
         title=title if title is not None else f"Ablation over {x_key}",
         columns=columns,

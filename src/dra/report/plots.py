@@ -108,7 +108,7 @@ def plot_ablation(
     NaN (a setting that diverged in every seed) has no point or bar.
     """
     table = records if isinstance(records, Table) else ablation_table(records, x_key)
-    cols = table.columns[1:]
+    cols = [c for c in table.columns[1:] if c != "Collapsed"]  # a count of runs, not an accuracy
     labels = [table._fmt_value(v, table.columns[0]) for v in table.labels]
     lines = all(is_number(v) for v in table.labels)
     x = np.arange(len(labels))

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from dra.engine.outcome import loss_outcome
 from dra.report.metrics import mean_std
 from dra.report.paper_tables import display_name, method_base2new_table
 from dra.report.stats import bootstrap_interval
@@ -148,11 +149,18 @@ def base2new_methods(runs_dir: Path) -> list[MethodRuns]:
 
 def base2new_grid_table(groups: list[MethodRuns]) -> Table:
     """Paper Table 1 with a row per method folder, from the run folders' results (the same builder as
-    `dra compare`: seed means, sample std, HM, Average, best marked); a folder without any result is a
-    row "failed: no results"."""
+    `dra compare`: seed means, sample std, HM, Average, best marked, collapsed runs named); a folder without
+    any result is a row "failed: no results"."""
     records = {
         g.label: [
-            {"dataset": r.dataset, "seed": r.seed, "base": r.result["base"], "new": r.result["new"]} for r in g.done
+            {
+                "dataset": r.dataset,
+                "seed": r.seed,
+                "base": r.result["base"],
+                "new": r.result["new"],
+                "collapsed": r.result.get("collapsed", loss_outcome(r.result.get("history") or [])["collapsed"]),
+            }
+            for r in g.done
         ]
         for g in groups
     }

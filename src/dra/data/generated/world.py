@@ -15,6 +15,10 @@ the model's input size (48 px) with 2x supersampled shape masks: about a millise
 `Shift` is the downstream distribution shift (palette jitter and desaturation, noise, blur, clutter
 strokes, and a fixed colour cast or dusk for some datasets): the pocket datasets are drawn with it,
 pretraining never sees it.
+
+Over 400 lines on purpose: the vocabulary, the caption grammar, the scene sampler, the renderer, the
+object masks and the pretraining curriculum all read the same attribute tables; split, each would import
+the others' private constants.
 """
 
 from __future__ import annotations
@@ -283,6 +287,13 @@ def _pattern_mask(pattern: str, rng: random.Random) -> np.ndarray | None:
 
 def render(scene: Scene, rng: random.Random, shift: Shift = Shift()) -> Image.Image:
     """Draw `scene` (48x48 RGB) with randomness from `rng`, under the downstream `shift`."""
+    return _draw(scene, rng, shift)[0]
+
+
+def _draw(scene: Scene, rng: random.Random, shift: Shift) -> tuple[Image.Image, np.ndarray]:
+    """The image and its object mask: the fraction of each pixel the objects cover, (48, 48) float32 in [0, 1]
+    (from the 2x supersampled shape masks; an outlined object covers its outline only). The mask is the
+    objects as drawn, before the shift's clutter strokes, blur and noise."""
     s, big = IMAGE_SIZE, IMAGE_SIZE * _SS
     nrng = np.random.default_rng(rng.getrandbits(63))
     jitter = np.array([rng.uniform(-12, 12) for _ in range(3)], np.float32)
@@ -331,7 +342,7 @@ def render(scene: Scene, rng: random.Random, shift: Shift = Shift()) -> Image.Im
         img = np.asarray(pil.filter(ImageFilter.GaussianBlur(shift.blur * rng.uniform(0.5, 1.0))), np.float32)
     if shift.noise:
         img = img + nrng.standard_normal(img.shape).astype(np.float32) * (40 * shift.noise * rng.random())
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)), alpha
 
 
 def sample(seed: int, index: int, shift: Shift = Shift()) -> tuple[Image.Image, str, Scene]:
@@ -340,6 +351,34 @@ def sample(seed: int, index: int, shift: Shift = Shift()) -> tuple[Image.Image, 
     scene = random_scene(rng)
     text = caption(scene, rng)
     return render(scene, rng, shift), text, scene
+
+
+def object_mask(seed: int, index: int, shift: Shift = Shift()) -> np.ndarray:
+    """The object mask of `sample(seed, index, shift)`'s image: (48, 48) float32, the fraction of each pixel
+    covered by an object (0 = background). The same draw as the image: a pure function of the same integers."""
+    rng = random.Random(f"{GENERATOR_VERSION}/{seed}/{index}")
+    scene = random_scene(rng)
+    caption(scene, rng)  # the caption's draws come before the drawing's
+    return _draw(scene, rng, shift)[1]
+
+
+def patch_coverage(mask: np.ndarray, grid: int) -> np.ndarray:
+    """The fraction of each of `grid` x `grid` equal patches that `mask` (H, W, values in [0, 1]) covers, row-major
+    like a ViT's patch tokens: (grid, grid) float64. Area-weighted, so it is exact also when `grid` does not
+    divide the image (a 48 px scene at a 224 px model's 14 x 14 patches)."""
+    m = np.asarray(mask, np.float64)
+    h, w = m.shape
+    rows, cols = _area_weights(h, grid), _area_weights(w, grid)
+    return rows @ m @ cols.T
+
+
+def _area_weights(n: int, grid: int) -> np.ndarray:
+    """(grid, n): the share of pixel j inside patch i, divided by the patch's size in pixels."""
+    edges = np.linspace(0.0, n, grid + 1)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    j = np.arange(n)[None, :]
+    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0.0, None)
+    return overlap / (hi - lo)
 
 
 GROUP_ATTRIBUTES = {"shape": 0.3, "pattern": 0.25, "count": 0.25, "colour": 0.1, "background": 0.1}
@@ -443,4 +482,6 @@ __all__ = [
     "caption",
     "render",
     "sample",
+    "object_mask",
+    "patch_coverage",
 ]
