@@ -31,10 +31,14 @@ def list_datasets() -> None:
     """List the datasets the registry knows, with the folder each expects under the data root."""
     from dra.data.registry import DATASETS
 
+    name_width = max(len(name) for name in [*DATASETS, "PATH"])  # e.g. pocket_pattern_shape@dev
+    title_width = max(len(spec.title) for spec in DATASETS.values())
     for spec in DATASETS.values():
         where = "generated (no data root needed)" if spec.embedded else f"<data-root>/{spec.folder}/"
-        typer.echo(f"{spec.name:16s} {spec.title:18s} {where}")
-    typer.echo(f"{'PATH':16s} {'(your images)':18s} any folder with one sub-folder of images per class")
+        typer.echo(f"{spec.name:{name_width}s} {spec.title:{title_width}s} {where}")
+    typer.echo(
+        f"{'PATH':{name_width}s} {'(your images)':{title_width}s} any folder with one sub-folder of images per class"
+    )
 
 
 @app.command()
