@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from dra.cli.app import errors, pocket_app
-from dra.pocket import MODEL
+from dra.pocket import MODEL, MODELS
 
 
 @pocket_app.command("pretrain")
@@ -24,7 +24,7 @@ def pocket_pretrain(
         "groups", help="'groups' (the shipped weights' recipe) or 'curriculum' (experimental, docs/pocket.md)."
     ),
     model: str = typer.Option(
-        MODEL, help="The tower: ViT-Pocket (the shipped weights') or ViT-Pocket-P6 (6-px patches, experimental)."
+        MODEL, help=f"The tower, one of {', '.join(MODELS)} ({MODEL}: the shipped weights'; the rest experimental)."
     ),
 ) -> None:
     """Pretrain the pocket world's tiny CLIP contrastively (open_clip's ClipLoss); resumable."""
