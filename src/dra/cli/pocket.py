@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dra.cli.app import errors, pocket_app
+from dra.pocket import MODEL, MODELS
 
 
 @pocket_app.command("pretrain")
@@ -22,28 +23,43 @@ def pocket_pretrain(
     recipe: str = typer.Option(
         "groups", help="'groups' (the shipped weights' recipe) or 'curriculum' (experimental, docs/pocket.md)."
     ),
+    model: str = typer.Option(
+        MODEL, help=f"The tower, one of {', '.join(MODELS)} ({MODEL}: the shipped weights'; the rest experimental)."
+    ),
 ) -> None:
     """Pretrain the pocket world's tiny CLIP contrastively (open_clip's ClipLoss); resumable."""
     from dra.pocket.pretrain import PretrainSettings, pretrain
 
     with errors():
         settings = PretrainSettings(
-            steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, workers=workers, recipe=recipe
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            threads=threads,
+            workers=workers,
+            recipe=recipe,
+            model=model,
         )
         command = f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"
         if recipe != "groups":
             command += f" --recipe {recipe}"
+        if model != MODEL:
+            command += f" --model {model}"
         pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
 
 
 @pocket_app.command("probe")
 def pocket_probe(
-    weights: Path = typer.Option(None, help="A ViT-Pocket weights file (default: the packaged pocket CLIP)."),
+    weights: Path = typer.Option(None, help="A pocket CLIP weights file (default: the packaged pocket CLIP)."),
     seed: int = typer.Option(1000, help="World seed of the probe's (unshifted) scenes."),
     train_scenes: int = typer.Option(600, help="Scenes the linear probes are fit on."),
     test_scenes: int = typer.Option(400, help="Scenes every column is scored on (the next indices)."),
     threads: int = typer.Option(1, help="torch CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (settings, one object per attribute)."),
+    model: str = typer.Option(
+        None, help="The tower of --weights (default: the 'model' in the pocket.json beside it, else ViT-Pocket)."
+    ),
 ) -> None:
     """Per attribute of the pocket world: zero-shot accuracy, linear probes of the frozen and of the
     random-init image tower, and chance (a simulation)."""
@@ -56,5 +72,5 @@ def pocket_probe(
     with errors():
         settings = ProbeSettings(seed=seed, train_scenes=train_scenes, test_scenes=test_scenes)
         torch.set_num_threads(max(1, threads))
-        result = probe(weights, settings)
+        result = probe(weights, settings, model)
     typer.echo(json.dumps(result, indent=2) if as_json else table_of(result).to_terminal())

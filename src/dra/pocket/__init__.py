@@ -14,6 +14,10 @@ from __future__ import annotations
 from dra.backbones.weights import PACKAGED
 
 MODEL = PACKAGED["pocket"].model
+MODELS = (MODEL, "ViT-Pocket-P6")
+"""The pocket towers `dra pocket pretrain --model` builds (packaged model configs): ViT-Pocket (the shipped
+weights'; 8-px patches, a 6x6 grid) and ViT-Pocket-P6 (EXPERIMENTAL: 6-px patches, an 8x8 grid, the rest
+the same)."""
 WEIGHTS = PACKAGED["pocket"].path
 
 

@@ -17,6 +17,10 @@ stage (`CURRICULUM`): the first quarter of the steps `world.sample_curriculum_gr
 `"counts"` (one to six objects, complete captions), the rest `"full"` (`world.sample_group`: the
 default recipe's batches, partial captions). The stage depends on the step and `--steps`, so a
 curriculum run resumes only with the same `--steps`.
+
+`--model` picks the tower (`dra.pocket.MODELS`): ViT-Pocket (default, the shipped weights') or the
+EXPERIMENTAL ViT-Pocket-P6 (6-px patches); `pocket.json` records it as `model`, which is how
+`dra pocket probe` knows which tower a weights file belongs to.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from dra.data.generated import world
 from dra.engine.trainer import TrainingDivergedError
 from dra.errors import SettingsError
 from dra.io import atomic_write, atomic_write_text
-from dra.pocket import MODEL, WEIGHTS
+from dra.pocket import MODEL, MODELS, WEIGHTS
 
 WEIGHTS_NAME = "pocket.safetensors"
 META_NAME = "pocket.json"
@@ -76,6 +80,7 @@ class PretrainSettings:
             (self.threads >= 1, "--threads", ">= 1", self.threads),
             (self.workers >= 0, "--workers", ">= 0", self.workers),
             (self.recipe in RECIPES, "--recipe", f"one of {', '.join(RECIPES)}", self.recipe),
+            (self.model in MODELS, "--model", f"one of {', '.join(MODELS)}", self.model),
         ]
         for ok, name, rule, value in rules:
             if not ok:
@@ -288,7 +293,8 @@ def pretrain(
         "simulation": True,
         "what": "the pocket world's tiny CLIP, pretrained by dra itself on procedurally generated captions",
         "command": command
-        or f"dra pocket pretrain --steps {s.steps} --batch-size {s.batch_size} --seed {s.seed} --recipe {s.recipe}",
+        or f"dra pocket pretrain --steps {s.steps} --batch-size {s.batch_size} --seed {s.seed} --recipe {s.recipe}"
+        + ("" if s.model == MODEL else f" --model {s.model}"),
         "model": s.model,
         "seed": s.seed,
         "steps": s.steps,

@@ -1,5 +1,8 @@
 """`dra pocket probe`: what a pocket CLIP sees, attribute by attribute (a SIMULATION).
 
+The tower (ViT-Pocket or ViT-Pocket-P6, `dra.pocket.MODELS`) is `--model`, else the `model` recorded in
+the `pocket.json` beside the weights, else ViT-Pocket (`model_of`).
+
 For each attribute of the world (shape, colour, pattern, size, count, background) on unshifted scenes
 `world.sample(seed, i)` (the pretraining distribution; train draw i < n_train, test draw the next n_test
 indices, so the two are disjoint):
@@ -11,7 +14,7 @@ indices, so the two are disjoint):
   the train draw (full batch, float64, L-BFGS for a fixed number of iterations, L2 on the weights: a
   deterministic fit), scored on the test draw;
 - the same probe on the random-init tower (`create_clip(model, None)`: the same architecture with
-  seeded random weights), the floor pretraining must beat;
+  seeded random weights), the floor pretraining must beat (so this column changes with the tower);
 - chance: 1 / number of values, unless the test draw is unbalanced (its most common value more than
   four binomial standard errors above 1/k, as for size: four to six objects are always small), then
   the majority-class rate of the test draw (`chance_kind` says which).
@@ -174,8 +177,31 @@ def linear_probe(
     return percent_correct(predicted, test_y)
 
 
-def load_towers(weights: str | Path | None):
-    """(trained CLIP, random-init CLIP, tokenizer, weights path); `weights` None: the packaged pocket CLIP."""
+def model_of(path: Path, model: str | None = None) -> str:
+    """The pocket tower a weights file belongs to: `model` when given, else the `model` that
+    `dra pocket pretrain` recorded in the JSON beside the file (`pocket.safetensors` -> `pocket.json`),
+    else ViT-Pocket (the shipped weights' tower). A name outside `dra.pocket.MODELS` is a SettingsError."""
+    import json
+
+    from dra.pocket import MODEL, MODELS
+
+    if model is None:
+        meta = path.with_suffix(".json")
+        try:
+            recorded = json.loads(meta.read_text(encoding="utf-8")).get("model") if meta.is_file() else None
+        except (OSError, ValueError, AttributeError) as e:
+            raise SettingsError(
+                f"{meta} (beside the weights) cannot be read as pocket.json ({type(e).__name__}); pass --model"
+            ) from None
+        model = recorded if recorded is not None else MODEL
+    if model not in MODELS:
+        raise SettingsError(f"--model must be one of {', '.join(MODELS)}, got {model!r} (for {path})")
+    return model
+
+
+def load_towers(weights: str | Path | None, model: str | None = None):
+    """(trained CLIP, random-init CLIP, tokenizer, weights path); `weights` None: the packaged pocket CLIP;
+    the tower is `model_of(path, model)`."""
     import open_clip
 
     from dra.backbones.loading import BackboneError, create_clip, open_clip_quietly
@@ -188,21 +214,25 @@ def load_towers(weights: str | Path | None):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise BackboneError(
-                f"weights file {path} does not exist; pass --weights a {MODEL} checkpoint (.safetensors), or "
-                "leave it out for the packaged pocket CLIP"
+                f"weights file {path} does not exist; pass --weights a pocket CLIP checkpoint (.safetensors), "
+                "or leave it out for the packaged pocket CLIP"
             )
-    trained, _ = create_clip(MODEL, str(path))
-    random_init, _ = create_clip(MODEL, None)  # the same architecture, seeded random weights
+    name = model_of(path, model)
+    trained, _ = create_clip(name, str(path))
+    random_init, _ = create_clip(name, None)  # the same architecture, seeded random weights
     with open_clip_quietly():
-        tokenizer = open_clip.get_tokenizer(MODEL)
+        tokenizer = open_clip.get_tokenizer(name)
     return trained, random_init, tokenizer, path
 
 
-def probe(weights: str | Path | None = None, settings: ProbeSettings = ProbeSettings()) -> dict:
+def probe(
+    weights: str | Path | None = None, settings: ProbeSettings = ProbeSettings(), model: str | None = None
+) -> dict:
     """The probe's JSON: the settings and one object per attribute (zero-shot, linear probe, random-init
-    linear probe, chance, all in percent)."""
+    linear probe, chance, all in percent). `model`: the tower (None: `model_of` the weights file)."""
     s = settings
-    trained, random_init, tokenizer, path = load_towers(weights)
+    trained, random_init, tokenizer, path = load_towers(weights, model)
+    name = model_of(path, model)
     train_images, train_scenes = draw(s.seed, 0, s.train_scenes)
     test_images, test_scenes = draw(s.seed, s.train_scenes, s.test_scenes)
     feats = {
@@ -232,7 +262,7 @@ def probe(weights: str | Path | None = None, settings: ProbeSettings = ProbeSett
         "simulation": True,
         "what": "the pocket world's CLIP probed per attribute on unshifted generated scenes (a simulation)",
         "weights": str(path),
-        "model": "ViT-Pocket",
+        "model": name,
         "generator": world.GENERATOR_VERSION,
         "prompt": PROMPT,
         "settings": {
@@ -240,7 +270,7 @@ def probe(weights: str | Path | None = None, settings: ProbeSettings = ProbeSett
             "train_indices": [0, s.train_scenes],
             "test_indices": [s.train_scenes, s.train_scenes + s.test_scenes],
             "features": "normalised image embeddings, standardised on the train draw",
-            "random_init": "create_clip(ViT-Pocket, None): the same architecture, seed 0",
+            "random_init": f"create_clip({name}, None): the same architecture, seed 0",
         },
         "attributes": rows,
     }
