@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dra.data.core import DataError
@@ -141,6 +141,7 @@ FUZZ_SETTINGS = settings(max_examples=80, deadline=5000, suppress_health_check=[
 
 @FUZZ_SETTINGS
 @given(text=yaml_texts)
+@example(text='{"seeds": [[], []]}')  # found by a clean-clone run: seeds that are lists (was a TypeError)
 def test_settings_files_on_random_text(text):
     from dra.settings import load_settings
 

@@ -366,7 +366,9 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
         cfg.test_per_class,
     )
     _need(len(cfg.seeds) >= 1, f"{prefix}seeds", "at least one seed", list(cfg.seeds))
-    repeated = sorted({s for s in cfg.seeds if list(cfg.seeds).count(s) > 1})
+    seeds = list(cfg.seeds)
+    _need(all(type(s) is int for s in seeds), f"{prefix}seeds", "integers", seeds)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     _need(not repeated, f"{prefix}seeds", f"distinct (repeated: {repeated})", list(cfg.seeds))
     _need(len(cfg.datasets) >= 1, f"{prefix}datasets", "at least one dataset", list(cfg.datasets))
     for section in METHOD_SECTIONS:

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from dra.cli.app import errors, pocket_app
-from dra.pocket import MODEL, MODELS
 
 
 @pocket_app.command("pretrain")
@@ -24,12 +23,16 @@ def pocket_pretrain(
         "groups", help="'groups' (the shipped weights' recipe) or 'curriculum' (experimental, docs/pocket.md)."
     ),
     model: str = typer.Option(
-        MODEL, help=f"The tower, one of {', '.join(MODELS)} ({MODEL}: the shipped weights'; the rest experimental)."
+        None,
+        help="The tower, one of dra.pocket.MODELS (default: the shipped weights' tower, ViT-Pocket; the others "
+        "are experimental, docs/pocket.md).",
     ),
 ) -> None:
     """Pretrain the pocket world's tiny CLIP contrastively (open_clip's ClipLoss); resumable."""
+    from dra.pocket import MODEL  # here, not at the top: `dra --help` and `dra data` stay free of torch
     from dra.pocket.pretrain import PretrainSettings, pretrain
 
+    model = model or MODEL
     with errors():
         settings = PretrainSettings(
             steps=steps,
