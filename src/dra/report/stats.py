@@ -18,7 +18,6 @@ the mean, and the paired difference of two methods over the same (dataset, seed)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dra.errors import DraError
+from dra.report.metrics import mean, mean_std
 
 __all__ = [
     "RESAMPLES",
@@ -49,21 +49,10 @@ LEVEL = 0.95
 NO_INTERVAL = "one value: no std and no interval"
 
 
-def mean(values: Iterable[float]) -> float:
-    """Arithmetic mean (math.fsum) of a non-empty sequence."""
-    vals = [float(v) for v in values]
-    if not vals:
-        raise ValueError("mean of an empty sequence")
-    return math.fsum(vals) / len(vals)
-
-
 def std(values: Sequence[float]) -> float | None:
-    """Sample standard deviation (ddof=1); None for fewer than two values."""
-    vals = [float(v) for v in values]
-    if len(vals) < 2:
-        return None
-    m = mean(vals)
-    return math.sqrt(math.fsum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+    """Sample standard deviation (ddof=1, `metrics.mean_std`); None for fewer than two values."""
+    vals = list(values)
+    return mean_std(vals)[1] if len(vals) >= 2 else None
 
 
 def bootstrap_interval(
