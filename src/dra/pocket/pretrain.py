@@ -18,6 +18,13 @@ stage (`CURRICULUM`): the first quarter of the steps `world.sample_curriculum_gr
 default recipe's batches, partial captions). The stage depends on the step and `--steps`, so a
 curriculum run resumes only with the same `--steps`.
 
+`--recipe attributes` (EXPERIMENTAL): the curriculum's batches, and beside the CLIP loss an attribute-prompt
+term in the spirit of UniCL (image-text-label contrast): for each attribute of the world (shape, colour,
+pattern, size, count, background) every image is also contrasted with one caption per value of that
+attribute, all in one frame drawn per step from the grammar's frames ("a drawing of a star.", "a drawing of
+a red object.", ...): a cross-entropy over the values, through both towers and the learned logit scale,
+weighted `ATTRIBUTE_WEIGHT`. It asks the towers what the probe asks, in words the captions already use.
+
 `--model` picks the tower (`dra.pocket.MODELS`): ViT-Pocket (default, the shipped weights') or the
 EXPERIMENTAL ViT-Pocket-P6 (6-px patches); `pocket.json` records it as `model`, which is how
 `dra pocket probe` knows which tower a weights file belongs to.
@@ -41,11 +48,13 @@ from dra.engine.trainer import TrainingDivergedError
 from dra.errors import SettingsError
 from dra.io import atomic_write, atomic_write_text
 from dra.pocket import MODEL, MODELS, WEIGHTS
+from dra.pocket.probe import ATTRIBUTES, phrase, values
 
 WEIGHTS_NAME = "pocket.safetensors"
 META_NAME = "pocket.json"
-RECIPES = ("groups", "curriculum")
+RECIPES = ("groups", "curriculum", "attributes")
 CURRICULUM = ((0.25, "single"), (0.5, "counts"), (1.0, "full"))  # (end as a fraction of the steps, stage)
+ATTRIBUTE_WEIGHT = 1.0  # the attribute-prompt term beside the CLIP loss (recipe "attributes")
 GROUP = 4  # a batch is made of groups of GROUP scenes that differ in one attribute (world.sample_group)
 
 
@@ -122,16 +131,45 @@ class WorldBatches(torch.utils.data.Dataset):
     def __getitem__(self, step: int):
         images, captions = [], []
         groups = self.batch_size // GROUP
-        stage = stage_at(step, self.steps) if self.recipe == "curriculum" else "full"
+        scenes = []
+        stage = stage_at(step, self.steps) if self.recipe in ("curriculum", "attributes") else "full"
         for g in range(step * groups, (step + 1) * groups):  # groups of scenes differing in one attribute
-            for image, text, _ in world.sample_curriculum_group(self.seed, g, stage, GROUP):
+            for image, text, scene in world.sample_curriculum_group(self.seed, g, stage, GROUP):
                 images.append(_to_tensor(image))
                 captions.append(text)
+                scenes.append(scene)
         for i in range(step * self.batch_size, step * self.batch_size + self.batch_size - groups * GROUP):
-            image, text, _ = world.sample(self.seed, i)
+            image, text, scene = world.sample(self.seed, i)
             images.append(_to_tensor(image))
             captions.append(text)
-        return torch.stack(images), self.tokenizer(captions)
+            scenes.append(scene)
+        if self.recipe != "attributes":
+            return torch.stack(images), self.tokenizer(captions)
+        frame = world.FRAMES[step % len(world.FRAMES)]
+        labels = torch.tensor([[attribute_labels(a)[getattr(s, a)] for a in ATTRIBUTES] for s in scenes])
+        return torch.stack(images), self.tokenizer(captions), self.tokenizer(attribute_prompts(frame)), labels
+
+
+def attribute_labels(attribute: str) -> dict:
+    """Value -> index of one attribute of the world (the probe's value order)."""
+    return {v: i for i, v in enumerate(values(attribute))}
+
+
+def attribute_prompts(frame: str) -> list[str]:
+    """One caption per value of every attribute (ATTRIBUTES order, then value order), in `frame`."""
+    return [frame.format(phrase(a, v)) for a in ATTRIBUTES for v in values(a)]
+
+
+def attribute_loss(image_features, prompt_features, logit_scale, labels) -> torch.Tensor:
+    """Mean over the attributes of the cross-entropy of each image against its attribute's value prompts
+    (features L2-normalised; `labels` (B, len(ATTRIBUTES)) value indices)."""
+    logits = logit_scale * image_features @ prompt_features.T
+    losses, start = [], 0
+    for j, a in enumerate(ATTRIBUTES):
+        k = len(values(a))
+        losses.append(torch.nn.functional.cross_entropy(logits[:, start : start + k], labels[:, j]))
+        start += k
+    return torch.stack(losses).mean()
 
 
 def lr_at(step: int, s: PretrainSettings) -> float:
@@ -186,7 +224,7 @@ def _load_checkpoint(out: Path, model, opt, s: PretrainSettings) -> tuple[int, l
     if not (meta_path.is_file() and weights_path.is_file()):
         return 0, []
     meta = json.loads(meta_path.read_text())
-    ignored = ("threads", "workers", "checkpoint_every") + (() if s.recipe == "curriculum" else ("steps",))
+    ignored = ("threads", "workers", "checkpoint_every") + (() if s.recipe != "groups" else ("steps",))
     saved = {"recipe": "groups", **{k: v for k, v in meta["settings"].items() if k not in ignored}}
     mine = {k: v for k, v in asdict(s).items() if k in saved}
     if saved != mine or meta.get("generator") != world.GENERATOR_VERSION:
@@ -255,11 +293,15 @@ def pretrain(
     bar = tqdm(total=s.steps, initial=start, desc="pocket pretrain", disable=not progress, dynamic_ncols=True)
     step = start
     try:
-        for step, (images, tokens) in enumerate(loader, start=start):
+        for step, batch in enumerate(loader, start=start):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, s)
+            images, tokens = batch[0], batch[1]
             o = model(images, tokens)
             loss = loss_fn(o["image_features"], o["text_features"], o["logit_scale"])
+            if s.recipe == "attributes":
+                prompts = model.encode_text(batch[2], normalize=True)
+                loss = loss + ATTRIBUTE_WEIGHT * attribute_loss(o["image_features"], prompts, o["logit_scale"], batch[3])
             if not torch.isfinite(loss):  # never save or ship non-finite weights
                 raise TrainingDivergedError(
                     f"pocket pretraining diverged at step {step + 1}/{s.steps} (loss {loss.item()}); the last "
@@ -308,6 +350,9 @@ def pretrain(
         "recipe": s.recipe,
         "batches": f"groups of {GROUP} (world.sample_group)"
         if s.recipe == "groups"
+        else f"groups of {GROUP} (world.sample_curriculum_group, stages {CURRICULUM}) + attribute prompts "
+        f"(weight {ATTRIBUTE_WEIGHT})"
+        if s.recipe == "attributes"
         else f"groups of {GROUP} (world.sample_curriculum_group, stages {CURRICULUM})",
         "dtype": "float16",
         "wall_seconds_this_session": round(time.time() - t0, 1),
