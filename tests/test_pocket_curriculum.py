@@ -95,5 +95,5 @@ def test_a_few_curriculum_steps_run_and_resume_exactly(tmp_path):
 
 
 def test_an_unknown_recipe_is_one_clear_error():
-    with pytest.raises(SettingsError, match="--recipe must be one of groups, curriculum"):
+    with pytest.raises(SettingsError, match="--recipe must be one of groups, curriculum, attributes"):
         PretrainSettings(recipe="fancy")

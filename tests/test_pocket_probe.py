@@ -86,7 +86,7 @@ def test_a_missing_or_bad_weights_file_is_one_error_line(tmp_path, content):
 
 
 def test_the_shipped_pocket_clip_sees_colours_and_backgrounds_zero_shot():
-    trained, _, tokenizer, _ = probe.load_towers(None)
+    trained, _, tokenizer, *_ = probe.load_towers(None)
     images, scenes = probe.draw(1000, 600, 100)
     features = probe.image_features(trained, images)
     colour = probe.zero_shot(trained, tokenizer, features, probe.labels_of(scenes, "colour"), "colour")

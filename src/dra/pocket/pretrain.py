@@ -48,7 +48,7 @@ from dra.engine.trainer import TrainingDivergedError
 from dra.errors import SettingsError
 from dra.io import atomic_write, atomic_write_text
 from dra.pocket import MODEL, MODELS, WEIGHTS
-from dra.pocket.probe import ATTRIBUTES, phrase, values
+from dra.pocket.attributes import ATTRIBUTES, phrase, values
 
 WEIGHTS_NAME = "pocket.safetensors"
 META_NAME = "pocket.json"
@@ -242,6 +242,27 @@ def _load_checkpoint(out: Path, model, opt, s: PretrainSettings) -> tuple[int, l
     return int(meta["step"]), list(meta["losses"])
 
 
+def read_run(out: str | os.PathLike) -> tuple[str, int, dict]:
+    """(model name, step, model state dict) of the latest checkpoint in a pretraining run folder `out`: a run
+    can be probed while it goes on (`dra pocket probe --weights RUN_FOLDER`). No checkpoint: SettingsError."""
+    from safetensors.torch import load_file
+
+    out = Path(out)
+    meta_path, weights_path = out / "checkpoint.json", out / "checkpoint.safetensors"
+    if not (meta_path.is_file() and weights_path.is_file()):
+        raise SettingsError(
+            f"{out} is a folder without a pretraining checkpoint (checkpoint.json + checkpoint.safetensors); pass "
+            "--weights a weights file or the --output folder of `dra pocket pretrain`"
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        model, step = meta["settings"]["model"], int(meta["step"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise SettingsError(f"{meta_path} is not a pretraining checkpoint's record ({type(e).__name__}: {e})") from None
+    tensors = load_file(str(weights_path))
+    return model, step, {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
 def export_weights(model, path: Path, meta: dict) -> Path:
     """The model's weights in fp16 safetensors (about half the fp32 size) and a JSON beside them."""
     from safetensors.torch import save_file
@@ -301,7 +322,9 @@ def pretrain(
             loss = loss_fn(o["image_features"], o["text_features"], o["logit_scale"])
             if s.recipe == "attributes":
                 prompts = model.encode_text(batch[2], normalize=True)
-                loss = loss + ATTRIBUTE_WEIGHT * attribute_loss(o["image_features"], prompts, o["logit_scale"], batch[3])
+                loss = loss + ATTRIBUTE_WEIGHT * attribute_loss(
+                    o["image_features"], prompts, o["logit_scale"], batch[3]
+                )
             if not torch.isfinite(loss):  # never save or ship non-finite weights
                 raise TrainingDivergedError(
                     f"pocket pretraining diverged at step {step + 1}/{s.steps} (loss {loss.item()}); the last "

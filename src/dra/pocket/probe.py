@@ -32,32 +32,11 @@ import torch
 
 from dra.data.generated import world
 from dra.errors import SettingsError
+from dra.pocket.attributes import ATTRIBUTES, phrase, values
 
-ATTRIBUTES = ("shape", "colour", "pattern", "size", "count", "background")
+__all__ = ["ATTRIBUTES", "phrase", "values", "probe", "table_of"]
+
 PROMPT = world.FRAMES[0]  # "a photo of a {}.": the grammar's first frame, the pocket benchmark's template
-_OBJECT = "object"  # the grammar's generic noun for an object whose shape is left out
-
-
-def values(attribute: str) -> tuple:
-    """The values of `attribute`, as the world defines them (count: the integers 1 .. MAX_COUNT)."""
-    return {
-        "shape": world.SHAPES,
-        "colour": tuple(world.COLOURS),
-        "pattern": world.PATTERNS,
-        "size": world.SIZES,
-        "count": tuple(range(1, world.MAX_COUNT + 1)),
-        "background": world.SCENES,
-    }[attribute]
-
-
-def phrase(attribute: str, value) -> str:
-    """The noun phrase a caption uses for one value: "circle", "red object", "two objects", "snow field"."""
-    if attribute in ("shape", "background"):
-        return str(value)
-    if attribute == "count":
-        word = world.COUNT_WORDS[int(value) - 1]
-        return f"{word} {_OBJECT if value == 1 else world.plural(_OBJECT)}"
-    return f"{value} {_OBJECT}"
 
 
 def prompts(attribute: str) -> list[str]:
@@ -200,29 +179,40 @@ def model_of(path: Path, model: str | None = None) -> str:
 
 
 def load_towers(weights: str | Path | None, model: str | None = None):
-    """(trained CLIP, random-init CLIP, tokenizer, weights path); `weights` None: the packaged pocket CLIP;
-    the tower is `model_of(path, model)`."""
+    """(trained CLIP, random-init CLIP, tokenizer, weights path, tower name, checkpoint step or None);
+    `weights` None: the packaged pocket CLIP; a file: its tower is `model_of(path, model)`; a folder: the
+    latest checkpoint of a `dra pocket pretrain` run there (a run in progress can be probed)."""
     import open_clip
 
     from dra.backbones.loading import BackboneError, create_clip, open_clip_quietly
     from dra.backbones.weights import PACKAGED, packaged_file
     from dra.pocket import MODEL
 
+    step = None
     if weights is None:
         path = packaged_file(PACKAGED["pocket"], MODEL)
     else:
         path = Path(weights).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise BackboneError(
-                f"weights file {path} does not exist; pass --weights a pocket CLIP checkpoint (.safetensors), "
-                "or leave it out for the packaged pocket CLIP"
+                f"weights file {path} does not exist; pass --weights a pocket CLIP checkpoint (.safetensors) or "
+                "a pretraining run folder, or leave it out for the packaged pocket CLIP"
             )
-    name = model_of(path, model)
-    trained, _ = create_clip(name, str(path))
+    if path.is_dir():
+        from dra.pocket.pretrain import read_run
+
+        name, step, state = read_run(path)
+        if model is not None and model != name:
+            raise SettingsError(f"--model {model} does not match the run in {path}, which trains {name}")
+        trained, _ = create_clip(name, None)
+        trained.load_state_dict(state)
+    else:
+        name = model_of(path, model)
+        trained, _ = create_clip(name, str(path))
     random_init, _ = create_clip(name, None)  # the same architecture, seeded random weights
     with open_clip_quietly():
         tokenizer = open_clip.get_tokenizer(name)
-    return trained, random_init, tokenizer, path
+    return trained, random_init, tokenizer, path, name, step
 
 
 def probe(
@@ -231,8 +221,7 @@ def probe(
     """The probe's JSON: the settings and one object per attribute (zero-shot, linear probe, random-init
     linear probe, chance, all in percent). `model`: the tower (None: `model_of` the weights file)."""
     s = settings
-    trained, random_init, tokenizer, path = load_towers(weights, model)
-    name = model_of(path, model)
+    trained, random_init, tokenizer, path, name, step = load_towers(weights, model)
     train_images, train_scenes = draw(s.seed, 0, s.train_scenes)
     test_images, test_scenes = draw(s.seed, s.train_scenes, s.test_scenes)
     feats = {
@@ -263,6 +252,7 @@ def probe(
         "what": "the pocket world's CLIP probed per attribute on unshifted generated scenes (a simulation)",
         "weights": str(path),
         "model": name,
+        "step": step,  # a run folder's checkpoint step; None for a weights file
         "generator": world.GENERATOR_VERSION,
         "prompt": PROMPT,
         "settings": {
@@ -282,7 +272,8 @@ def table_of(result: dict):
 
     s = result["settings"]
     return Table(
-        title=f"Pocket CLIP probe (SIMULATION) — {Path(result['weights']).name}",
+        title=f"Pocket CLIP probe (SIMULATION) — {Path(result['weights']).name}"
+        + (f" (checkpoint at step {result['step']})" if result.get('step') is not None else ""),
         columns=["Attribute", "Values", "Zero-shot", "Linear probe", "Random-init probe", "Chance"],
         rows=[
             [
