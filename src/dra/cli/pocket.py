@@ -20,7 +20,8 @@ def pocket_pretrain(
     workers: int = typer.Option(1, help="DataLoader workers drawing the world."),
     ship: bool = typer.Option(False, "--ship", help="Copy the final weights into the package (--pretrained pocket)."),
     recipe: str = typer.Option(
-        "groups", help="'groups' (the shipped weights' recipe), 'curriculum' or 'attributes' (experimental, docs/pocket.md)."
+        "groups",
+        help="'groups' (the shipped weights' recipe), 'curriculum' or 'attributes' (experimental, docs/pocket.md).",
     ),
     model: str = typer.Option(
         None,

@@ -273,7 +273,7 @@ def table_of(result: dict):
     s = result["settings"]
     return Table(
         title=f"Pocket CLIP probe (SIMULATION) — {Path(result['weights']).name}"
-        + (f" (checkpoint at step {result['step']})" if result.get('step') is not None else ""),
+        + (f" (checkpoint at step {result['step']})" if result.get("step") is not None else ""),
         columns=["Attribute", "Values", "Zero-shot", "Linear probe", "Random-init probe", "Chance"],
         rows=[
             [
