@@ -36,6 +36,7 @@ COMMANDS = [
     "import-checkpoint",
     "predict",
     "ablate",
+    "tune",
     "pocket pretrain",
     "data",
     "data check",

@@ -11,7 +11,7 @@ A run folder (`<output>/<protocol>/<method>-<hash>/<dataset>/seed<k>`) holds:
     eval_<target><suffix>.json             a transfer target's evaluation (`eval_name`)
 
 where `<suffix>` names the evaluation settings (`eval_suffix`: "" for the full test set,
-`-test_per_class8` for 8 images per class). A table's folder (`<output>/<protocol>/<method>-<hash>`)
+`-test_per_class8` for 8 images per class, `-val` for the validation split that `dra tune` scores). A table's folder (`<output>/<protocol>/<method>-<hash>`)
 holds `<stem>.{md,csv,json,png}` and `settings.yaml`. Foundation layer: imports nothing of dra.
 """
 
@@ -36,9 +36,18 @@ RESULT_GLOB = f"{RESULT_PREFIX}*.json"
 TABLE_FORMATS = ("md", "csv", "json")
 
 
-def eval_suffix(test_per_class: int | None) -> str:
-    """The part of a result file's name that names the evaluation settings ("" = the full test set)."""
-    return f"-test_per_class{int(test_per_class)}" if test_per_class else ""
+EVAL_SPLITS = ("test", "val")
+"""The split a base-to-new run is scored on (the `eval_split` setting): `test` (reported numbers) or `val`
+(tuning, `dra tune`); a val result has its own file (`result-val.json`) and is never read as a test one."""
+
+
+def eval_suffix(test_per_class: int | None, eval_split: str = "test") -> str:
+    """The part of a result file's name that names the evaluation settings ("" = the full test set;
+    `-val` for the validation split, then `-test_per_class8` for 8 images per class)."""
+    if eval_split not in EVAL_SPLITS:
+        raise ValueError(f"eval_split must be one of {EVAL_SPLITS}, got {eval_split!r}")
+    split = "" if eval_split == "test" else f"-{eval_split}"
+    return split + (f"-test_per_class{int(test_per_class)}" if test_per_class else "")
 
 
 def result_name(suffix: str = "") -> str:

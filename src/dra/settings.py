@@ -15,8 +15,8 @@ that names the key. The valid method names and their sections come from the meth
 
 This is the settings layer: it imports `dra.config` (the typed method configs and the engine's plain
 `TrainSettings`/`EvalSettings` with their checks, re-exported here), `dra.data.registry` (the default
-dataset list), the methods' registration (`dra.methods.registry`, no torch), `dra.labels` and
-`dra.errors`; the engine and the methods import `dra.config`, never this.
+dataset list), the methods' registration (`dra.methods.registry`, no torch), `dra.labels`,
+`dra.run_files` (the evaluation splits) and `dra.errors`; the engine and the methods import `dra.config`, never this.
 
 Just over 400 lines on purpose: the schema, the YAML layering and the checks read one file top to bottom;
 the engine's own checks already live in `dra.config.train`.
@@ -47,6 +47,7 @@ from dra.data.registry import BASE_TO_NEW_DATASETS
 from dra.errors import SettingsError
 from dra.labels import DEFAULT_TEMPLATE, template_problem
 from dra.methods.registry import method_names, method_sections
+from dra.run_files import EVAL_SPLITS
 
 METHOD_SECTIONS = method_sections()  # section -> config class, from the methods' one registration
 
@@ -113,6 +114,9 @@ class Settings:
     output: str = "runs"
     device: Optional[str] = None
     test_per_class: Optional[int] = None
+    eval_split: str = "test"
+    """The split a base-to-new run is scored on: `test` (the reported numbers) or `val` (each class half's
+    validation list of the draw: tuning, `dra tune`); a val result goes to its own file (`result-val.json`)."""
     # + one typed section per method config (`dra`, `mma`, `coop`, ...: METHOD_SECTIONS), added by _schema
     train: Any = field(default_factory=TrainSection)
     eval: Any = field(default_factory=EvalSettings)
@@ -364,6 +368,13 @@ def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
         f"{prefix}test_per_class",
         ">= 1 or null",
         cfg.test_per_class,
+    )
+    _need(cfg.eval_split in EVAL_SPLITS, f"{prefix}eval_split", f"one of {EVAL_SPLITS}", cfg.eval_split)
+    _need(
+        cfg.eval_split == "test" or cfg.protocol == "base2new",
+        f"{prefix}eval_split",
+        f"'test' under protocol {cfg.protocol} (val scores base-to-new runs only)",
+        cfg.eval_split,
     )
     _need(len(cfg.seeds) >= 1, f"{prefix}seeds", "at least one seed", list(cfg.seeds))
     seeds = list(cfg.seeds)

@@ -26,7 +26,17 @@ import typer
 from dra.errors import SettingsError
 from dra.methods.registry import method_names
 
-VARIADIC = ("--seeds", "--datasets", "--dataset", "--methods", "--targets", "--suites", "--suite")
+VARIADIC = (
+    "--seeds",
+    "--datasets",
+    "--dataset",
+    "--methods",
+    "--targets",
+    "--suites",
+    "--suite",
+    "--lr-factors",
+    "--epochs",
+)
 
 
 def _option(*names: str, **kwargs) -> Any:

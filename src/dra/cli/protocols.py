@@ -1,5 +1,5 @@
-"""The protocol commands: `dra base2new`, `cross-dataset`, `domain-gen`, `compare`, `ablate`, `demo` and
-`settings` (the merged settings a run uses)."""
+"""The protocol commands: `dra base2new`, `cross-dataset`, `domain-gen`, `compare`, `ablate`, `tune`, `demo`
+and `settings` (the merged settings a run uses)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,50 @@ def compare(
             lambda failures: protocol_module.run(
                 methods, settings_for, protocol, echo=typer.echo, gather=failures, reference=reference
             ),
+        )
+
+
+@app.command()
+@with_options(
+    *(n for n in SETTINGS if n != "method"),  # --methods: a table each
+    "datasets",
+    datasets=typer.Option(
+        None,
+        "--datasets",
+        "--dataset",
+        help="Pocket datasets, each tuned on its dev draw (pocket_x -> pocket_x@dev; default: the settings file's).",
+    ),
+)
+def tune(
+    opts: RunOptions,
+    methods: List[str] = typer.Option(
+        ..., "--methods", help="Methods to tune, the same number of trials each (e.g. adapter dra coop kgcoop mma)."
+    ),
+    lr_factors: List[float] = typer.Option(
+        None,
+        "--lr-factors",
+        help="Multipliers of each method's current lr, for every method (default: 0.25 0.5 1 2 4).",
+    ),
+    epochs: List[int] = typer.Option(
+        None,
+        "--epochs",
+        help="Epoch counts to try, for every method (default: each method's current epochs and half of it).",
+    ),
+) -> None:
+    """Choose each method's lr and epochs on the pocket world's DEV draw (a simulation): the same grid for
+    every method, each trial a base-to-new run scored on the dev draw's val split (never a test image);
+    the highest mean HM wins. Writes tune.{md,csv,json} and tuned.yaml (method_overrides, ready to paste)."""
+    from dra.protocols import tune as protocol
+
+    with errors():
+        protocol.run(
+            methods,
+            lambda method: opts.settings("pocket", method=method),
+            datasets=opts.datasets or None,
+            lr_factors=lr_factors or None,
+            epochs=epochs or None,
+            settings_file=str(opts.config) if opts.config else "pocket",
+            echo=typer.echo,
         )
 
 

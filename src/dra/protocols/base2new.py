@@ -2,6 +2,11 @@
 
 Dassl's semantics: the 16-shot draw happens before the base/new split; the model tested is the last
 epoch's; new-class accuracy uses the base-trained adapters with the new class names.
+
+`eval_split: val` (tuning: `dra tune`) scores the same trained model on the draw's validation lists
+instead (base.val for the base classes, new.val for the new ones; never a test image), into its own
+result file (`result-val.json`) that records the split; a dataset whose val list is its test list
+(ImageNet) is refused.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ from dra import settings as S
 from dra.data import subsample_classes
 from dra.engine import distributed
 from dra.engine.outcome import loss_outcome
+from dra.engine.trainer import RunMismatchError
+from dra.errors import SettingsError
 from dra.protocols.experiment import (
     Experiment,
     dataset_key,
+    eval_split,
     eval_suffix,
     limit_per_class,
     reuse,
@@ -33,20 +41,39 @@ def run_paths(exp: Experiment, cfg: DictConfig, dataset: str, seed: int):
     return run_dir, run_dir / result_name(eval_suffix(cfg))
 
 
+def scored_items(base, new, split: str, name: str) -> tuple[list, list]:
+    """The (base, new) images a run is scored on: the test lists, or (`eval_split: val`) the val lists."""
+    if split == "test":
+        return base.test, new.test
+    if getattr(base, "val_is_test", False) or not base.val or not new.val:
+        raise SettingsError(
+            f"eval_split={split}: {name} has no validation images apart from its test set; tune on a dataset "
+            "with its own val split (the pocket world's <name>@dev draws)"
+        )
+    return base.val, new.val
+
+
 def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     cfg = S.for_dataset(cfg, dataset)
     name = dataset_key(cfg, dataset)
     run_dir, result_path = run_paths(exp, cfg, dataset, seed)
     splits = exp.draw(cfg, dataset, seed)
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
+    split = eval_split(cfg)
+    base_eval, new_eval = scored_items(base, new, split, name)
     inputs = exp.inputs(
         base.train,
         base.val,
-        limit_per_class(base.test, cfg.get("test_per_class")),
-        limit_per_class(new.test, cfg.get("test_per_class")),
+        limit_per_class(base_eval, cfg.get("test_per_class")),
+        limit_per_class(new_eval, cfg.get("test_per_class")),
     )
     done = reuse(result_path, inputs)
     if done is not None:
+        if done.get("eval_split", "test") != split:  # file names keep them apart; a moved file must not pass
+            raise RunMismatchError(
+                f"{result_path} holds a result on the {done.get('eval_split', 'test')} split, not on {split}; "
+                "delete it to evaluate again"
+            )
         return {**loss_outcome(done.get("history") or []), **done}  # a result saved before the flag existed
     exp.check_may_run(run_dir)
     model = exp.build(cfg, base.classnames, seed)
@@ -54,9 +81,9 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
         history = exp.train(
             cfg, model, base.train, seed, run_dir, val_items=selection_set(base), protocol="base2new", dataset=name
         )
-        base_acc = exp.accuracy(cfg, model, base.test, f"{name} base")
+        base_acc = exp.accuracy(cfg, model, base_eval, f"{name} base{'' if split == 'test' else ' ' + split}")
         model.set_classnames(new.classnames)
-        new_acc = exp.accuracy(cfg, model, new.test, f"{name} new")
+        new_acc = exp.accuracy(cfg, model, new_eval, f"{name} new{'' if split == 'test' else ' ' + split}")
     finally:
         exp.release(model)
     result = {
@@ -65,8 +92,9 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
         "base": base_acc["accuracy"],
         "new": new_acc["accuracy"],
         "hm": harmonic_mean(base_acc["accuracy"], new_acc["accuracy"]),
-        "base_test": base_acc["total"],
-        "new_test": new_acc["total"],
+        "eval_split": split,
+        f"base_{split}": base_acc["total"],  # images scored: base_test / new_test, or base_val / new_val
+        f"new_{split}": new_acc["total"],
         "base_classes": len(base.classnames),
         "new_classes": len(new.classnames),
         "train_images": len(base.train),
@@ -105,12 +133,14 @@ def run(cfg: DictConfig, backbone=None, echo=print, gather: dict | None = None) 
             echo(f"{r['dataset']} seed {seed}: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}{flag}")
     table = base2new_table(
         [{k: r[k] for k in ("dataset", "seed", "base", "new", "collapsed")} for r in records],
-        title=f"Base-to-new generalisation ({cfg.method}, {cfg.model})",
+        title=f"Base-to-new generalisation ({cfg.method}, {cfg.model}"
+        + (")" if eval_split(cfg) == "test" else f"; scored on the {eval_split(cfg)} split, not test)"),
         intervals=True,
     )
     out = exp.output / "base2new" / exp.run_key(cfg)
+    stem = "base2new" if eval_split(cfg) == "test" else f"base2new-{eval_split(cfg)}"  # never over the test tables
     if exp.dist.is_main:
-        write_tables(table, out, "base2new", cfg, plot=plot_base2new)
+        write_tables(table, out, stem, cfg, plot=plot_base2new)
         echo(table.to_terminal())
-        echo(f"tables: {out}/base2new.{{md,csv,json,png}}")
+        echo(f"tables: {out}/{stem}.{{md,csv,json,png}}")
     return {"records": records, "table": table, "output": out}

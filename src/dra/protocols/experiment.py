@@ -111,8 +111,14 @@ def draw_key(cfg: DictConfig, dataset: str, seed: int) -> str:
 
 
 def eval_suffix(cfg: DictConfig) -> str:
-    """The part of a result file's name that names the evaluation settings ("" = the full test set)."""
-    return run_files.eval_suffix(cfg.get("test_per_class"))
+    """The part of a result file's name that names the evaluation settings ("" = the full test set,
+    `-val` for the validation split, `-test_per_class8` ...)."""
+    return run_files.eval_suffix(cfg.get("test_per_class"), eval_split(cfg))
+
+
+def eval_split(cfg: DictConfig) -> str:
+    """The split a base-to-new run is scored on (`eval_split`: test, or val for tuning)."""
+    return str(cfg.get("eval_split") or "test")
 
 
 def selection_set(splits) -> list[Datum] | None:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from dra import settings as S
 from dra.data import build_dataset
 from dra.engine import distributed
+from dra.errors import SettingsError
 from dra.protocols.experiment import (
     Experiment,
     dataset_key,
@@ -41,6 +42,8 @@ def run_seed(exp: Experiment, cfg: DictConfig, seed: int, targets: dict | None =
     """Train (or reuse) the source run of one seed and evaluate each target: one record per dataset.
     A saved evaluation is reused only for the images and weights it records (`reuse`); `targets` caches
     each target dataset across seeds."""
+    if (cfg.get("eval_split") or "test") != "test":
+        raise SettingsError(f"eval_split must be 'test' for {cfg.protocol} (val scores base-to-new runs only)")
     source = cfg.source
     src_cfg = S.for_dataset(cfg, source)
     run_dir, paths = seed_paths(exp, cfg, seed)

@@ -95,12 +95,16 @@ def _settings(folder: Path, runs_dir: Path) -> tuple[str | None, str | None, dic
 
 
 def _suffix(settings: dict, folder: Path) -> str:
-    """The evaluation the table reads: the settings' test_per_class, else the most common result file."""
+    """The evaluation the table reads: the settings' test_per_class, else the most common result file;
+    always a test-split one (a val result of `dra tune` is never shown as a test number)."""
     if settings:
         return eval_suffix(settings.get("test_per_class"))
     names: dict[str, int] = {}
+    val = eval_suffix(None, "val")
     for p in folder.glob(f"*/seed*/{RESULT_GLOB}"):
         suffix = parse_result_name(p.name)[1]
+        if suffix.startswith(val):
+            continue
         names[suffix] = names.get(suffix, 0) + 1
     return max(sorted(names), key=lambda k: names[k]) if names else ""
 
