@@ -37,11 +37,11 @@ def test_the_interface_cannot_be_built_alone():
 
 def test_packaged_weights_table():
     entry = packaged("pocket")
-    assert entry is PACKAGED["pocket"] and entry.model == "ViT-Pocket"
+    assert entry is PACKAGED["pocket"] and entry.model == "ViT-Pocket-P6"
     assert entry.path.name == "pocket.safetensors" and entry.path.parent.name == "pocket"
     assert packaged("openai") is None and packaged(None) is None
     with pytest.raises(
-        BackboneError, match=r"--pretrained pocket is .* \(ViT-Pocket\), not ViT-B-16: pass --model ViT-Pocket"
+        BackboneError, match=r"--pretrained pocket is .* \(ViT-Pocket-P6\), not ViT-B-16: pass --model ViT-Pocket-P6"
     ):
         packaged_file(entry, "ViT-B-16")
 
@@ -51,7 +51,7 @@ def test_missing_packaged_weights_name_how_to_make_them(tmp_path, monkeypatch):
 
     gone = replace(PACKAGED["pocket"], path=tmp_path / "none.safetensors")
     with pytest.raises(BackboneError, match=r"not installed .*none.safetensors.*dra pocket pretrain --ship"):
-        packaged_file(gone, "ViT-Pocket")
+        packaged_file(gone, "ViT-Pocket-P6")
 
 
 def test_the_backbone_layer_does_not_import_the_pocket_world():

@@ -73,7 +73,7 @@ def test_a_few_attribute_steps_run_resume_exactly_and_a_run_folder_can_be_probed
     stopped = tmp_path / "stopped"
     pretrain(s, stopped, **quiet, stop_after=3)
     model, step, state = read_run(stopped)
-    assert (model, step) == ("ViT-Pocket", 3) and "logit_scale" in state
+    assert (model, step) == ("ViT-Pocket-P6", 3) and "logit_scale" in state
     out = invoke("pocket", "probe", "--weights", stopped, "--json", "--train-scenes", "20", "--test-scenes", "20")
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["step"] == 3

@@ -1,4 +1,4 @@
-"""The experimental pocket tower ViT-Pocket-P6 (6-px patches; a simulation): it builds with an exact
+"""The pocket tower ViT-Pocket-P6 (6-px patches; a simulation): it builds with an exact
 parameter count under the 20 MB fp16 budget, pretrains with `--model`, and the probe reads its weights."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ SIZE_LIMIT = 20_000_000  # bytes of fp16 weights the package may hold (issue #17
 
 
 def test_the_p6_tower_builds_with_an_exact_parameter_count_under_the_size_limit():
-    assert MODELS == ("ViT-Pocket", "ViT-Pocket-P6") and MODEL == "ViT-Pocket"  # the default is unchanged
+    assert MODELS == ("ViT-Pocket-P6", "ViT-Pocket") and MODEL == "ViT-Pocket-P6"  # the shipped weights' tower
     model = build_model(PretrainSettings(model="ViT-Pocket-P6"))
     n = sum(p.numel() for p in model.parameters())
     assert n == 6_031_169  # ViT-Pocket: 6_038_337 (its 8-px patch embedding is larger, its grid smaller)
@@ -25,7 +25,7 @@ def test_the_p6_tower_builds_with_an_exact_parameter_count_under_the_size_limit(
 
 
 def test_an_unknown_model_is_one_clear_error():
-    with pytest.raises(SettingsError, match="--model must be one of ViT-Pocket, ViT-Pocket-P6, got 'ViT-B-32'"):
+    with pytest.raises(SettingsError, match="--model must be one of ViT-Pocket-P6, ViT-Pocket, got 'ViT-B-32'"):
         PretrainSettings(model="ViT-B-32")
 
 
@@ -41,4 +41,4 @@ def test_a_few_p6_steps_run_and_the_probe_reads_the_tower_from_pocket_json(tmp_p
     assert data["model"] == "ViT-Pocket-P6" and "ViT-Pocket-P6" in data["settings"]["random_init"]
     assert [r["attribute"] for r in data["attributes"]] == ["shape", "colour", "pattern", "size", "count", "background"]
     line = one_error_line(invoke("pocket", "probe", "--weights", weights, "--model", "ViT-Tiny"))
-    assert "--model must be one of ViT-Pocket, ViT-Pocket-P6" in line and str(weights) in line
+    assert "--model must be one of ViT-Pocket-P6, ViT-Pocket" in line and str(weights) in line

@@ -136,7 +136,7 @@ def test_visualize_scene_reports_both_aucs_on_the_pocket_clip(tmp_path):
     from dra.analysis.ground_truth import prompt_labels
 
     torch.manual_seed(0)
-    backbone = load_backbone("ViT-Pocket", "pocket")
+    backbone = load_backbone("ViT-Pocket-P6", "pocket")
     model = build_method("dra", backbone, ["snow field", "red object"], DRAConfig(start_layer=2, rank=16))
     labels = prompt_labels(backbone, model.template, "snow field")
     assert labels[:8].tolist() == [-1, 0, 0, 0, 0, 1, 1, 0] and labels[8] == -1 and labels[9:].tolist() == [0] * 23

@@ -2,7 +2,7 @@
 and what to do when it is missing. The backbone layer reads this table; it knows nothing of how a file
 was made (the pocket CLIP's comes from `dra pocket pretrain --ship`, which writes it here).
 
-    load_backbone("ViT-Pocket", "pocket")   # reads PACKAGED["pocket"].path
+    load_backbone("ViT-Pocket-P6", "pocket")   # reads PACKAGED["pocket"].path
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ PACKAGED = {
     "pocket": PackagedWeights(
         name="pocket",
         path=_PACKAGE / "pocket" / "pocket.safetensors",
-        model="ViT-Pocket",
+        model="ViT-Pocket-P6",
         about="the pocket world's tiny CLIP",
         make="`dra pocket pretrain --ship` (see docs/pocket.md)",
         settings="--config pocket for the pocket benchmark's settings",

@@ -11,7 +11,7 @@ from dra.cli.app import errors, pocket_app
 
 @pocket_app.command("pretrain")
 def pocket_pretrain(
-    steps: int = typer.Option(800, help="Optimizer steps."),
+    steps: int = typer.Option(5000, help="Optimizer steps (the shipped weights' 5000: about 1.5 hours on one thread)."),
     batch_size: int = typer.Option(64, help="Image-caption pairs per step."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
     seed: int = typer.Option(0, help="Seed of the initialisation and of the generated world."),
@@ -20,13 +20,14 @@ def pocket_pretrain(
     workers: int = typer.Option(1, help="DataLoader workers drawing the world."),
     ship: bool = typer.Option(False, "--ship", help="Copy the final weights into the package (--pretrained pocket)."),
     recipe: str = typer.Option(
-        "groups",
-        help="'groups' (the shipped weights' recipe), 'curriculum' or 'attributes' (experimental, docs/pocket.md).",
+        "attributes",
+        help="'attributes' (the shipped weights' recipe: curriculum batches + attribute prompts), or the earlier "
+        "'groups' and 'curriculum' (docs/pocket.md).",
     ),
     model: str = typer.Option(
         None,
-        help="The tower, one of dra.pocket.MODELS (default: the shipped weights' tower, ViT-Pocket; the others "
-        "are experimental, docs/pocket.md).",
+        help="The tower, one of dra.pocket.MODELS (default: the shipped weights' tower, ViT-Pocket-P6; "
+        "ViT-Pocket is the earlier 8-px tower, docs/pocket.md).",
     ),
 ) -> None:
     """Pretrain the pocket world's tiny CLIP contrastively (open_clip's ClipLoss); resumable."""
@@ -45,11 +46,10 @@ def pocket_pretrain(
             recipe=recipe,
             model=model,
         )
-        command = f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"
-        if recipe != "groups":
-            command += f" --recipe {recipe}"
-        if model != MODEL:
-            command += f" --model {model}"
+        command = (
+            f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed} "
+            f"--recipe {recipe} --model {model}"
+        )
         pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
 
 
@@ -62,7 +62,7 @@ def pocket_probe(
     threads: int = typer.Option(1, help="torch CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (settings, one object per attribute)."),
     model: str = typer.Option(
-        None, help="The tower of --weights (default: the 'model' in the pocket.json beside it, else ViT-Pocket)."
+        None, help="The tower of --weights (default: the 'model' in the pocket.json beside it, else the shipped tower)."
     ),
 ) -> None:
     """Per attribute of the pocket world: zero-shot accuracy, linear probes of the frozen and of the

@@ -1,6 +1,6 @@
 """The pocket world: a SIMULATION, offline and seeded, where accuracy means something.
 
-A procedural image-caption world (`dra.data.generated.world`), a tiny CLIP (`ViT-Pocket`) that
+A procedural image-caption world (`dra.data.generated.world`), a tiny CLIP (`ViT-Pocket-P6`) that
 `dra pocket pretrain` trains on it (`pretrain`), shipped as `pocket.safetensors` (read through the
 backbone layer's table of packaged weights, `dra.backbones.weights`) and loaded with `--pretrained
 pocket`, and seven downstream classification tasks (`dra.data.generated.pocket`; the benchmark is four of
@@ -14,10 +14,10 @@ from __future__ import annotations
 from dra.backbones.weights import PACKAGED
 
 MODEL = PACKAGED["pocket"].model
-MODELS = (MODEL, "ViT-Pocket-P6")
-"""The pocket towers `dra pocket pretrain --model` builds (packaged model configs): ViT-Pocket (the shipped
-weights'; 8-px patches, a 6x6 grid) and ViT-Pocket-P6 (EXPERIMENTAL: 6-px patches, an 8x8 grid, the rest
-the same)."""
+MODELS = ("ViT-Pocket-P6", "ViT-Pocket")
+"""The pocket towers `dra pocket pretrain --model` builds (packaged model configs): ViT-Pocket-P6 (the shipped
+weights'; 6-px patches, an 8x8 grid) and ViT-Pocket (the earlier tower: 8-px patches, a 6x6 grid, the rest the
+same)."""
 WEIGHTS = PACKAGED["pocket"].path
 
 

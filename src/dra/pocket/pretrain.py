@@ -1,6 +1,6 @@
 """`dra pocket pretrain`: contrastive pretraining of the pocket world's tiny CLIP (a SIMULATION).
 
-Batch `k` holds B/4 groups `world.sample_group(seed, g)`, g = k*B/4 .. (k+1)*B/4-1: four scenes
+`--recipe groups` (the first shipped weights'): batch `k` holds B/4 groups `world.sample_group(seed, g)`, g = k*B/4 .. (k+1)*B/4-1: four scenes
 equal in everything but one attribute (shape, pattern, count, colour or background), each caption
 naming it; without such groups a tiny CLIP learns background and colour and stops there. The data
 is a pure function of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
@@ -11,22 +11,22 @@ are written in fp16 as `pocket.safetensors` with `pocket.json` (command, seed, s
 generator version, recipe); `--ship` also copies both into the package (`dra/pocket/`), where
 `--pretrained pocket` finds them.
 
-`--recipe curriculum` (EXPERIMENTAL, not what made the shipped weights): the same groups, drawn by
+`--recipe curriculum` (earlier, not what made the shipped weights): the same groups, drawn by
 stage (`CURRICULUM`): the first quarter of the steps `world.sample_curriculum_group(.., "single")`
 (one large object, complete captions, groups weighted to shape and pattern), the second quarter
 `"counts"` (one to six objects, complete captions), the rest `"full"` (`world.sample_group`: the
 default recipe's batches, partial captions). The stage depends on the step and `--steps`, so a
 curriculum run resumes only with the same `--steps`.
 
-`--recipe attributes` (EXPERIMENTAL): the curriculum's batches, and beside the CLIP loss an attribute-prompt
+`--recipe attributes` (the default, the shipped weights'): the curriculum's batches, and beside the CLIP loss an attribute-prompt
 term in the spirit of UniCL (image-text-label contrast): for each attribute of the world (shape, colour,
 pattern, size, count, background) every image is also contrasted with one caption per value of that
 attribute, all in one frame drawn per step from the grammar's frames ("a drawing of a star.", "a drawing of
 a red object.", ...): a cross-entropy over the values, through both towers and the learned logit scale,
 weighted `ATTRIBUTE_WEIGHT`. It asks the towers what the probe asks, in words the captions already use.
 
-`--model` picks the tower (`dra.pocket.MODELS`): ViT-Pocket (default, the shipped weights') or the
-EXPERIMENTAL ViT-Pocket-P6 (6-px patches); `pocket.json` records it as `model`, which is how
+`--model` picks the tower (`dra.pocket.MODELS`): ViT-Pocket-P6 (default, the shipped weights': 6-px
+patches) or the earlier ViT-Pocket (8-px patches); `pocket.json` records it as `model`, which is how
 `dra pocket probe` knows which tower a weights file belongs to.
 """
 
@@ -60,7 +60,7 @@ GROUP = 4  # a batch is made of groups of GROUP scenes that differ in one attrib
 
 @dataclass
 class PretrainSettings:
-    steps: int = 800
+    steps: int = 5000
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -70,7 +70,7 @@ class PretrainSettings:
     threads: int = 1
     workers: int = 1
     model: str = MODEL
-    recipe: str = "groups"
+    recipe: str = "attributes"
 
     def __post_init__(self) -> None:
         """Every value checked before anything is made: one ValueError naming the option and the fix."""
@@ -358,8 +358,8 @@ def pretrain(
         "simulation": True,
         "what": "the pocket world's tiny CLIP, pretrained by dra itself on procedurally generated captions",
         "command": command
-        or f"dra pocket pretrain --steps {s.steps} --batch-size {s.batch_size} --seed {s.seed} --recipe {s.recipe}"
-        + ("" if s.model == MODEL else f" --model {s.model}"),
+        or f"dra pocket pretrain --steps {s.steps} --batch-size {s.batch_size} --lr {s.lr} --seed {s.seed} "
+        f"--recipe {s.recipe} --model {s.model}",
         "model": s.model,
         "seed": s.seed,
         "steps": s.steps,

@@ -1,7 +1,7 @@
 """`dra pocket probe`: what a pocket CLIP sees, attribute by attribute (a SIMULATION).
 
-The tower (ViT-Pocket or ViT-Pocket-P6, `dra.pocket.MODELS`) is `--model`, else the `model` recorded in
-the `pocket.json` beside the weights, else ViT-Pocket (`model_of`).
+The tower (ViT-Pocket-P6 or ViT-Pocket, `dra.pocket.MODELS`) is `--model`, else the `model` recorded in
+the `pocket.json` beside the weights, else the shipped weights' tower (`model_of`).
 
 For each attribute of the world (shape, colour, pattern, size, count, background) on unshifted scenes
 `world.sample(seed, i)` (the pretraining distribution; train draw i < n_train, test draw the next n_test
@@ -159,7 +159,7 @@ def linear_probe(
 def model_of(path: Path, model: str | None = None) -> str:
     """The pocket tower a weights file belongs to: `model` when given, else the `model` that
     `dra pocket pretrain` recorded in the JSON beside the file (`pocket.safetensors` -> `pocket.json`),
-    else ViT-Pocket (the shipped weights' tower). A name outside `dra.pocket.MODELS` is a SettingsError."""
+    else the shipped weights' tower (`dra.pocket.MODEL`). A name outside `dra.pocket.MODELS` is a SettingsError."""
     import json
 
     from dra.pocket import MODEL, MODELS
