@@ -40,8 +40,9 @@ from dra.data.generated import world
 from dra.data.generated.write import make_generated, write_coop_dataset
 
 VERSION = f"{world.GENERATOR_VERSION}/datasets-v5"  # the written files (the cache marker): a bump rewrites them
-# The images' seeds. datasets-v5 changed what is written (pocket_dusk and pocket_colours: 16 val / 200 test
-# images per class), not the images: image `index` of a class is still the one datasets-v4 drew.
+# The images' seeds (change them, e.g. to VERSION, only to redraw every image). datasets-v5 changed what is
+# written (pocket_dusk, pocket_colours: 16 val / 200 test images per class), not the images: image `index`
+# of a class is still the one datasets-v4 drew.
 SEED_VERSION = f"{world.GENERATOR_VERSION}/datasets-v4"
 PER_CLASS = {"train": 32, "val": 8, "test": 50}  # the registered tasks outside the benchmark
 BENCHMARK_PER_CLASS = {"train": 32, "val": 16, "test": 200}  # every benchmark dataset
