@@ -50,7 +50,7 @@ def test_colour_shape_classes_and_split_are_exactly_these():
 def test_the_new_registered_datasets_and_their_sizes():
     from dra.data.registry import DATASETS, POCKET_BENCHMARK
 
-    assert POCKET_BENCHMARK == ("pocket_scenes", "pocket_colours", "pocket_objects", "pocket_dusk")  # unchanged
+    assert POCKET_BENCHMARK[:5] == tuple(P.COMPOSITIONAL)  # the benchmark's first five (test_pocket_benchmark.py)
     sizes = {
         "pocket_colour_shape": (24, 12),
         "pocket_pattern_shape": (24, 12),
@@ -62,7 +62,7 @@ def test_the_new_registered_datasets_and_their_sizes():
     for name, (n, n_base) in sizes.items():
         spec = P.POCKET_DATASETS[name]
         assert len(spec.classnames) == len(set(spec.classnames)) == n and len(spec.base_classes) == n_base
-        assert not spec.benchmark and DATASETS[name].num_classes == n and DATASETS[name].embedded
+        assert spec.benchmark and DATASETS[name].num_classes == n and DATASETS[name].embedded
         assert DATASETS[name].expected_counts == (32 * n, 16 * n, 200 * n)
     assert C.COUNT_COLOUR.classnames[:3] == ("one red object", "one blue object", "one white object")
     assert "three purple objects" in C.COUNT_COLOUR.classnames

@@ -3,8 +3,9 @@ training of every trained method raises base accuracy above zero-shot.
 
 The pocket world is where accuracy means something offline (a random backbone only ever shows chance).
 Each method trains with the pocket settings (`configs/pocket.yaml`, with its `method_overrides` for the
-baselines) on `pocket_dusk`, 8 shots, and is scored on the 200 base test images; the score is the mean
-over seeds 1 and 2 (one seed can be unlucky: CoCoOp's seed 2 stays at zero-shot).
+baselines) on `pocket_dusk`, 8 shots, and is scored on the 800 base test images (the 200 of datasets-v4
+until the benchmark's v5 layout; the training images are the same); the score is the mean over seeds 1
+and 2 (one seed can be unlucky: CoCoOp's seed 2 stays at zero-shot).
 """
 
 from __future__ import annotations

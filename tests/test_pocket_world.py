@@ -1,4 +1,4 @@
-"""The pocket world (a simulation): deterministic generator, caption grammar, the four pocket datasets."""
+"""The pocket world (a simulation): deterministic generator, caption grammar, the single-attribute pocket datasets."""
 
 from __future__ import annotations
 
@@ -50,7 +50,15 @@ def test_pocket_datasets_sizes_and_classes(tmp_path, monkeypatch):
     from dra.data.registry import DATASETS, POCKET_BENCHMARK
 
     monkeypatch.setenv("DRA_CACHE_DIR", str(tmp_path))
-    assert POCKET_BENCHMARK == ("pocket_scenes", "pocket_colours", "pocket_objects", "pocket_dusk")
+    assert POCKET_BENCHMARK == (
+        "pocket_colour_shape",
+        "pocket_pattern_shape",
+        "pocket_count_colour",
+        "pocket_colour_scene",
+        "pocket_shortcut",
+        "pocket_dusk",
+        "pocket_colours",
+    )
     expected = {
         "pocket_shapes": list(W.SHAPES),
         "pocket_patterns": [

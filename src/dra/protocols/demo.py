@@ -1,6 +1,7 @@
 """`dra demo`, a protocol of its own: base-to-new on real CLIP when its weights load (`configs/demo.yaml`),
-else in the pocket world (a SIMULATION, `configs/pocket.yaml`): zero-shot, `adapter` and `dra` on the four
-pocket datasets with the packaged tiny CLIP, one table (a row per method, averaged over datasets).
+else in the pocket world (a SIMULATION, `configs/pocket.yaml`): zero-shot, `adapter` and `dra` on the pocket
+benchmark (its seven datasets, `POCKET_BENCHMARK`) with the packaged tiny CLIP, one table (a row per method,
+averaged over datasets).
 
 The pocket world runs when no real CLIP weights are available (offline, nothing cached) or with
 `--pretrained pocket`.
