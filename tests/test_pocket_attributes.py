@@ -91,3 +91,15 @@ def test_probing_a_folder_without_a_checkpoint_is_one_error_line(tmp_path):
 
 def test_the_probe_reads_the_shared_attribute_words():
     assert probe.ATTRIBUTES == ATTRIBUTES and probe.prompts("shape")[0] == "a photo of a circle."
+
+
+def test_a_finished_run_records_its_probe_in_pocket_json(tmp_path):
+    s = PretrainSettings(steps=2, batch_size=8, warmup=1, threads=1, workers=0, model="ViT-Pocket")
+    pretrain(s, tmp_path, progress=False, echo=lambda *_: None)
+    summary = probe.record_probe(tmp_path, settings=probe.ProbeSettings(train_scenes=20, test_scenes=20))
+    meta = json.loads((tmp_path / "pocket.json").read_text())
+    assert meta["probe"] == summary and meta["steps"] == 2 and "--recipe attributes" in meta["command"]
+    assert list(summary["attributes"]) == list(ATTRIBUTES)
+    assert set(summary["attributes"]["shape"]) == {
+        "values", "zero_shot", "linear_probe", "random_init_linear_probe", "chance", "chance_kind"
+    }  # fmt: skip

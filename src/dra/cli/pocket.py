@@ -50,7 +50,12 @@ def pocket_pretrain(
             f"dra pocket pretrain --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed} "
             f"--recipe {recipe} --model {model}"
         )
-        pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
+        meta = pretrain(settings, output, ship=ship, command=command, echo=typer.echo)
+        if "stopped_at" not in meta:
+            from dra.pocket.probe import record_probe
+
+            typer.echo("probing the weights (dra pocket probe; about 30 s) ...")
+            record_probe(Path(output), ship=ship)
 
 
 @pocket_app.command("probe")

@@ -266,6 +266,26 @@ def probe(
     }
 
 
+def record_probe(run: Path, ship: bool = False, settings: ProbeSettings = ProbeSettings()) -> dict:
+    """Probe a finished pretraining run's weights (`run`/pocket.safetensors) and add the result to its
+    pocket.json as `"probe"` (and to the packaged pocket.json when the run shipped them); returns it."""
+    import json
+
+    from dra.io import atomic_write_text
+    from dra.pocket import WEIGHTS
+    from dra.pocket.pretrain import META_NAME, WEIGHTS_NAME
+
+    result = probe(run / WEIGHTS_NAME, settings)
+    summary = {
+        "settings": result["settings"],
+        "attributes": {r["attribute"]: {k: v for k, v in r.items() if k != "attribute"} for r in result["attributes"]},
+    }
+    for meta_path in [run / META_NAME] + ([WEIGHTS.with_name(META_NAME)] if ship else []):
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        atomic_write_text(meta_path, json.dumps({**meta, "probe": summary}, indent=2) + "\n")
+    return summary
+
+
 def table_of(result: dict):
     """The probe as a `Table` (percent)."""
     from dra.report import Table
