@@ -66,3 +66,11 @@ def test_the_v5_layout_keeps_every_image():
     assert P.VERSION.endswith("/datasets-v5") and P.SEED_VERSION.endswith("/datasets-v4")
     scene, _ = P.scene_item("pocket_dusk", 2, 7)
     assert scene == P.POCKET_DATASETS["pocket_dusk"].scene_of(2, random.Random(f"{P.SEED_VERSION}/pocket_dusk/2/7"))
+
+
+def test_the_demo_runs_three_benchmark_datasets_one_of_each_question():
+    from dra.protocols.demo import DEMO_TEST_PER_CLASS, DEMO_THREADS, POCKET_DEMO
+
+    assert set(POCKET_DEMO) <= set(P.POCKET_BENCHMARK) and len(POCKET_DEMO) == 3
+    assert sorted(P.POCKET_DATASETS[n].kind for n in POCKET_DEMO) == ["compositional", "mechanism", "shift"]
+    assert DEMO_TEST_PER_CLASS == 50 and DEMO_THREADS == 1
