@@ -124,6 +124,9 @@ class WorldBatches(torch.utils.data.Dataset):
         self.seed, self.batch_size, self.recipe, self.steps = seed, batch_size, recipe, steps
         with open_clip_quietly():
             self.tokenizer = open_clip.get_tokenizer(model)
+        if recipe == "attributes":  # the same 8 x 42 prompts every run: tokenized once, not every step
+            self.prompt_tokens = [self.tokenizer(attribute_prompts(frame)) for frame in world.FRAMES]
+            self.value_index = {a: attribute_labels(a) for a in ATTRIBUTES}
 
     def __len__(self) -> int:
         return 1 << 40
@@ -145,9 +148,9 @@ class WorldBatches(torch.utils.data.Dataset):
             scenes.append(scene)
         if self.recipe != "attributes":
             return torch.stack(images), self.tokenizer(captions)
-        frame = world.FRAMES[step % len(world.FRAMES)]
-        labels = torch.tensor([[attribute_labels(a)[getattr(s, a)] for a in ATTRIBUTES] for s in scenes])
-        return torch.stack(images), self.tokenizer(captions), self.tokenizer(attribute_prompts(frame)), labels
+        labels = torch.tensor([[self.value_index[a][getattr(s, a)] for a in ATTRIBUTES] for s in scenes])
+        prompts = self.prompt_tokens[step % len(world.FRAMES)]
+        return torch.stack(images), self.tokenizer(captions), prompts, labels
 
 
 def attribute_labels(attribute: str) -> dict:
