@@ -210,7 +210,7 @@ def ablate(
         "--suites",
         "--suite",
         help="table4 (branches, CR, reg, baseline), table5 (K, ratios), rank, start "
-        "(Fig. 3), design (docs/design.md's choices).",
+        "(Fig. 3), design (docs/design.md's choices), mechanism (token grouping: default, noiseless, random).",
     ),
     protocol: str = typer.Option("base2new", help=f"{protocols_text()}."),
 ) -> None:

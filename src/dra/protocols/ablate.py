@@ -86,12 +86,32 @@ def design(cfg: DictConfig, blocks: int) -> list[Setting]:
     ]
 
 
+RANDOM_GROUPING_TEMPERATURE = 1000.0
+"""tau for the mechanism control's random grouping: the Gumbel noise (std 1.28 x tau) drowns the token
+scores (softmax over N tokens: about 1/N each) completely, so the groups are a random permutation."""
+
+
+def mechanism(cfg: DictConfig, blocks: int) -> list[Setting]:
+    """The mechanism control (issue #17): DRA's token-importance grouping against noiseless grouping (the
+    scores' own order in training too) and random grouping (tau so large that the order is noise)."""
+    return [
+        ("defaults", "dra", {}),
+        ("noiseless grouping (noise_temperature=0)", "dra", {"noise_temperature": 0.0}),
+        (
+            f"random grouping (noise_temperature={RANDOM_GROUPING_TEMPERATURE:g})",
+            "dra",
+            {"noise_temperature": RANDOM_GROUPING_TEMPERATURE},
+        ),
+    ]
+
+
 SUITES: dict[str, Callable[[DictConfig, int], list[Setting]]] = {
     "table4": table4,
     "table5": table5,
     "rank": fig3_rank,
     "start": fig3_start,
     "design": design,
+    "mechanism": mechanism,
 }
 
 
