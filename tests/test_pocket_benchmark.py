@@ -3,6 +3,8 @@ it, in what order, how large, and that no two of them ask the same thing."""
 
 from __future__ import annotations
 
+import pytest
+
 from dra.data.generated import pocket as P
 
 BENCHMARK = (
@@ -74,3 +76,20 @@ def test_the_demo_runs_three_benchmark_datasets_one_of_each_question():
     assert set(POCKET_DEMO) <= set(P.POCKET_BENCHMARK) and len(POCKET_DEMO) == 3
     assert sorted(P.POCKET_DATASETS[n].kind for n in POCKET_DEMO) == ["compositional", "mechanism", "shift"]
     assert DEMO_TEST_PER_CLASS == 50 and DEMO_THREADS == 1
+
+
+def test_the_demo_in_worker_processes_prints_what_one_process_prints(tmp_path, monkeypatch):
+    """`dra demo` runs its methods in DEMO_PROCESSES spawned workers: the same records as in-process."""
+    from dra import pocket
+    from dra.protocols.demo import DEMO_PROCESSES, run_pocket_demo
+
+    if not pocket.available():
+        pytest.skip("the pocket CLIP's weights are not installed")
+    assert DEMO_PROCESSES == 2
+    monkeypatch.setenv("DRA_CACHE_DIR", str(tmp_path / "cache"))  # the spawned workers inherit it
+    quick = ["train.epochs=1", "shots=2", "test_per_class=4"]
+    kw = dict(methods=("zeroshot", "adapter"), datasets=("pocket_dusk",))
+    one = run_pocket_demo(quick, str(tmp_path / "one"), "cpu", processes=1, **kw)
+    two = run_pocket_demo(quick, str(tmp_path / "two"), "cpu", processes=2, **kw)
+    assert one == two
+    assert [r["method"] for r in one["rows"]] == ["zeroshot", "adapter"] and one["datasets"] == ["pocket_dusk"]
