@@ -3,9 +3,10 @@ training of every trained method raises base accuracy above zero-shot.
 
 The pocket world is where accuracy means something offline (a random backbone only ever shows chance).
 Each method trains with the pocket settings (`configs/pocket.yaml`, with its `method_overrides` for the
-baselines) on `pocket_dusk`, 8 shots, and is scored on the 800 base test images (the 200 of datasets-v4
-until the benchmark's v5 layout; the training images are the same); the score is the mean over seeds 1
-and 2 (one seed can be unlucky: CoCoOp's seed 2 stays at zero-shot).
+baselines, the rates of `dra tune` where it chose them) on `pocket_dusk` (one of the benchmark's two
+shifts), 8 shots, seed 1, and is scored on 50 test images per base class (200; `test_per_class`). Seeds 1
+and 2 agreed within 2.5 points for every method but MaPLe (74.0 / 84.5) and MetaPrompt (89.5 / 82.0) when
+the margins below were set; one seed keeps the file near 2.5 minutes of one thread.
 """
 
 from __future__ import annotations
@@ -16,27 +17,29 @@ from dra import pocket
 
 pytestmark = pytest.mark.skipif(not pocket.available(), reason="the pocket CLIP's weights are not installed")
 
-DATASET = "pocket_dusk"  # the backgrounds at dusk: zero-shot 63 % on the 4 base classes (chance 25 %)
-SEEDS = (1, 2)
+DATASET = "pocket_dusk"  # the backgrounds at dusk: zero-shot 59.5 % on its 4 base classes (chance 25 %)
+SEEDS = (1,)
 MARGIN = 10.0  # points of base accuracy above zero-shot: DRA and the plain adapter (issue #8)
-# Measured (mean of seeds 1, 2): dra 89.5, adapter 84.5, zero-shot 63.0. The baselines' margins sit
-# under what they reach; KgCoOp and TCP pull the text features back to CLIP's (their point), Tip-Adapter
-# trains nothing: small gains.
+# Measured at these settings (seeds 1 / 2, 2026-12-07): zero-shot 59.5; dra 86.0 / 84.5, adapter 89.5 / 90.0,
+# coop 69.5 / 68.5, cocoop 72.0 / 69.5, kgcoop 69.0 / 68.0, maple 74.0 / 84.5, mma 91.0 / 90.0, tcp 73.5 / 77.5,
+# clip_lora 98.0 / 99.0, clip_adapter 80.5 / 78.5, tip_adapter 74.0 / 75.0, tip_adapter_f 82.0 / 88.5,
+# metaprompt 89.5 / 82.0, lfa 91.5 / 93.5, proda 77.5 / 80.0. The margins sit under what they reach; CoOp
+# and KgCoOp train at the low rate `dra tune` chose (0.0125; KgCoOp also pulls its text features back to
+# CLIP's, its point): half their gain.
 BASELINE_MARGINS = {
-    "coop": 10.0,
+    "coop": 5.0,
     "cocoop": 10.0,
     "maple": 10.0,
     "mma": 10.0,
     "clip_lora": 10.0,
     "clip_adapter": 10.0,
-    "tip_adapter_f": 5.0,
-    "tcp": 3.0,
-    "kgcoop": 2.0,
-    "tip_adapter": 2.0,
-    # measured (issue #18): metaprompt 88.3, lfa 91.5, proda 76.0
+    "tip_adapter_f": 10.0,
+    "tcp": 10.0,
+    "kgcoop": 5.0,
+    "tip_adapter": 10.0,
     "metaprompt": 10.0,
     "lfa": 10.0,
-    "proda": 8.0,
+    "proda": 10.0,
 }
 
 
@@ -59,7 +62,7 @@ def base_accuracy(tmp_path_factory):
 
     def accuracy(method: str) -> float:
         if method not in cache:
-            values = {"output": str(out), "datasets": [DATASET], "shots": 8, "method": method}
+            values = {"output": str(out), "datasets": [DATASET], "shots": 8, "method": method, "test_per_class": 50}
             cfg = load_settings("pocket", values, None)
             exp = Experiment(cfg)
             cache[method] = sum(run_one(exp, cfg, DATASET, seed)["base"] for seed in SEEDS) / len(SEEDS)
