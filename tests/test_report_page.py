@@ -157,7 +157,7 @@ def test_report_of_a_partial_pocket_grid_in_headless_chromium(tmp_path):
     # best marked, intervals over seeds, per-run curves, settings and the command
     assert 'class="best"' in html and "95% CI" in html
     assert html.count('alt="training curves') == 2  # adapter's 2 runs (zeroshot trains nothing: no curve)
-    assert "lr: 0.1" in html  # the pocket settings of the runs
+    assert "lr: 0.025" in html  # the pocket settings of the runs
 
 
 def test_report_of_a_folder_that_is_not_there_is_one_line(tmp_path):

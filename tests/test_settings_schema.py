@@ -190,7 +190,7 @@ def test_a_method_file_is_checked(tmp_path, monkeypatch):
 def test_a_settings_files_method_overrides_win_over_the_method_file_and_lose_to_the_command_line():
     coop = load_settings("pocket", {"method": "coop"})  # configs/pocket.yaml: coop's pocket learning rate
     assert (coop.train.lr, coop.train.batch_size, coop.train.epochs, coop.coop.ctx_init) == (
-        0.2,
+        0.0125,
         16,
         20,
         "a photo of a",

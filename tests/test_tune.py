@@ -51,12 +51,12 @@ def test_every_method_gets_the_same_grid_around_its_current_lr():
         for trial, cfg in info["trials"]:  # each trial: its own lr and epochs, the dev draws, scored on val
             assert (cfg.train.lr, cfg.train.epochs, cfg.eval_split) == (trial.lr, trial.epochs, "val")
             assert list(cfg.datasets) == p["datasets"] and cfg.method == method
-    assert p["methods"]["coop"]["current"] == {"lr": 0.2, "epochs": 20}  # configs/pocket.yaml's values
-    assert p["methods"]["adapter"]["current"] == {"lr": 0.1, "epochs": 20}  # the plain adapter is swept too
+    assert p["methods"]["coop"]["current"] == {"lr": 0.0125, "epochs": 20}  # configs/pocket.yaml's values
+    assert p["methods"]["adapter"]["current"] == {"lr": 0.025, "epochs": 20}  # the plain adapter is swept too
     # --lr-factors / --epochs replace the grid for every method at once
     q = T.plan(["coop", "mma"], pocket_settings, [DATASET], lr_factors=[1, 3], epochs=[5])
-    assert [(t.lr, t.epochs) for t, _ in q["methods"]["coop"]["trials"]] == [(0.2, 5), (0.6, 5)]
-    assert [(t.lr, t.epochs) for t, _ in q["methods"]["mma"]["trials"]] == [(0.02, 5), (0.06, 5)]
+    assert [(t.lr, t.epochs) for t, _ in q["methods"]["coop"]["trials"]] == [(0.0125, 5), (0.0375, 5)]
+    assert [(t.lr, t.epochs) for t, _ in q["methods"]["mma"]["trials"]] == [(0.005, 5), (0.015, 5)]
     assert q["datasets"] == ["pocket_dusk@dev"]
 
 
@@ -78,7 +78,7 @@ def test_dev_draw_names():
         ({"lr_factors": [0.0]}, "--lr-factors must be finite numbers > 0, got 0.0"),
         ({"lr_factors": [1, 1]}, "--lr-factors must be distinct"),
         ({"epochs": [0]}, "--epochs must be integers >= 1, got 0"),
-        ({"epochs": [1]}, "coop trial 1 (lr 0.05, 1 epochs): train.warmup_epochs must be in [0, train.epochs=1)"),
+        ({"epochs": [1]}, "coop trial 1 (lr 0.003125, 1 epochs): train.warmup_epochs must be in [0, train.epochs=1)"),
     ],
 )
 def test_bad_input_is_one_error_before_anything_runs(tmp_path, kwargs, message):
@@ -193,13 +193,16 @@ def tuned(tmp_path_factory):
 def test_equal_trials_per_method_and_the_files(tuned):
     res, out = tuned["result"], tuned["result"]["output"]
     assert {m: len(info["rows"]) for m, info in res["methods"].items()} == {"adapter": 2, "coop": 2}
-    assert {m: (t.lr, t.epochs) for m, t in res["chosen"].items()} == {"adapter": (0.1, 2), "coop": (0.2, 2)}  # ties
+    assert {m: (t.lr, t.epochs) for m, t in res["chosen"].items()} == {
+        "adapter": (0.025, 2),
+        "coop": (0.0125, 2),
+    }  # ties
     assert all((out / f).is_file() for f in ("tune.md", "tune.csv", "tune.json", "tuned.yaml"))
     summary = json.loads((out / "tune.json").read_text())
     assert summary["eval_split"] == "val" and summary["datasets"] == ["pocket_dusk@dev"]
     assert summary["trials_per_method"] == 2 and summary["methods"]["coop"]["chosen"] == 1
     assert "<- chosen" in (out / "tune.md").read_text()
-    assert any(line.startswith("coop: 2 trials around lr 0.2, 20 epochs") for line in tuned["lines"])
+    assert any(line.startswith("coop: 2 trials around lr 0.0125, 20 epochs") for line in tuned["lines"])
     # the written tuned.yaml loads back: the chosen lr and epochs
     config = pocket_file()
     config["method_overrides"].update(yaml.safe_load((out / "tuned.yaml").read_text())["method_overrides"])
