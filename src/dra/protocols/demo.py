@@ -13,6 +13,7 @@ The pocket world runs when no real CLIP weights are available (offline, nothing 
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -88,6 +89,15 @@ def _write_dataset(name: str) -> None:
     resolve_data_root(get_spec(name), None)
 
 
+@functools.lru_cache(maxsize=1)
+def _backbone(model: str, pretrained):
+    """The demo's CLIP, loaded once per process and shared by its methods (each run takes its modules out
+    again, as in `dra compare`)."""
+    from dra.backbones import load_backbone
+
+    return load_backbone(model, pretrained)
+
+
 def _run_method(method: str, values: dict, overrides: list[str] | None, to_stderr: bool) -> list[dict]:
     """One method's base-to-new runs on the demo's datasets, on `DEMO_THREADS` threads (a worker's task,
     or the caller's own with one process); returns the per-dataset records."""
@@ -95,7 +105,6 @@ def _run_method(method: str, values: dict, overrides: list[str] | None, to_stder
 
     import torch
 
-    from dra.backbones import load_backbone
     from dra.protocols import base2new
     from dra.settings import load_settings
 
@@ -106,7 +115,7 @@ def _run_method(method: str, values: dict, overrides: list[str] | None, to_stder
     try:
         res = base2new.run(
             OmegaConf.merge(cfg, {"method": method}),
-            backbone=load_backbone(cfg.model, cfg.pretrained),
+            backbone=_backbone(cfg.model, cfg.pretrained),
             echo=lambda line: print(f"[{method}] {line}", file=stream, flush=True) if " seed " in line else None,
         )
     finally:
