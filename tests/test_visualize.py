@@ -152,6 +152,41 @@ def test_visualize_scene_reports_both_aucs_on_the_pocket_clip(tmp_path):
             assert (block["positives"], block["negatives"]) == (positives, negatives)
             assert 0.0 <= block["auc_scores"] <= 1.0 and 0.0 <= block["auc_ranks"] <= 1.0
     both = CliRunner().invoke(app, [*args, "--image", str(tmp_path / "x.png"), "--output", str(tmp_path / "v")])
-    assert both.exit_code == 1 and "exactly one of --image FILE and --scene" in both.stderr
+    assert both.exit_code == 1 and "exactly one of --image FILE, --scene SEED:INDEX" in both.stderr
     bad = CliRunner().invoke(app, ["visualize", "--checkpoint", "ck", "--scene", "0-4"])
     assert bad.exit_code == 1 and "--scene '0-4' is not SEED:INDEX" in bad.stderr
+
+
+def test_visualize_scenes_averages_the_single_scene_aucs_and_gives_the_untrained_reference(tmp_path):
+    """`--scenes` = the mean over scenes of what `--scene` reports one scene at a time, for the checkpoint and for
+    fresh adapters (torch seed 0); a checkpoint saved from fresh seed-0 adapters is its own reference."""
+    import numpy as np
+
+    from dra.analysis.token_ranks import token_ranks
+
+    torch.manual_seed(0)
+    backbone = load_backbone("ViT-Pocket-P6", "pocket")
+    model = build_method("dra", backbone, ["snow field", "red object"], DRAConfig(start_layer=2, rank=16))
+    save_adapters(model, tmp_path / "ck")
+    args = ["visualize", "--checkpoint", str(tmp_path / "ck.safetensors"), "--pretrained", "pocket"]
+    result = CliRunner().invoke(app, [*args, "--scenes", "0:3-6"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["trained"] == out["untrained"]
+    summary = out["trained"]
+    assert summary["scenes"] == 4 and summary["classnames"] == ["snow field", "red object"]
+    singles = [token_ranks(model, None, None, tmp_path / "v", scene=(0, i)) for i in range(3, 7)]
+    for block in ("2", "3", "4"):
+        values = [s["image_object_auc"][int(block)]["auc_scores"] for s in singles]
+        values = [v for v in values if v is not None]
+        assert summary["image_object_auc"][block]["n"] == len(values) >= 3
+        assert abs(summary["image_object_auc"][block]["mean"] - np.mean(values)) < 1e-9
+        assert abs(summary["image_object_auc"][block]["std"] - np.std(values, ddof=1)) < 1e-9
+        words = [token_ranks(model, None, c, tmp_path / "v", scene=(0, 3)) for c in ("snow field", "red object")]
+        text = [w["text_class_word_auc"][int(block)]["auc_scores"] for w in words]
+        assert summary["text_class_word_auc"][block]["n"] == 2
+        assert abs(summary["text_class_word_auc"][block]["mean"] - np.mean(text)) < 1e-9
+    both = CliRunner().invoke(app, [*args, "--scenes", "0:1-2", "--scene", "0:4"])
+    assert both.exit_code == 1 and "exactly one of --image FILE, --scene" in both.stderr
+    bad = CliRunner().invoke(app, [*args, "--scenes", "0:5-2"])
+    assert bad.exit_code == 1 and "--scenes '0:5-2': need 0 <= FIRST <= LAST" in bad.stderr

@@ -41,6 +41,19 @@ def parse_scene(text: str) -> tuple[int, int]:
     return seed, index
 
 
+def parse_scenes(text: str) -> list[tuple[int, int]]:
+    """`SEED:FIRST-LAST` -> the scenes (seed, FIRST) .. (seed, LAST); a SettingsError naming the value otherwise."""
+    seed, _, span = text.partition(":")
+    first, _, last = span.partition("-")
+    try:
+        seed_, first_, last_ = int(seed), int(first), int(last)
+    except ValueError:
+        raise SettingsError(f"--scenes {text!r} is not SEED:FIRST-LAST (three integers, e.g. 0:0-99)") from None
+    if not 0 <= first_ <= last_:
+        raise SettingsError(f"--scenes {text!r}: need 0 <= FIRST <= LAST")
+    return [(seed_, i) for i in range(first_, last_ + 1)]
+
+
 def patch_labels(seed: int, index: int, grid: int) -> np.ndarray:
     """(grid * grid,) in row-major patch order: 1 object patch, 0 background patch, -1 left out (partly covered)."""
     coverage = world.patch_coverage(world.object_mask(seed, index), grid).reshape(-1)

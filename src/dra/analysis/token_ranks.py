@@ -137,3 +137,40 @@ def token_ranks(
             plot_text_ranks(words, ranks[0].cpu(), scores[0].cpu(), path, title=model.prompts[0])
         result[f"{tower}_plot"] = str(path)
     return result
+
+
+def ground_truth_aucs(model: ClassifierModel, scenes: list[tuple[int, int]]) -> dict:
+    """Fig. 4 over many pocket scenes, without plots: per adapted block, the mean, std and count of the
+    noiseless token scores' AUC for object vs background patches (over `scenes`, each `world.sample(seed,
+    index)`; a scene whose objects half-cover no patch is left out) and for class words vs template words and
+    padding (over the model's class names; a name the tokenizer merges with the template is left out)."""
+    from dra.data.generated import world
+
+    _, test_tf = clip_transforms(model.backbone.preprocess)
+    images = torch.stack([test_tf(world.sample(*s)[0]) for s in scenes])
+    inputs = branch_inputs(model, images.to(model.backbone.text_device))
+    result: dict = {"scenes": len(scenes), "classnames": list(model.classnames)}
+    prompts = [ground_truth.prompt_labels(model.backbone, model.template, c) for c in model.classnames]
+    for tower, name in (("image", "image_object_auc"), ("text", "text_class_word_auc")):
+        per_block = {}
+        for k, branch in model.branches(tower).items():
+            _, scores = ranks_and_scores(branch.adapter, inputs[tower][k])
+            if tower == "image":  # the CLS token is no patch
+                grid = math.isqrt(scores.shape[-1] - 1)
+                labels = [np.concatenate([[-1], ground_truth.patch_labels(*s, grid)]) for s in scenes]
+            else:
+                labels = prompts
+            aucs = [
+                ground_truth.separation(row, row, lab)["auc_scores"]
+                for row, lab in zip(scores, labels)
+                if lab is not None
+            ]
+            aucs = [a for a in aucs if a is not None]
+            per_block[k] = {
+                "mean": float(np.mean(aucs)) if aucs else None,
+                "std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else None,
+                "n": len(aucs),
+            }
+        if per_block:
+            result[name] = per_block
+    return result

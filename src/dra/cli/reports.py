@@ -22,6 +22,12 @@ def visualize(
         help="SEED:INDEX: the pocket world's scene world.sample(SEED, INDEX) instead of --image; the JSON then "
         "also gives the AUC of the token scores for object vs background patches (the generator's object mask).",
     ),
+    scenes: str = typer.Option(
+        None,
+        help="SEED:FIRST-LAST: no plots; per block, the mean and std of both ground-truth AUCs over the pocket scenes "
+        "world.sample(SEED, FIRST..LAST) and the checkpoint's class names, for the trained adapters and for the same "
+        "adapters freshly initialised (torch seed 0), the reference to read them against.",
+    ),
     classname: str = typer.Option(None, help="Class name for the text prompt (default: the first trained)."),
     block: int = typer.Option(None, help="Adapted block to show (1-based; default: the last)."),
     pretrained: str = DEFINITIONS["pretrained"][1],
@@ -31,19 +37,43 @@ def visualize(
     of the token scores for class words vs template words (and object vs background patches with --scene)."""
     import json
 
-    from dra.analysis.ground_truth import parse_scene
+    from dra.analysis.ground_truth import parse_scene, parse_scenes
     from dra.analysis.token_ranks import token_ranks
     from dra.checkpoints import load_model
 
     with errors():
-        if (image is None) == (scene is None):
-            raise SettingsError("give exactly one of --image FILE and --scene SEED:INDEX (a pocket-world scene)")
+        if sum(x is not None for x in (image, scene, scenes)) != 1:
+            raise SettingsError(
+                "give exactly one of --image FILE, --scene SEED:INDEX and --scenes SEED:FIRST-LAST (pocket-world scenes)"
+            )
+        if scenes is not None:
+            typer.echo(
+                json.dumps(_scene_aucs(checkpoint, pretrained_value(pretrained), parse_scenes(scenes)), indent=2)
+            )
+            return
         where = parse_scene(scene) if scene is not None else None
         model = load_model(checkpoint, pretrained=pretrained_value(pretrained))
         if model.method != "dra":
             raise SettingsError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
         result = token_ranks(model, None if image is None else str(image), classname, output, block, scene=where)
     typer.echo(json.dumps(result, indent=2))
+
+
+def _scene_aucs(checkpoint: str, pretrained, scenes: list[tuple[int, int]]) -> dict:
+    """`dra visualize --scenes`: the ground-truth AUCs of the trained adapters and of fresh ones (torch seed 0)."""
+    import torch
+
+    from dra.analysis.token_ranks import ground_truth_aucs
+    from dra.checkpoints import load_model
+
+    out = {}
+    for key, trained in (("trained", True), ("untrained", False)):
+        torch.manual_seed(0)
+        model = load_model(checkpoint, pretrained=pretrained, adapters=trained)
+        if model.method != "dra":
+            raise SettingsError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
+        out[key] = ground_truth_aucs(model, scenes)
+    return out
 
 
 @app.command()
