@@ -158,23 +158,27 @@ def test_visualize_scene_reports_both_aucs_on_the_pocket_clip(tmp_path):
 
 
 def test_visualize_scenes_averages_the_single_scene_aucs_and_gives_the_untrained_reference(tmp_path):
-    """`--scenes` = the mean over scenes of what `--scene` reports one scene at a time, for the checkpoint and for
-    fresh adapters (torch seed 0); a checkpoint saved from fresh seed-0 adapters is its own reference."""
+    """`--scenes` = the mean over scenes of what `--scene` reports one scene at a time, for each checkpoint and
+    for fresh adapters (torch seed = the checkpoint's position); a checkpoint saved from fresh seed-0 adapters is
+    its own reference in position 0, not in position 1; the summary is over the checkpoints."""
     import numpy as np
 
     from dra.analysis.token_ranks import token_ranks
+    from dra.report.stats import summarise
 
     torch.manual_seed(0)
     backbone = load_backbone("ViT-Pocket-P6", "pocket")
     model = build_method("dra", backbone, ["snow field", "red object"], DRAConfig(start_layer=2, rank=16))
     save_adapters(model, tmp_path / "ck")
-    args = ["visualize", "--checkpoint", str(tmp_path / "ck.safetensors"), "--pretrained", "pocket"]
+    ck = str(tmp_path / "ck.safetensors")
+    args = ["visualize", "--checkpoint", ck, "--checkpoint", ck, "--pretrained", "pocket"]
     result = CliRunner().invoke(app, [*args, "--scenes", "0:3-6"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["trained"] == out["untrained"]
-    summary = out["trained"]
-    assert summary["scenes"] == 4 and summary["classnames"] == ["snow field", "red object"]
+    first, second = out["checkpoints"]
+    assert first["trained"] == first["untrained"] == second["trained"] != second["untrained"]
+    summary = first["trained"]
+    assert out["scenes"] == summary["scenes"] == 4 and summary["classnames"] == ["snow field", "red object"]
     singles = [token_ranks(model, None, None, tmp_path / "v", scene=(0, i)) for i in range(3, 7)]
     for block in ("2", "3", "4"):
         values = [s["image_object_auc"][int(block)]["auc_scores"] for s in singles]
@@ -186,7 +190,14 @@ def test_visualize_scenes_averages_the_single_scene_aucs_and_gives_the_untrained
         text = [w["text_class_word_auc"][int(block)]["auc_scores"] for w in words]
         assert summary["text_class_word_auc"][block]["n"] == 2
         assert abs(summary["text_class_word_auc"][block]["mean"] - np.mean(text)) < 1e-9
+        over = out["summary"]["image_object_auc"][block]
+        trained = [c["trained"]["image_object_auc"][block]["mean"] for c in out["checkpoints"]]
+        untrained = [c["untrained"]["image_object_auc"][block]["mean"] for c in out["checkpoints"]]
+        assert over["trained"] == summarise(trained).as_dict() and over["untrained"] == summarise(untrained).as_dict()
+        assert over["trained_minus_untrained"] == summarise([t - u for t, u in zip(trained, untrained)]).as_dict()
     both = CliRunner().invoke(app, [*args, "--scenes", "0:1-2", "--scene", "0:4"])
     assert both.exit_code == 1 and "exactly one of --image FILE, --scene" in both.stderr
     bad = CliRunner().invoke(app, [*args, "--scenes", "0:5-2"])
     assert bad.exit_code == 1 and "--scenes '0:5-2': need 0 <= FIRST <= LAST" in bad.stderr
+    two = CliRunner().invoke(app, [*args, "--scene", "0:4"])
+    assert two.exit_code == 1 and "several only with --scenes" in two.stderr

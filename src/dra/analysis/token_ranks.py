@@ -174,3 +174,40 @@ def ground_truth_aucs(model: ClassifierModel, scenes: list[tuple[int, int]]) -> 
         if per_block:
             result[name] = per_block
     return result
+
+
+def ground_truth_over_checkpoints(checkpoints: list[str], scenes: list[tuple[int, int]], pretrained=None) -> dict:
+    """`ground_truth_aucs` for each DRA checkpoint (trained) and for the same model with freshly initialised
+    adapters (torch seed = the checkpoint's position in the list: the untrained reference), and a summary over
+    the checkpoints per AUC and block: the trained and untrained means, and trained - untrained, each as mean,
+    sample std and 95 % percentile bootstrap interval over the checkpoints (`dra.report.stats.summarise`;
+    `resolved` when the interval excludes 0)."""
+    from dra.checkpoints import load_model
+    from dra.report.stats import summarise
+
+    runs = []
+    for position, checkpoint in enumerate(checkpoints):
+        run = {"checkpoint": str(checkpoint)}
+        for key, trained in (("trained", True), ("untrained", False)):
+            torch.manual_seed(position)
+            model = load_model(checkpoint, pretrained=pretrained, adapters=trained)
+            if model.method != "dra":
+                raise SettingsError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
+            run[key] = ground_truth_aucs(model, scenes)
+        runs.append(run)
+    summary: dict = {}
+    for name in ("image_object_auc", "text_class_word_auc"):
+        for block in runs[0]["trained"].get(name, {}):
+            pairs = [
+                (r["trained"][name][block]["mean"], r["untrained"][name][block]["mean"])
+                for r in runs
+                if r["trained"][name][block]["mean"] is not None and r["untrained"][name][block]["mean"] is not None
+            ]
+            if pairs:
+                trained, untrained = zip(*pairs)
+                summary.setdefault(name, {})[block] = {
+                    "trained": summarise(trained).as_dict(),
+                    "untrained": summarise(untrained).as_dict(),
+                    "trained_minus_untrained": summarise([t - u for t, u in pairs]).as_dict(),
+                }
+    return {"scenes": len(scenes), "checkpoints": runs, "summary": summary}

@@ -15,7 +15,9 @@ from dra.run_files import CURVES_PNG, METRICS_FILE
 
 @app.command()
 def visualize(
-    checkpoint: str = typer.Option(..., help="DRA adapter checkpoint (.safetensors)."),
+    checkpoint: list[str] = typer.Option(
+        ..., help="DRA adapter checkpoint (.safetensors); with --scenes, repeat it for several (e.g. one per seed)."
+    ),
     image: Path = typer.Option(None, help="An image file (or --scene)."),
     scene: str = typer.Option(
         None,
@@ -24,9 +26,10 @@ def visualize(
     ),
     scenes: str = typer.Option(
         None,
-        help="SEED:FIRST-LAST: no plots; per block, the mean and std of both ground-truth AUCs over the pocket scenes "
-        "world.sample(SEED, FIRST..LAST) and the checkpoint's class names, for the trained adapters and for the same "
-        "adapters freshly initialised (torch seed 0), the reference to read them against.",
+        help="SEED:FIRST-LAST: no plots; per checkpoint and block, both ground-truth AUCs averaged over the pocket "
+        "scenes world.sample(SEED, FIRST..LAST) and the checkpoint's class names, for the trained adapters and for "
+        "the same adapters freshly initialised (the reference to read them against), and a summary over the "
+        "checkpoints: trained, untrained and their difference with 95 % bootstrap intervals.",
     ),
     classname: str = typer.Option(None, help="Class name for the text prompt (default: the first trained)."),
     block: int = typer.Option(None, help="Adapted block to show (1-based; default: the last)."),
@@ -38,7 +41,7 @@ def visualize(
     import json
 
     from dra.analysis.ground_truth import parse_scene, parse_scenes
-    from dra.analysis.token_ranks import token_ranks
+    from dra.analysis.token_ranks import ground_truth_over_checkpoints, token_ranks
     from dra.checkpoints import load_model
 
     with errors():
@@ -47,33 +50,18 @@ def visualize(
                 "give exactly one of --image FILE, --scene SEED:INDEX and --scenes SEED:FIRST-LAST (pocket-world scenes)"
             )
         if scenes is not None:
-            typer.echo(
-                json.dumps(_scene_aucs(checkpoint, pretrained_value(pretrained), parse_scenes(scenes)), indent=2)
-            )
+            result = ground_truth_over_checkpoints(checkpoint, parse_scenes(scenes), pretrained_value(pretrained))
+            typer.echo(json.dumps(result, indent=2))
             return
+        if len(checkpoint) != 1:
+            raise SettingsError("give one --checkpoint with --image or --scene (several only with --scenes)")
+        checkpoint = checkpoint[0]
         where = parse_scene(scene) if scene is not None else None
         model = load_model(checkpoint, pretrained=pretrained_value(pretrained))
         if model.method != "dra":
             raise SettingsError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
         result = token_ranks(model, None if image is None else str(image), classname, output, block, scene=where)
     typer.echo(json.dumps(result, indent=2))
-
-
-def _scene_aucs(checkpoint: str, pretrained, scenes: list[tuple[int, int]]) -> dict:
-    """`dra visualize --scenes`: the ground-truth AUCs of the trained adapters and of fresh ones (torch seed 0)."""
-    import torch
-
-    from dra.analysis.token_ranks import ground_truth_aucs
-    from dra.checkpoints import load_model
-
-    out = {}
-    for key, trained in (("trained", True), ("untrained", False)):
-        torch.manual_seed(0)
-        model = load_model(checkpoint, pretrained=pretrained, adapters=trained)
-        if model.method != "dra":
-            raise SettingsError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
-        out[key] = ground_truth_aucs(model, scenes)
-    return out
 
 
 @app.command()
