@@ -260,3 +260,28 @@ def test_eval_split_setting():
         load_settings("pocket", None, ["eval_split=dev"])
     with pytest.raises(SettingsError, match="eval_split must be 'test' under protocol cross_dataset"):
         load_settings("cross_dataset", None, ["eval_split=val"])
+
+
+def test_tune_runs_its_trials_as_jobs_and_then_reuses_them(tuned, tmp_path):
+    """`dra tune --jobs N` / `--launcher slurm`: the plan's runs go to the launcher; `--dry-run` lists exactly the
+    run folders the in-process tune writes, so the tables afterwards reuse what the jobs wrote (the launcher's
+    job processes themselves are tested in test_launch.py)."""
+    from omegaconf import OmegaConf
+
+    from dra.launch.grid import LaunchOptions, launch_tune
+
+    root = tuned["root"] / "runs"
+    written = sorted(str(p.parent.relative_to(root)) for p in root.rglob("result-val.json"))
+    assert len(written) == 4  # 2 methods x 2 trials x 1 dev dataset x 1 seed
+
+    def settings_for(method, output=tmp_path / "runs"):
+        return OmegaConf.merge(tuned["settings_for"](method), {"output": str(output)})
+
+    lines: list[str] = []
+    plan = T.plan(["adapter", "coop"], settings_for, lr_factors=[1, 2], epochs=[2])
+    assert launch_tune(plan, LaunchOptions(dry_run=True), echo=lines.append) is None
+    assert lines[0] == "4 runs: 0 finished (reused), 4 to run (local)"
+    assert sorted(line.split()[2] for line in lines[1:]) == written
+    same = T.plan(["adapter", "coop"], lambda m: settings_for(m, root), lr_factors=[1, 2], epochs=[2])
+    assert launch_tune(same, LaunchOptions(dry_run=True), echo=lines.append) is None
+    assert lines[-1] == "4 runs: 4 finished (reused), 0 to run (local)"

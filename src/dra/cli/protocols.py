@@ -105,6 +105,7 @@ def compare(
 @with_options(
     *(n for n in SETTINGS if n != "method"),  # --methods: a table each
     "datasets",
+    *LAUNCH,
     datasets=typer.Option(
         None,
         "--datasets",
@@ -131,17 +132,25 @@ def tune(
     """Choose each method's lr and epochs on the pocket world's DEV draw (a simulation): the same grid for
     every method, each trial a base-to-new run scored on the dev draw's val split (never a test image);
     the highest mean HM wins. Writes tune.{md,csv,json} and tuned.yaml (method_overrides, ready to paste)."""
+    from dra.launch.grid import launch_tune
     from dra.protocols import tune as protocol
 
     with errors():
-        protocol.run(
-            methods,
-            lambda method: opts.settings("pocket", method=method),
-            datasets=opts.datasets or None,
-            lr_factors=lr_factors or None,
-            epochs=epochs or None,
-            settings_file=str(opts.config) if opts.config else "pocket",
-            echo=typer.echo,
+        options = opts.launch_options()
+        grid = {"datasets": opts.datasets or None, "lr_factors": lr_factors or None, "epochs": epochs or None}
+
+        def settings_for(method: str):
+            return opts.settings("pocket", method=method)
+
+        def run(failures=None) -> None:  # the runs the jobs finished are reused; a failed one runs here again
+            settings_file = str(opts.config) if opts.config else "pocket"
+            protocol.run(methods, settings_for, **grid, settings_file=settings_file, echo=typer.echo)
+
+        launched(
+            options,
+            run,
+            lambda: launch_tune(protocol.plan(methods, settings_for, **grid), options, typer.echo),
+            run,
         )
 
 

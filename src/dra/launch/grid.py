@@ -122,3 +122,9 @@ def launch_ablate(cfg: DictConfig, suites: list[str], options: LaunchOptions, ec
     blocks = min(len(backbone.image_blocks), len(backbone.text_blocks))
     units = [u for _, _, c in suite_settings(cfg, suites, blocks, echo=lambda *_: None) for u in protocol_units(c)]
     return launch(units, options, cfg.slurm, echo)
+
+
+def launch_tune(plan: dict, options: LaunchOptions, echo=print) -> dict | None:
+    """Every trial of every method of a `dra tune` plan (`dra.protocols.tune.plan`): the dev draws' runs."""
+    cfgs = [cfg for m in plan["methods"].values() for _, cfg in m["trials"]]
+    return launch([u for cfg in cfgs for u in protocol_units(cfg)], options, cfgs[0].slurm, echo)
