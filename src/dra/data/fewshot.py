@@ -81,13 +81,18 @@ def fewshot(splits: DatasetSplits, shots: int | None, seed: int) -> DatasetSplit
     return replace(splits, train=train, val=val, test=list(splits.test))
 
 
+def base_count(n: int) -> int:
+    """How many of n sorted classes are base classes in base-to-new (CoOp's rule): the first ceil(n/2)."""
+    return math.ceil(n / 2)
+
+
 def base_new_labels(splits: DatasetSplits) -> tuple[list[int], list[int]]:
     """(base labels, new labels): sorted labels of the train list split at ceil(n/2).
 
     A test-only dataset (no train list, e.g. ImageNet-R) splits all its labels the same way.
     """
     labels = sorted({d.label for d in splits.train}) or list(range(len(splits.classnames)))
-    m = math.ceil(len(labels) / 2)
+    m = base_count(len(labels))
     return labels[:m], labels[m:]
 
 

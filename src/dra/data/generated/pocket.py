@@ -28,13 +28,13 @@ benchmark) and the dev draw (`pocket_<x>@dev`, another generator seed, for tunin
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from dra.data.fewshot import base_count
 from dra.data.generated import compositional as C
 from dra.data.generated import world
 from dra.data.generated.write import make_generated, write_coop_dataset
@@ -83,8 +83,8 @@ class PocketDataset:
 
     @property
     def base_classes(self) -> tuple[str, ...]:
-        """The benchmark's base half: the first ceil(n/2) classes (`dra.data.fewshot.base_new_labels`)."""
-        return self.classnames[: math.ceil(len(self.classnames) / 2)]
+        """The benchmark's base half (`dra.data.fewshot.base_count`: the first ceil(n/2) classes)."""
+        return self.classnames[: base_count(len(self.classnames))]
 
     @property
     def new_classes(self) -> tuple[str, ...]:
