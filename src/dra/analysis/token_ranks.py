@@ -150,16 +150,15 @@ def ground_truth_aucs(model: ClassifierModel, scenes: list[tuple[int, int]]) -> 
     images = torch.stack([test_tf(world.sample(*s)[0]) for s in scenes])
     inputs = branch_inputs(model, images.to(model.backbone.text_device))
     result: dict = {"scenes": len(scenes), "classnames": list(model.classnames)}
-    prompts = [ground_truth.prompt_labels(model.backbone, model.template, c) for c in model.classnames]
+    labels_of = {"text": [ground_truth.prompt_labels(model.backbone, model.template, c) for c in model.classnames]}
     for tower, name in (("image", "image_object_auc"), ("text", "text_class_word_auc")):
         per_block = {}
         for k, branch in model.branches(tower).items():
             _, scores = ranks_and_scores(branch.adapter, inputs[tower][k])
-            if tower == "image":  # the CLS token is no patch
+            if tower not in labels_of:  # image: the same patch grid in every block; the CLS token is no patch
                 grid = math.isqrt(scores.shape[-1] - 1)
-                labels = [np.concatenate([[-1], ground_truth.patch_labels(*s, grid)]) for s in scenes]
-            else:
-                labels = prompts
+                labels_of[tower] = [np.concatenate([[-1], ground_truth.patch_labels(*s, grid)]) for s in scenes]
+            labels = labels_of[tower]
             aucs = [
                 ground_truth.separation(row, row, lab)["auc_scores"]
                 for row, lab in zip(scores, labels)
