@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from dra.data import build_dataset
 from dra.data.generated import compositional as C
 from dra.data.generated import pocket as P
 from dra.data.generated import world as W
 
 SMALL = {"train": 3, "val": 1, "test": 4}  # images per class for the written copies here
+TINY = {"train": 2, "val": 1, "test": 3}
 
 
 def test_colour_shape_classes_and_split_are_exactly_these():
@@ -155,3 +159,45 @@ def test_generation_is_deterministic(tmp_path):
     assert len(files) == 24 * 8 + 2  # images, the split file, the marker
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     assert (a / ".complete").read_text().strip() == f"{P.VERSION}/{SMALL}"  # not taken for a full copy
+
+
+def test_a_run_scoring_n_test_images_per_class_writes_only_those(tmp_path):
+    """`test_per_class` (`dra demo`): the copy holds the first n test images of each class, the very files of
+    the full copy (same train and val too); a copy with at least n is reused, a run that needs more writes more."""
+
+    def first(items, n):
+        return [d for d in items if [x.label for x in items[: items.index(d) + 1]].count(d.label) <= n]
+
+    def listed(items, root):
+        return [(str(Path(d.impath).relative_to(root)), d.label) for d in items]
+
+    part_root, full_root = tmp_path / "part", tmp_path / "full"
+    P.make_pocket_dataset("pocket_shortcut", part_root, per_class=TINY, test_per_class=1)
+    P.make_pocket_dataset("pocket_shortcut", full_root, per_class=TINY)
+    part, full = build_dataset("pocket_shortcut", part_root), build_dataset("pocket_shortcut", full_root)
+    assert (len(part.train), len(part.val), len(part.test)) == (16 * 2, 16, 16) and len(full.test) == 16 * 3
+    for a, b in ((part.train, full.train), (part.val, full.val), (part.test, first(full.test, 1))):
+        assert listed(a, part_root) == listed(b, full_root)
+        assert all(Path(x.impath).read_bytes() == Path(y.impath).read_bytes() for x, y in zip(a, b))
+
+    marker = part_root / "pocket_shortcut" / ".complete"
+
+    def written(n=None):
+        P.make_pocket_dataset("pocket_shortcut", part_root, per_class=TINY, test_per_class=n)
+        return marker.read_text().strip(), len(build_dataset("pocket_shortcut", part_root).test)
+
+    full_marker = f"{P.VERSION}/{TINY}"
+    assert written(1) == (f"{full_marker}/test_per_class=1", 16)  # enough: kept
+    assert written(2) == (f"{full_marker}/test_per_class=2", 32)  # more: written again
+    assert written(3) == written(None) == written(1) == (full_marker, 48)  # all of them: the full copy serves any n
+
+
+def test_the_registry_writes_the_test_prefix_for_the_pocket_datasets_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRA_CACHE_DIR", str(tmp_path))
+    dusk = build_dataset("pocket_dusk", test_per_class=3)
+    assert len(dusk.test) == 8 * 3 and len(dusk.train) == 8 * 32  # the benchmark's train and val, 3 test images
+    assert P.has_test_prefix((tmp_path / "data" / "pocket_dusk" / ".complete").read_text().strip(), P.VERSION, 3)
+    assert not P.has_test_prefix(f"{P.VERSION}/test_per_class=3", P.VERSION, 4)
+    assert not P.has_test_prefix(f"old{P.VERSION}", P.VERSION, 1)
+    shapes = build_dataset("shapes", test_per_class=3)  # a generator that cannot stop early writes it all
+    assert len(shapes.test) == 16 * len(shapes.classnames)

@@ -202,6 +202,7 @@ _SPECS = [
             len(p.classnames),
             p.counts,
             generate=functools.partial(make_pocket_dataset, p.name, draw=draw),
+            generates_test_prefix=True,
         )
         for draw in DRAWS
         for p in POCKET_DATASETS.values()

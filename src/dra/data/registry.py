@@ -71,12 +71,17 @@ def data_cache_dir() -> Path:
     return cache_root().absolute() / "data"
 
 
-def resolve_data_root(spec: DatasetSpec, data_root: str | os.PathLike | None) -> Path:
-    """The data root as an absolute path; for the embedded dataset without one, the generated copy."""
+def resolve_data_root(
+    spec: DatasetSpec, data_root: str | os.PathLike | None, test_per_class: int | None = None
+) -> Path:
+    """The data root as an absolute path; for the embedded dataset without one, the generated copy (with only
+    the first `test_per_class` test images of each class where the generator can stop there)."""
     if spec.user_folder:
         return Path(spec.folder)
     if data_root is None:
         if spec.generate is not None:
+            if test_per_class and spec.generates_test_prefix:
+                return spec.generate(data_cache_dir(), test_per_class=int(test_per_class))
             return spec.generate(data_cache_dir())
         raise DataError(
             f"{spec.name}: no data root given: pass --data-root DIR (the folder that contains "
@@ -95,7 +100,10 @@ def resolve_data_root(spec: DatasetSpec, data_root: str | os.PathLike | None) ->
 
 
 def build_dataset(
-    name: str | os.PathLike, data_root: str | os.PathLike | None = None, split: str | os.PathLike | None = None
+    name: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    split: str | os.PathLike | None = None,
+    test_per_class: int | None = None,
 ) -> DatasetSplits:
     """The full train / val / test splits of a dataset, read from CoOp's layout under `data_root`.
 
@@ -103,8 +111,10 @@ def build_dataset(
     (deterministically) into `data_cache_dir()`. Raises `DataError` with a one-line message naming
     the path expected when a folder or split file is missing. A `name` that is a directory is read as
     an image folder (one sub-folder per class; `dra.data.folder`), with `split` (a CoOp split file,
-    paths relative to that folder) when given, and needs no data root.
+    paths relative to that folder) when given, and needs no data root. `test_per_class` (a run that scores
+    only the first n test images of each class) lets a generated dataset stop there: its test list may then
+    hold just those.
     """
     spec = get_spec(name, split)
-    root = resolve_data_root(spec, data_root)
+    root = resolve_data_root(spec, data_root, test_per_class)
     return spec.reader(spec, root)

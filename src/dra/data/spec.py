@@ -30,6 +30,9 @@ class DatasetSpec:
     generate: Optional[Callable[[Path], Path]] = field(default=None, repr=False, compare=False)
     """Data the project draws itself (shapes, the pocket benchmark): `generate(folder)` writes the dataset
     under `folder` (the data cache) once and returns the data root to read it from; no data root needed."""
+    generates_test_prefix: bool = False
+    """`generate(folder, test_per_class=n)` may write only the first n test images of each class (the pocket
+    benchmark), for runs that score no more (`test_per_class`); the images are the full dataset's."""
     aliases: tuple[str, ...] = ()
     user_folder: bool = False  # a user's image folder: `folder` is its absolute path (dra.data.folder)
 

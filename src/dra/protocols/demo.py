@@ -1,10 +1,11 @@
 """`dra demo`, a protocol of its own: base-to-new on real CLIP when its weights load (`configs/demo.yaml`),
 else in the pocket world (a SIMULATION, `configs/pocket.yaml`): zero-shot, `adapter` and `dra` on three of the
 pocket benchmark's seven datasets (`POCKET_DEMO`: one compositional split, the shortcut task, one shift; 50 test
-images per class) with the packaged tiny CLIP, one table (a row per method, averaged over datasets). The
-methods run side by side in `DEMO_PROCESSES` worker processes of one torch thread each (`DEMO_THREADS`: one
-thread is as fast as two for this 6 M-parameter model, and does not slow down beside another busy process the
-way oversubscribed threads do); the numbers do not depend on it. `dra base2new --config pocket` runs the
+images per class, and only those are written) with the packaged tiny CLIP, one table (a row per method,
+averaged over datasets). The runs (a method on a dataset) go to `DEMO_PROCESSES` worker processes of one torch
+thread each, the longest first (`DEMO_THREADS`: one thread is as fast as two for this 6 M-parameter model, and
+does not slow down beside another busy process the way oversubscribed threads do); the numbers do not depend
+on it. `dra base2new --config pocket` runs the
 whole benchmark.
 
 The pocket world runs when no real CLIP weights are available (offline, nothing cached) or with
@@ -82,11 +83,12 @@ def table_of(summary: dict) -> Table:
     return ablation_table(records, "method", title, scores=("base", "new", "hm"), label="Method", notes=notes)
 
 
-def _write_dataset(name: str) -> None:
-    """Write one pocket dataset into the data cache (a worker's task; a no-op once written)."""
+def _write_dataset(name: str, test_per_class: int | None) -> None:
+    """Write one pocket dataset into the data cache, with the first `test_per_class` test images of each class
+    (a worker's task; a no-op once written)."""
     from dra.data.registry import get_spec, resolve_data_root
 
-    resolve_data_root(get_spec(name), None)
+    resolve_data_root(get_spec(name), None, test_per_class)
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,29 +100,37 @@ def _backbone(model: str, pretrained):
     return load_backbone(model, pretrained)
 
 
-def _run_method(method: str, values: dict, overrides: list[str] | None, to_stderr: bool) -> list[dict]:
-    """One method's base-to-new runs on the demo's datasets, on `DEMO_THREADS` threads (a worker's task,
-    or the caller's own with one process); returns the per-dataset records."""
+def _run_task(method: str, dataset: str, values: dict, overrides: list[str] | None, to_stderr: bool) -> dict:
+    """One method's base-to-new run on one dataset (seed 1) on `DEMO_THREADS` threads (a worker's task, or the
+    caller's own with one process); returns its record. No tables: `run_pocket_demo` writes them after."""
     import sys
 
     import torch
 
     from dra.protocols import base2new
+    from dra.protocols.experiment import Experiment
     from dra.settings import load_settings
 
-    cfg = load_settings("pocket", values, overrides)
-    stream = sys.stderr if to_stderr else sys.stdout
+    cfg = OmegaConf.merge(load_settings("pocket", values, overrides), {"method": method})
     threads = torch.get_num_threads()
     torch.set_num_threads(DEMO_THREADS)
     try:
-        res = base2new.run(
-            OmegaConf.merge(cfg, {"method": method}),
-            backbone=_backbone(cfg.model, cfg.pretrained),
-            echo=lambda line: print(f"[{method}] {line}", file=stream, flush=True) if " seed " in line else None,
-        )
+        exp = Experiment(cfg, _backbone(cfg.model, cfg.pretrained))
+        r = base2new.run_one(exp, cfg, dataset, 1)
     finally:
         torch.set_num_threads(threads)
-    return res["records"]
+    line = f"{r['dataset']} seed 1: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}"
+    print(f"[{method}] {line}", file=sys.stderr if to_stderr else sys.stdout, flush=True)
+    return r
+
+
+def _write_tables(method: str, values: dict, overrides: list[str] | None) -> None:
+    """The method's base-to-new tables in its run folder, as `dra base2new` writes them (every run is reused)."""
+    from dra.protocols import base2new
+    from dra.settings import load_settings
+
+    cfg = OmegaConf.merge(load_settings("pocket", values, overrides), {"method": method})
+    base2new.run(cfg, backbone=_backbone(cfg.model, cfg.pretrained), echo=lambda line: None)
 
 
 def run_pocket_demo(
@@ -133,8 +143,10 @@ def run_pocket_demo(
     to_stderr: bool = False,
 ) -> dict:
     """Run the methods on `datasets` (seed 1): with `processes` > 1 in that many worker processes of
-    `DEMO_THREADS` threads each (first the datasets are written, then one method per worker, the trained
-    ones first); returns the summary (see `summarise`). The records do not depend on `processes`."""
+    `DEMO_THREADS` threads each: first the datasets are written (only the test images the demo scores), then
+    one run per method and dataset, the longest first (DRA's, then the adapter's, the largest datasets first);
+    then each method's tables. Returns the summary (see `summarise`); the records do not depend on `processes`."""
+    from dra.data.registry import get_spec
     from dra.settings import load_settings
 
     values = {
@@ -145,21 +157,28 @@ def run_pocket_demo(
         "test_per_class": DEMO_TEST_PER_CLASS,
     }
     cfg = load_settings("pocket", values, overrides)  # a bad override fails here, before any worker starts
-    order = sorted(methods, key=lambda m: m == "zeroshot")  # the long runs first, zero-shot fills in
+    cost = {"dra": 2, "adapter": 1, "zeroshot": 0}  # DRA trains about twice as long as the adapter
+    tasks = sorted(
+        ((m, d) for m in methods for d in datasets),
+        key=lambda t: (-cost.get(t[0], 1), -(get_spec(t[1]).num_classes or 0)),
+    )
+    write = [(name, cfg.get("test_per_class")) for name in datasets]
     if processes <= 1:
-        for name in datasets:
-            _write_dataset(name)
-        done = {m: _run_method(m, values, overrides, to_stderr) for m in order}
+        for args in write:
+            _write_dataset(*args)
+        done = {t: _run_task(*t, values, overrides, to_stderr) for t in tasks}
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
         with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-            list(pool.map(_write_dataset, datasets))
-            futures = {m: pool.submit(_run_method, m, values, overrides, to_stderr) for m in order}
-            done = {m: f.result() for m, f in futures.items()}
-    records = {m: done[m] for m in methods}
+            list(pool.map(_write_dataset, *zip(*write)))
+            futures = {t: pool.submit(_run_task, *t, values, overrides, to_stderr) for t in tasks}
+            done = {t: f.result() for t, f in futures.items()}
+    for m in methods:
+        _write_tables(m, values, overrides)
+    records = {m: [done[(m, d)] for d in datasets] for m in methods}
     return summarise(records, f"{cfg.model} ({cfg.pretrained}, simulation)", simulation=True)
 
 

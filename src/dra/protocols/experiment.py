@@ -218,7 +218,8 @@ class Experiment:
             from dra.data.draw_files import read_draw
 
             return read_draw(shared)
-        splits = build_dataset(dataset, cfg.data_root, cfg.get("split"))
+        # a generated dataset may stop at the test images a run scores (`test_per_class`: the first n per class)
+        splits = build_dataset(dataset, cfg.data_root, cfg.get("split"), test_per_class=cfg.get("test_per_class"))
         k = S.shots(cfg)
         if k is not None:
             counts: dict[int, int] = {}

@@ -28,6 +28,7 @@ benchmark) and the dev draw (`pocket_<x>@dev`, another generator seed, for tunin
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from dataclasses import dataclass, field, replace
@@ -281,13 +282,28 @@ def render_item(
 
 
 def make_pocket_dataset(
-    name: str, out_root: str | os.PathLike, draw: str = "test", per_class: dict | None = None
+    name: str,
+    out_root: str | os.PathLike,
+    draw: str = "test",
+    per_class: dict | None = None,
+    test_per_class: int | None = None,
 ) -> Path:
     """Write `<out_root>/<draw_name(name, draw)>` in CoOp's layout (once per generator version); returns
-    `out_root`. `per_class` (tests) writes fewer images per class; the marker records it."""
+    `out_root`. `per_class` (tests) writes fewer images per class; the marker records it.
+
+    `test_per_class` (a run that scores only the first n test images of each class, `dra demo`): a copy with
+    at least n test images per class is enough, else one with exactly n is written. Its images are the full
+    dataset's (each a pure function of class and index; the test images come last), so its first n test
+    images per class are the full dataset's too; a later run that needs them all writes the full dataset."""
     spec = POCKET_DATASETS[name]
     counts = dict(spec.per_class if per_class is None else per_class)
-    version = VERSION if per_class is None else f"{VERSION}/{counts}"
+    version = full = VERSION if per_class is None else f"{VERSION}/{counts}"
+    accepts = None
+    if test_per_class is not None:
+        accepts = functools.partial(has_test_prefix, full=full, test_per_class=test_per_class)
+        if test_per_class < counts["test"]:
+            counts["test"] = test_per_class
+            version = f"{full}{PREFIX_MARK}{test_per_class}"
 
     def write(tmp: Path) -> None:
         write_coop_dataset(
@@ -299,4 +315,16 @@ def make_pocket_dataset(
             version,
         )
 
-    return make_generated(out_root, draw_name(name, draw), write, version)
+    return make_generated(out_root, draw_name(name, draw), write, version, accepts)
+
+
+PREFIX_MARK = "/test_per_class="  # the marker of a copy with only the first n test images per class
+
+
+def has_test_prefix(written: str, full: str, test_per_class: int) -> bool:
+    """Whether a copy marked `written` holds the first `test_per_class` test images of every class of the
+    dataset whose complete copy is marked `full`."""
+    if written == full:
+        return True
+    stem, mark, n = written.partition(PREFIX_MARK)
+    return stem == full and mark == PREFIX_MARK and n.isdigit() and int(n) >= test_per_class

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from dra.data.core import DOCS_HINT, DataError
 
@@ -38,16 +39,26 @@ def write_coop_dataset(dataset_dir: Path, classnames, per_class: dict, render, s
     (dataset_dir / MARKER).write_text(version + "\n")
 
 
-def is_complete(dataset_dir: Path, version: str) -> bool:
+def written_version(dataset_dir: Path) -> str | None:
+    """The generator version a complete dataset folder was written by (its marker), or None."""
     marker = Path(dataset_dir) / MARKER
-    return marker.is_file() and marker.read_text().strip() == version
+    return marker.read_text().strip() if marker.is_file() else None
 
 
-def make_generated(out_root: str | os.PathLike, folder: str, write, version: str) -> Path:
-    """Write `<out_root>/<folder>` with `write(tmp_dir)` unless a complete copy of `version` is there."""
+def is_complete(dataset_dir: Path, version: str, accepts: Callable[[str], bool] | None = None) -> bool:
+    """Whether `dataset_dir` is complete and its marker is `version` (or one `accepts` takes instead)."""
+    written = written_version(dataset_dir)
+    return written is not None and (written == version or (accepts is not None and accepts(written)))
+
+
+def make_generated(
+    out_root: str | os.PathLike, folder: str, write, version: str, accepts: Callable[[str], bool] | None = None
+) -> Path:
+    """Write `<out_root>/<folder>` with `write(tmp_dir)` unless a complete copy of `version` is there (or of
+    another version that `accepts(marker)` takes: a copy with more test images than asked for)."""
     root = Path(os.path.abspath(os.path.expanduser(os.fspath(out_root))))
     target = root / folder
-    if is_complete(target, version):
+    if is_complete(target, version, accepts):
         return root
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -60,7 +71,7 @@ def make_generated(out_root: str | os.PathLike, folder: str, write, version: str
     try:
         write(tmp)
         if target.exists():  # stale (older generator) or half-written: move it aside first
-            if is_complete(target, version):
+            if is_complete(target, version, accepts):
                 return root
             old = Path(tempfile.mkdtemp(prefix=f".{folder}-old-", dir=root))
             os.replace(target, old / folder)
