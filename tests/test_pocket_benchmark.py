@@ -93,3 +93,6 @@ def test_the_demo_in_worker_processes_prints_what_one_process_prints(tmp_path, m
     two = run_pocket_demo(quick, str(tmp_path / "two"), "cpu", processes=2, **kw)
     assert one == two
     assert [r["method"] for r in one["rows"]] == ["zeroshot", "adapter"] and one["datasets"] == ["pocket_dusk"]
+    marker = tmp_path / "cache" / "data" / "pocket_dusk" / ".complete"  # only the test images the demo scores
+    assert marker.read_text().strip() == f"{P.VERSION}/test_per_class=4"
+    assert len(list((marker.parent / "images").rglob("*.png"))) == 8 * (32 + 16 + 4)
