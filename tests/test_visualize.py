@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -157,12 +158,15 @@ def test_visualize_scene_reports_both_aucs_on_the_pocket_clip(tmp_path):
     assert bad.exit_code == 1 and "--scene '0-4' is not SEED:INDEX" in bad.stderr
 
 
-def test_visualize_scenes_averages_the_single_scene_aucs_and_gives_the_untrained_reference(tmp_path):
+def test_visualize_scenes_averages_the_single_scene_aucs_and_gives_the_untrained_reference(tmp_path, monkeypatch):
     """`--scenes` = the mean over scenes of what `--scene` reports one scene at a time, for each checkpoint and
     for fresh adapters (torch seed = the checkpoint's position); a checkpoint saved from fresh seed-0 adapters is
-    its own reference in position 0, not in position 1; the summary is over the checkpoints."""
+    its own reference in position 0, not in position 1; the summary is over the checkpoints. The four models
+    share one loaded backbone."""
     import numpy as np
 
+    import dra.backbones
+    import dra.checkpoints.rebuild
     from dra.analysis.token_ranks import token_ranks
     from dra.report.stats import summarise
 
@@ -171,9 +175,22 @@ def test_visualize_scenes_averages_the_single_scene_aucs_and_gives_the_untrained
     model = build_method("dra", backbone, ["snow field", "red object"], DRAConfig(start_layer=2, rank=16))
     save_adapters(model, tmp_path / "ck")
     ck = str(tmp_path / "ck.safetensors")
+    loads = []
+
+    def counted(*a, **kw):
+        loads.append(a)
+        return load_backbone(*a, **kw)
+
+    monkeypatch.setattr(dra.backbones, "load_backbone", counted)
+    monkeypatch.setattr(dra.checkpoints.rebuild, "load_backbone", counted)
     args = ["visualize", "--checkpoint", ck, "--checkpoint", ck, "--pretrained", "pocket"]
     result = CliRunner().invoke(app, [*args, "--scenes", "0:3-6"])
     assert result.exit_code == 0, result.output
+    assert loads == [("ViT-Pocket-P6", "pocket", False)]  # once, for 2 checkpoints x (trained, fresh)
+    from dra.checkpoints import CheckpointError, load_model
+
+    with pytest.raises(CheckpointError, match="is a ViT-Pocket-P6 model, not ViT-Pocket: load its own backbone"):
+        load_model(ck, backbone=load_backbone("ViT-Pocket", None))
     out = json.loads(result.stdout)
     first, second = out["checkpoints"]
     assert first["trained"] == first["untrained"] == second["trained"] != second["untrained"]

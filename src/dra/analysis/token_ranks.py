@@ -181,18 +181,27 @@ def ground_truth_over_checkpoints(checkpoints: list[str], scenes: list[tuple[int
     the checkpoints per AUC and block: the trained and untrained means, and trained - untrained, each as mean,
     sample std and 95 % percentile bootstrap interval over the checkpoints (`dra.report.stats.summarise`;
     `resolved` when the interval excludes 0)."""
-    from dra.checkpoints import load_model
+    from dra.backbones import load_backbone
+    from dra.checkpoints import load_model, read_checkpoint
+    from dra.checkpoints.rebuild import backbone_args
     from dra.report.stats import summarise
 
+    backbones: dict[tuple, object] = {}  # each backbone is loaded once and lent to every model built on it
     runs = []
     for position, checkpoint in enumerate(checkpoints):
+        args = backbone_args(read_checkpoint(checkpoint)[1], pretrained)
+        if args not in backbones:
+            backbones[args] = load_backbone(*args)
         run = {"checkpoint": str(checkpoint)}
         for key, trained in (("trained", True), ("untrained", False)):
             torch.manual_seed(position)
-            model = load_model(checkpoint, pretrained=pretrained, adapters=trained)
-            if model.method != "dra":
-                raise SettingsError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
-            run[key] = ground_truth_aucs(model, scenes)
+            model = load_model(checkpoint, pretrained=pretrained, adapters=trained, backbone=backbones[args])
+            try:
+                if model.method != "dra":
+                    raise SettingsError(f"checkpoint {checkpoint} is a '{model.method}' model: only DRA assigns ranks")
+                run[key] = ground_truth_aucs(model, scenes)
+            finally:
+                model.unload()  # the backbone is plain CLIP again for the next model
         runs.append(run)
     summary: dict = {}
     for name in ("image_object_auc", "text_class_word_auc"):
