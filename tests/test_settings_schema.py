@@ -139,6 +139,28 @@ def test_too_many_shots_warns(tmp_path, caplog):
     )
 
 
+def test_an_experiment_reads_a_dataset_once_for_its_seeds(tmp_path, monkeypatch):
+    """The seeds of a dataset share one read of its split file; each seed's draw is Dassl's draw of it."""
+    from dra.data import build_dataset, fewshot
+    from dra.protocols import experiment
+
+    reads = []
+
+    def counted(*a, **kw):
+        reads.append(a[0])
+        return build_dataset(*a, **kw)
+
+    monkeypatch.setattr(experiment, "build_dataset", counted)
+    cfg = load_settings("demo", {"model": TINY, "output": str(tmp_path / "o")})
+    exp = experiment.Experiment(cfg)
+    draws = [exp.draw(cfg, "shapes", seed) for seed in (1, 2, 3)]
+    assert reads == ["shapes"]
+    assert [d.train for d in draws] == [fewshot(build_dataset("shapes"), cfg.shots, s).train for s in (1, 2, 3)]
+    assert draws[0].train != draws[1].train
+    exp.draw(load_settings("demo", {"model": TINY, "output": str(tmp_path / "o"), "test_per_class": 2}), "shapes", 1)
+    assert reads == ["shapes", "shapes"]  # another reading of it: read again
+
+
 # -- per-method settings (configs/methods/<method>.yaml) ------------------------------------------------
 
 

@@ -155,6 +155,9 @@ class Experiment:
         self._model, self._pretrained = cfg.model, cfg.pretrained
         self._backbone = backbone
         self._weights_id: str | None = None
+        # The last dataset read (its split file), kept for the next seeds: (what was read, its splits). One only:
+        # a protocol runs all seeds of a dataset in a row, and a large dataset's lists are big.
+        self._last_dataset: tuple[tuple, Any] | None = None
 
     def check_may_run(self, run_dir: Path) -> None:
         """In gather mode (the tables of a launched grid) a run without its result is not trained here:
@@ -218,8 +221,7 @@ class Experiment:
             from dra.data.draw_files import read_draw
 
             return read_draw(shared)
-        # a generated dataset may stop at the test images a run scores (`test_per_class`: the first n per class)
-        splits = build_dataset(dataset, cfg.data_root, cfg.get("split"), test_per_class=cfg.get("test_per_class"))
+        splits = self.dataset(cfg, dataset)
         k = S.shots(cfg)
         if k is not None:
             counts: dict[int, int] = {}
@@ -240,6 +242,14 @@ class Experiment:
         if self.full_val(cfg) and not splits.val_is_test:  # the train draw is unchanged (val is drawn after it)
             return replace(drawn, val=list(splits.val))
         return drawn
+
+    def dataset(self, cfg: DictConfig, dataset: str):
+        """The full splits of `dataset` as `build_dataset` reads them, read once for consecutive calls (seeds).
+        A generated dataset may stop at the test images a run scores (`test_per_class`: the first n per class)."""
+        key = (dataset, cfg.data_root, cfg.get("split"), cfg.get("test_per_class"))
+        if self._last_dataset is None or self._last_dataset[0] != key:
+            self._last_dataset = (key, build_dataset(*key[:3], test_per_class=key[3]))
+        return self._last_dataset[1]
 
     @staticmethod
     def full_val(cfg: DictConfig) -> bool:
