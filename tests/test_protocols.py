@@ -89,6 +89,27 @@ def test_zero_shot_method_runs_without_training(tmp_path):
     assert 0 <= r["base"] <= 100
 
 
+def test_zero_shot_is_evaluated_once_for_all_seeds(tmp_path, monkeypatch):
+    """Zero-shot learns nothing (`MethodSpec.seed_free`): seeds 2 and 3 take seed 1's result without evaluating
+    again, each recording its own seed and training draw; a second run reuses all three as they are."""
+    import dra.protocols.experiment as experiment
+
+    calls = []
+    real = experiment.evaluate
+    monkeypatch.setattr(experiment, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = settings(tmp_path, method="zeroshot", seeds=[1, 2, 3])
+    first = base2new.run(cfg, echo=lambda *_: None)["records"]
+    assert len(calls) == 2  # seed 1's base and new
+    assert [(r["seed"], r.get("same_as_seed")) for r in first] == [(1, None), (2, 1), (3, 1)]
+    assert all((r["base"], r["new"]) == (first[0]["base"], first[0]["new"]) for r in first)
+    assert len({json.dumps(r["inputs"]["data"]) for r in first}) == 3  # each seed's own draw is recorded
+    saved = json.loads(next(tmp_path.rglob("seed3/result*.json")).read_text())
+    assert saved["seed"] == 3 and saved["inputs"] == first[2]["inputs"]
+    assert base2new.run(cfg, echo=lambda *_: None)["records"] == first and len(calls) == 2
+    base2new.run(settings(tmp_path / "trained", seeds=[1, 2]), echo=lambda *_: None)
+    assert len(calls) == 6  # a method that trains is evaluated for every seed
+
+
 def test_dataset_overrides_apply_per_dataset(tmp_path):
     from dra.settings import for_dataset, train_settings
 

@@ -58,6 +58,9 @@ class MethodSpec:
     """The class's name in that file."""
     config: type | None = None
     """The method's config dataclass (its settings section), or None: nothing to configure."""
+    seed_free: bool = False
+    """Learns nothing from the training images and draws nothing at random (zero-shot CLIP): its result is
+    the same for every seed, so a protocol computes it once and copies it to the other seeds."""
 
     @property
     def section(self) -> str | None:
@@ -75,7 +78,7 @@ class MethodSpec:
 REGISTERED: tuple[MethodSpec, ...] = (
     MethodSpec("dra", "dra", "DRA", DRAConfig),
     MethodSpec("adapter", "plain_adapter", "PlainAdapterCLIP", DRAConfig),
-    MethodSpec("zeroshot", "zeroshot", "ZeroShotCLIP"),
+    MethodSpec("zeroshot", "zeroshot", "ZeroShotCLIP", seed_free=True),
     MethodSpec("coop", "coop", "CoOp", CoOpConfig),
     MethodSpec("cocoop", "cocoop", "CoCoOp", CoCoOpConfig),
     MethodSpec("kgcoop", "kgcoop", "KgCoOp", KgCoOpConfig),

@@ -19,6 +19,7 @@ from dra.engine import distributed
 from dra.engine.outcome import loss_outcome
 from dra.engine.trainer import RunMismatchError
 from dra.errors import SettingsError
+from dra.methods.registry import method_spec
 from dra.protocols.experiment import (
     Experiment,
     dataset_key,
@@ -26,6 +27,7 @@ from dra.protocols.experiment import (
     eval_suffix,
     limit_per_class,
     reuse,
+    seed_twin,
     selection_set,
     write_json,
     write_tables,
@@ -61,12 +63,9 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     base, new = subsample_classes(splits, "base"), subsample_classes(splits, "new")
     split = eval_split(cfg)
     base_eval, new_eval = scored_items(base, new, split, name)
-    inputs = exp.inputs(
-        base.train,
-        base.val,
-        limit_per_class(base_eval, cfg.get("test_per_class")),
-        limit_per_class(new_eval, cfg.get("test_per_class")),
-    )
+    base_eval = limit_per_class(base_eval, cfg.get("test_per_class"))
+    new_eval = limit_per_class(new_eval, cfg.get("test_per_class"))
+    inputs = exp.inputs(base.train, base.val, base_eval, new_eval)
     done = reuse(result_path, inputs)
     if done is not None:
         if done.get("eval_split", "test") != split:  # file names keep them apart; a moved file must not pass
@@ -75,6 +74,15 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
                 "delete it to evaluate again"
             )
         return {**loss_outcome(done.get("history") or []), **done}  # a result saved before the flag existed
+    seed_free = method_spec(cfg.method).seed_free
+    scored = exp.inputs(base_eval, new_eval) if seed_free else None
+    twin = seed_twin(run_dir, result_path.name, scored) if seed_free else None
+    if twin is not None:  # zero-shot: another seed's result is this one's (the training images are not read)
+        result = {**twin, "seed": seed, "inputs": inputs, "same_as_seed": twin["seed"]}
+        if exp.dist.is_main:
+            write_json(result_path, result)
+        distributed.barrier()
+        return result
     exp.check_may_run(run_dir)
     model = exp.build(cfg, base.classnames, seed)
     try:
@@ -102,6 +110,7 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
         **loss_outcome(history),  # first_loss, last_loss, collapsed
         "history": history,
         "inputs": inputs,
+        **({"scored_inputs": scored} if seed_free else {}),
     }
     if exp.dist.is_main:
         write_json(result_path, result)

@@ -91,6 +91,17 @@ def reuse(path: Path, inputs: dict) -> Any | None:
     return done
 
 
+def seed_twin(run_dir: Path, name: str, scored: dict) -> dict | None:
+    """Another seed's result file `name` of a seed-free method (zero-shot; `MethodSpec.seed_free`) that scored
+    exactly the images and weights `scored` (its `scored_inputs`): that result is this seed's too. None: none."""
+    for other in sorted(run_dir.parent.glob(f"seed*/{name}")):
+        if other.parent != run_dir:
+            done = read_json(other)
+            if isinstance(done, dict) and done.get("scored_inputs") == scored:
+                return done
+    return None
+
+
 def write_json(path: Path, value: Any) -> None:
     """Valid JSON only: a NaN or infinity is an error, never written."""
     atomic_write_text(path, json.dumps(value, indent=2, allow_nan=False))
