@@ -74,6 +74,7 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
                 "delete it to evaluate again"
             )
         return {**loss_outcome(done.get("history") or []), **done}  # a result saved before the flag existed
+    exp.check_may_run(run_dir)  # a launched grid's tables: a missing result is its job's failure, never copied
     seed_free = method_spec(cfg.method).seed_free
     scored = exp.inputs(base_eval, new_eval) if seed_free else None
     twin = seed_twin(run_dir, result_path.name, scored) if seed_free else None
@@ -83,7 +84,6 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
             write_json(result_path, result)
         distributed.barrier()
         return result
-    exp.check_may_run(run_dir)
     model = exp.build(cfg, base.classnames, seed)
     try:
         history = exp.train(
