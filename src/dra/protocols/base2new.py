@@ -125,6 +125,12 @@ def run_one(exp: Experiment, cfg: DictConfig, dataset: str, seed: int) -> dict:
     return result
 
 
+def record_line(r: dict) -> str:
+    """One run's line of output: dataset, seed, base / new / HM, and COLLAPSED with its losses when it did."""
+    flag = "  COLLAPSED (loss {first_loss:.3f} -> {last_loss:.3f})".format(**r) if r["collapsed"] else ""
+    return f"{r['dataset']} seed {r['seed']}: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}{flag}"
+
+
 def run(cfg: DictConfig, backbone=None, echo=print, gather: dict | None = None) -> dict:
     """Every dataset x seed, then the paper's Table 1 (terminal, markdown, CSV, JSON, plot).
 
@@ -138,8 +144,7 @@ def run(cfg: DictConfig, backbone=None, echo=print, gather: dict | None = None) 
             r = run_one(exp, cfg, dataset, int(seed))
             records.append(r)
             if exp.dist.is_main:
-                flag = "  COLLAPSED (loss {first_loss:.3f} -> {last_loss:.3f})".format(**r) if r["collapsed"] else ""
-            echo(f"{r['dataset']} seed {seed}: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}{flag}")
+                echo(record_line(r))
     table = base2new_table(
         [{k: r[k] for k in ("dataset", "seed", "base", "new", "collapsed")} for r in records],
         title=f"Base-to-new generalisation ({cfg.method}, {cfg.model}"

@@ -119,8 +119,7 @@ def _run_task(method: str, dataset: str, values: dict, overrides: list[str] | No
         r = base2new.run_one(exp, cfg, dataset, 1)
     finally:
         torch.set_num_threads(threads)
-    line = f"{r['dataset']} seed 1: base {r['base']:.2f}  new {r['new']:.2f}  HM {r['hm']:.2f}"
-    print(f"[{method}] {line}", file=sys.stderr if to_stderr else sys.stdout, flush=True)
+    print(f"[{method}] {base2new.record_line(r)}", file=sys.stderr if to_stderr else sys.stdout, flush=True)
     return r
 
 
